@@ -1,0 +1,95 @@
+"""Vectorized backend: all 2N candidates as branches of one batched model.
+
+θ ± ν·δ_k are stacked into a (2N, d) matrix, mapped onto the model's parameters with a leading
+candidate dimension, and scored in one `torch.func.vmap` over `functional_call` (the task does
+that part). This is the data-parallel mode: one large batched call instead of 2N small ones.
+
+With ``ars.devices = ["cuda:0", "cuda:1", ...]`` the candidates are split into one slice per
+device; each slice is scored by a replica of the model on its device, and the scores gathered.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .base import Backend
+
+
+class VectorizedBackend(Backend):
+    name = "vectorized"
+
+    def __init__(self, chunk: int = 0, devices: list[str] | None = None):
+        self.chunk = chunk          # candidates per batched call; 0 = all at once
+        self.devices = [torch.device(d) for d in devices or []]
+        self._directions: tuple[tuple[int, ...], torch.Tensor] | None = None
+        self._replicas: dict = {}
+
+    @classmethod
+    def from_config(cls, config):
+        if config is None:
+            return cls()
+        return cls(chunk=config.ars.vector_chunk, devices=config.ars.devices)
+
+    def directions(self, space, noise, seeds) -> torch.Tensor:
+        key = tuple(seeds)
+        if self._directions is None or self._directions[0] != key:
+            self._directions = (key, noise.directions(seeds, space.sizes, space.device, space.dtype))
+        return self._directions[1]
+
+    def _score(self, space, task, thetas, batch) -> torch.Tensor:
+        if not self.devices:
+            return task.score_params(space.expand(thetas), batch)
+        # multi-device: one slice of candidates per device, each on a replica of the model
+        slices = torch.tensor_split(thetas, len(self.devices))
+        scores = []
+        for device, part in zip(self.devices, slices):
+            if len(part) == 0:
+                continue
+            scores.append(self._replica(task, device).score_params(space.expand(part.to(device)),
+                                                                    _batch_to(batch, device)).cpu())
+        return torch.cat(scores)
+
+    def _replica(self, task, device):
+        """A shallow copy of the task whose model lives on `device` (buffers refreshed per call)."""
+        replica = self._replicas.get(device)
+        if replica is None:
+            replica = copy.copy(task)
+            replica.model = copy.deepcopy(task.model).to(device)
+            self._replicas[device] = replica
+        with torch.no_grad():
+            for (_, dst), (_, src) in zip(replica.model.named_buffers(), task.model.named_buffers()):
+                dst.copy_(src)
+        return replica
+
+    @torch.no_grad()
+    def evaluate(self, space, task, noise, seeds, scale, batch):
+        n = len(seeds)
+        theta = space.vector()
+        deltas = self.directions(space, noise, seeds)
+        thetas = torch.cat([theta + scale * deltas, theta - scale * deltas])
+        if self.chunk and self.chunk < len(thetas):
+            scores = torch.cat([self._score(space, task, part, batch) for part in torch.split(thetas, self.chunk)])
+        else:
+            scores = self._score(space, task, thetas, batch)
+        scores = scores.double().cpu()
+        return scores[:n], scores[n:]
+
+    @torch.no_grad()
+    def apply(self, space, noise, seeds, weights):
+        deltas = self.directions(space, noise, seeds)
+        step = weights.to(deltas.dtype).to(deltas.device) @ deltas
+        space.add_(space.split(step), 1.0)
+
+
+def _batch_to(batch, device):
+    """Move a task batch (a dataclass of tensors, or plain data) to `device`."""
+    if hasattr(batch, "__dataclass_fields__"):
+        moved = copy.copy(batch)
+        for name in batch.__dataclass_fields__:
+            value = getattr(batch, name)
+            if isinstance(value, torch.Tensor):
+                setattr(moved, name, value.to(device))
+        return moved
+    return batch

@@ -1,0 +1,70 @@
+"""The task interface shared by supervised learning and reinforcement learning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..normalizer import RunningNorm, StateStats
+
+
+class Task:
+    """Scores parameter candidates of `self.model`; higher is better.
+
+    - ``batch(iteration)``: the data every candidate of one iteration is scored on (a mini-batch,
+      or the environment seeds of the rollouts), so that ± pairs are compared fairly;
+    - ``score(batch, index)``: score of the model's current parameters (sequential backend);
+      `index` is the candidate's position in [+1..+N, −1..−N], which RL uses to pick a reset seed;
+    - ``score_params(params, batch)``: scores (P,) of P parameter sets given as full tensors with a
+      leading P dimension (vectorized backend);
+    - ``pop_state_stats()``: states seen since the last call, for V2 normalisation;
+    - ``evaluate()``: held-out metrics of the current parameters.
+    """
+
+    model: nn.Module
+    normalizer: RunningNorm | None = None
+    metric: str = "score"          # the headline evaluation metric's name, e.g. "accuracy"
+    metric_direction: str = "maximize"
+
+    def __init__(self):
+        self._stats: StateStats | None = None
+        self.counters: dict[str, int] = {}
+
+    def batch(self, iteration: int) -> Any:
+        raise NotImplementedError
+
+    def score(self, batch: Any, index: int = 0) -> float:
+        raise NotImplementedError
+
+    def score_params(self, params: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def record_states(self, states) -> None:
+        if self.normalizer is not None:
+            if self._stats is None:
+                self._stats = self.normalizer.new_stats()
+            self._stats.add(states)
+
+    def pop_state_stats(self) -> StateStats | None:
+        stats, self._stats = self._stats, None
+        return stats
+
+    def count(self, key: str, n: int) -> None:
+        self.counters[key] = self.counters.get(key, 0) + int(n)
+
+    def state_dict(self) -> dict:
+        return {"counters": dict(self.counters)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counters = dict(state.get("counters", {}))
+
+    def after_step(self, batch: Any) -> None:
+        """Called once the iteration's step is applied (prioritised sampling updates priorities here)."""
+
+    def close(self) -> None:
+        pass

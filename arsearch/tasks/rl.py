@@ -1,0 +1,180 @@
+"""Reinforcement learning on any Gymnasium environment: the score is an episode's return.
+
+Rollouts run in NumPy: the policy's parameters are copied out of torch once per episode and the
+per-step forward is a few small matrix products, so the environment, not the framework, is the
+cost (MuJoCo steps at ~10–20k/s on one core). P candidates step in lockstep, their policies
+applied as one batched product — the vectorized backend's data-parallel mode for RL.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..ars import normalizes_states
+from ..noise import iteration_seeds
+from ..normalizer import RunningNorm
+from .base import Task
+
+EVAL_SEED_BASE = 1_000_000_007  # evaluation episodes use fixed reset seeds, disjoint from training
+
+
+class Policy(nn.Module):
+    """A linear policy a = M·s (the paper's; M starts at zero) or an MLP with tanh hidden layers."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden=(), normalize: bool = False):
+        super().__init__()
+        self.norm = RunningNorm(obs_dim) if normalize else None
+        sizes = [obs_dim, *hidden, act_dim]
+        linear = not hidden
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=not linear) for a, b in zip(sizes[:-1], sizes[1:]))
+        if linear:
+            nn.init.zeros_(self.layers[0].weight)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.norm(obs) if self.norm is not None else obs
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = torch.tanh(x)
+        return x
+
+
+class RLTask(Task):
+    metric = "return"
+
+    def __init__(self, env_id: str, *, policy: str = "linear", hidden=(64,), horizon: int = 1000, shift: float = 0.0,
+                 eval_episodes: int = 5, directions: int = 1, seed: int = 0, normalize: bool = False):
+        super().__init__()
+        try:
+            import gymnasium as gym
+        except ImportError:
+            raise ValueError("RL tasks need gymnasium: pip install 'arsearch[rl]'") from None
+        self._gym = gym
+        self.env_id, self.horizon, self.shift = env_id, horizon, shift
+        self.eval_episodes, self.directions, self.seed = eval_episodes, directions, seed
+        self._envs: list = []
+        env = self._make_env()
+        self._envs.append(env)
+        obs_space, act_space = env.observation_space, env.action_space
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+            raise ValueError(f"environment {env_id!r}: only flat Box observations are supported, got {obs_space}")
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        if self.discrete:
+            act_dim = int(act_space.n)
+        elif isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+            act_dim = act_space.shape[0]
+            self.low, self.high = act_space.low, act_space.high
+        else:
+            raise ValueError(f"environment {env_id!r}: unsupported action space {act_space}")
+        hidden = () if policy == "linear" else tuple(hidden)
+        self.model = Policy(obs_space.shape[0], act_dim, hidden, normalize)
+        self.normalizer = self.model.norm
+
+    @classmethod
+    def from_config(cls, config, device=None) -> RLTask:
+        t = config.task
+        return cls(t.env, policy=t.policy, hidden=t.hidden, horizon=t.horizon, shift=t.shift,
+                   eval_episodes=t.eval_episodes, directions=config.ars.directions, seed=config.seed,
+                   normalize=normalizes_states(config.ars.version))
+
+    def _make_env(self):
+        try:
+            return self._gym.make(self.env_id)
+        except Exception as e:  # gymnasium raises several error types for unknown or broken ids
+            raise ValueError(f"cannot create Gymnasium environment {self.env_id!r}: {e}") from None
+
+    def _env_list(self, n: int) -> list:
+        while len(self._envs) < n:
+            self._envs.append(self._make_env())
+        return self._envs[:n]
+
+    def close(self) -> None:
+        for env in self._envs:
+            env.close()
+        self._envs = []
+
+    # -- batched NumPy policy --------------------------------------------------------------------
+    def _numpy_params(self, params: dict[str, torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        layers = []
+        for i, layer in enumerate(self.model.layers):
+            w = params[f"layers.{i}.weight"].detach().cpu().double().numpy()
+            b = params.get(f"layers.{i}.bias")
+            layers.append((w, None if b is None else b.detach().cpu().double().numpy()))
+        return layers
+
+    def _act(self, layers, obs: np.ndarray) -> np.ndarray:
+        x = obs
+        if self.normalizer is not None:
+            x = (x - self._norm_mean) / self._norm_std
+        for i, (w, b) in enumerate(layers):
+            x = np.einsum("pij,pj->pi", w, x)
+            if b is not None:
+                x = x + b
+            if i < len(layers) - 1:
+                x = np.tanh(x)
+        if self.discrete:
+            return x.argmax(-1)
+        return np.clip(x, self.low, self.high)
+
+    def rollouts(self, params: dict[str, torch.Tensor], reset_seeds, *, shift: float, record: bool) -> np.ndarray:
+        """Returns of one episode per candidate; candidates step in lockstep."""
+        layers = self._numpy_params(params)
+        p = len(reset_seeds)
+        if self.normalizer is not None:
+            self._norm_mean = self.normalizer.mean.numpy()
+            self._norm_std = self.normalizer.std().numpy()
+        envs = self._env_list(p)
+        obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, reset_seeds)]).astype(np.float64)
+        returns, alive = np.zeros(p), np.ones(p, dtype=bool)
+        moments = [0, np.zeros(obs.shape[1]), np.zeros(obs.shape[1])]
+        steps = 0
+        for _ in range(self.horizon):
+            live = np.flatnonzero(alive)
+            if live.size == 0:
+                break
+            if record:
+                seen = obs[live]
+                moments[0] += live.size
+                moments[1] += seen.sum(0)
+                moments[2] += (seen * seen).sum(0)
+            actions = self._act(layers, obs)
+            for i in live:
+                o, r, terminated, truncated, _ = envs[i].step(actions[i])
+                obs[i] = o
+                returns[i] += r - shift
+                if terminated or truncated:
+                    alive[i] = False
+            steps += live.size
+        if record:
+            self.count("episodes", p)
+            self.count("env_steps", steps)
+            if self.normalizer is not None:
+                if self._stats is None:
+                    self._stats = self.normalizer.new_stats()
+                self._stats.add_moments(*moments)
+        return returns
+
+    # -- Task interface --------------------------------------------------------------------------
+    def batch(self, iteration: int) -> list[int]:
+        """Reset seeds: direction k's ± pair shares one, so the pair is compared on the same start."""
+        return iteration_seeds(self.seed, iteration, self.directions, stream=1)
+
+    def _candidate_seeds(self, batch, n_candidates: int) -> list[int]:
+        return [batch[i % len(batch)] for i in range(n_candidates)]
+
+    def score(self, batch, index: int = 0) -> float:
+        params = {k: v.unsqueeze(0) for k, v in self.model.named_parameters()}
+        return float(self.rollouts(params, [batch[index % len(batch)]], shift=self.shift, record=True)[0])
+
+    def score_params(self, params: dict[str, torch.Tensor], batch) -> torch.Tensor:
+        n = next(iter(params.values())).shape[0]
+        returns = self.rollouts(params, self._candidate_seeds(batch, n), shift=self.shift, record=True)
+        return torch.as_tensor(returns, dtype=torch.float64)
+
+    def evaluate(self) -> dict[str, float]:
+        params = {k: v.detach().unsqueeze(0).expand(self.eval_episodes, *v.shape) for k, v in self.model.named_parameters()}
+        seeds = [EVAL_SEED_BASE + i for i in range(self.eval_episodes)]
+        returns = self.rollouts(params, seeds, shift=0.0, record=False)
+        return {"return": float(returns.mean()), "return_std": float(returns.std())}

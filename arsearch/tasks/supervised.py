@@ -1,0 +1,144 @@
+"""Supervised learning: the score of a candidate is minus its loss on the iteration's mini-batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..ars import normalizes_states
+from ..models import build_model
+from ..normalizer import RunningNorm
+from .base import Task
+from .data import load_dataset
+
+
+class Normalized(nn.Module):
+    """Input normalisation (ARS V2) in front of a network."""
+
+    def __init__(self, norm: RunningNorm, net: nn.Module):
+        super().__init__()
+        self.norm, self.net = norm, net
+
+    def forward(self, x):
+        return self.net(self.norm(x))
+
+
+class UniformSampler:
+    """Mini-batches drawn uniformly without replacement, a pure function of (seed, iteration)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+
+    def sample(self, iteration: int):
+        rng = np.random.default_rng([self.seed, iteration])
+        idx = rng.choice(self.n, size=self.batch_size, replace=self.batch_size > self.n)
+        return torch.as_tensor(idx), None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor
+    y: torch.Tensor
+    weights: torch.Tensor | None   # importance weights (prioritised sampling), else None
+    index: torch.Tensor            # positions in the training set
+
+
+class SupervisedTask(Task):
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classification: bool,
+                 batch_size: int = 256, test_fraction: float = 0.25, seed: int = 0, normalize: bool = False,
+                 device: str | torch.device = "cpu"):
+        super().__init__()
+        from sklearn.model_selection import train_test_split
+
+        self.device = torch.device(device)
+        self.classification = classification
+        idx = np.arange(len(x))
+        stratify = y.numpy() if classification else None
+        try:
+            train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=stratify)
+        except ValueError:  # a class too rare to stratify
+            train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed)
+        self.x_train, self.y_train = x[train_idx].to(self.device), y[train_idx].to(self.device)
+        self.x_test, self.y_test = x[test_idx].to(self.device), y[test_idx].to(self.device)
+        if normalize:
+            self.normalizer = RunningNorm(tuple(x.shape[1:]))
+            model = Normalized(self.normalizer, model)
+        self.model = model.to(self.device)
+        self.sampler = UniformSampler(len(train_idx), batch_size, seed)
+        self.metric = "accuracy" if classification else "loss"
+        self.metric_direction = "maximize" if classification else "minimize"
+
+    @classmethod
+    def from_config(cls, config, device=None) -> SupervisedTask:
+        t = config.task
+        x, y, classification = load_dataset(t.dataset)
+        output_dim = int(y.max()) + 1 if classification else 1
+        model = build_model(t.model, input_shape=tuple(x.shape[1:]), output_dim=output_dim, hidden=t.hidden,
+                            channels=t.channels, activation=t.activation)
+        return cls(model, x, y, classification=classification, batch_size=t.batch_size, test_fraction=t.test_fraction,
+                   seed=config.seed, normalize=normalizes_states(config.ars.version), device=device or "cpu")
+
+    # -- losses ----------------------------------------------------------------------------------
+    def per_example_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Loss per example; `out` may carry leading candidate dimensions."""
+        if self.classification:
+            return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.expand(*out.shape[:-1]).reshape(-1),
+                                   reduction="none").view(out.shape[:-1])
+        return (out.reshape(*out.shape[:-1]) if out.shape[-1] == 1 else out).sub(y).pow(2)
+
+    def _reduce(self, losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        return losses.mean(-1) if weights is None else (losses * weights).mean(-1)
+
+    # -- Task interface --------------------------------------------------------------------------
+    def batch(self, iteration: int) -> Batch:
+        idx, weights = self.sampler.sample(iteration)
+        idx = idx.to(self.device)
+        x = self.x_train[idx]
+        self.record_states(x)
+        return Batch(x, self.y_train[idx], None if weights is None else weights.to(self.device), idx)
+
+    @torch.no_grad()
+    def score(self, batch: Batch, index: int = 0) -> float:
+        self.count("forward_examples", len(batch.x))
+        out = self.model(batch.x)
+        return -float(self._reduce(self.per_example_loss(out, batch.y), batch.weights))
+
+    @torch.no_grad()
+    def score_params(self, params: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        n_candidates = next(iter(params.values())).shape[0]
+        self.count("forward_examples", n_candidates * len(batch.x))
+        out = vmap(lambda p: functional_call(self.model, p, (batch.x,)))(params)
+        return -self._reduce(self.per_example_loss(out, batch.y), batch.weights)
+
+    @torch.no_grad()
+    def after_step(self, batch: Batch) -> None:
+        """Feed the batch's losses under the updated model to a sampler that keeps priorities."""
+        if hasattr(self.sampler, "update"):
+            self.count("forward_examples", len(batch.x))
+            self.sampler.update(batch.index, self.per_example_loss(self.model(batch.x), batch.y))
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        out = self.model(self.x_test)
+        metrics = {"loss": float(self.per_example_loss(out, self.y_test).mean())}
+        if self.classification:
+            metrics["accuracy"] = float((out.argmax(-1) == self.y_test).float().mean())
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.sampler.load_state_dict(state.get("sampler", {}))
