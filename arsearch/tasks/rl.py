@@ -98,7 +98,7 @@ class RLTask(Task):
     # -- batched NumPy policy --------------------------------------------------------------------
     def _numpy_params(self, params: dict[str, torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray | None]]:
         layers = []
-        for i, layer in enumerate(self.model.layers):
+        for i in range(len(self.model.layers)):
             w = params[f"layers.{i}.weight"].detach().cpu().double().numpy()
             b = params.get(f"layers.{i}.bias")
             layers.append((w, None if b is None else b.detach().cpu().double().numpy()))
