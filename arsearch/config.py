@@ -195,14 +195,14 @@ def _type_name(tp) -> str:
 def _convert(value: Any, tp, path: str, meta) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
-        for arg in typing.get_args(tp):
-            if arg is type(None):
-                continue
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own, more precise, error
+            return _convert(value, options[0], path, meta)
+        for arg in options:
             try:
                 return _convert(value, arg, path, meta)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass
         raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):

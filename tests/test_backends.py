@@ -1,0 +1,89 @@
+"""Sequential and vectorized backends give the same update; spaces map θ faithfully."""
+
+import pytest
+import torch
+from torch import nn
+
+from arsearch.backends import make_backend
+from arsearch.noise import SeedNoise, iteration_seeds
+from arsearch.normalizer import RunningNorm
+from arsearch.spaces import FullSpace
+from arsearch.trainer import Trainer
+from tests.helpers import job
+
+
+def test_full_space_round_trips_and_expands():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    space = FullSpace(model)
+    assert space.dim == 3 * 4 + 4 + 4 * 2 + 2
+    theta = torch.arange(space.dim, dtype=torch.float32)
+    space.load_(theta)
+    assert torch.equal(space.vector(), theta)
+    assert torch.equal(model[0].bias, torch.arange(12, 16, dtype=torch.float32))
+    batch = torch.stack([theta, -theta])
+    params = space.expand(batch)
+    assert params["2.weight"].shape == (2, 2, 4)
+    assert torch.equal(params["2.weight"][1], -model[2].weight)
+    space.add_(space.split(torch.ones(space.dim)), alpha=2.0)
+    assert torch.equal(space.vector(), theta + 2)
+
+
+@pytest.mark.parametrize("model,version", [("mlp", "v1t"), ("cnn", "v1t"), ("mlp", "v2t")])
+def test_sequential_and_vectorized_reach_the_same_parameters(tmp_path, model, version):
+    results = {}
+    for backend in ("sequential", "vectorized"):
+        cfg = job(tmp_path / backend, **{"ars.backend": backend, "task.model": model, "ars.version": version,
+                                         "ars.iterations": 5})
+        trainer = Trainer(cfg, progress=False)
+        trainer.run()
+        results[backend] = (trainer.space.vector(), trainer.last_eval)
+    seq, vec = results["sequential"][0], results["vectorized"][0]
+    assert not torch.equal(seq, torch.zeros_like(seq))
+    assert torch.allclose(seq, vec, atol=1e-4), (seq - vec).abs().max()
+
+
+def test_one_iteration_same_scores_and_step(tmp_path):
+    cfg = job(tmp_path, **{"ars.iterations": 1})
+    trainer = Trainer(cfg, progress=False)
+    space, task, noise = trainer.space, trainer.task, SeedNoise()
+    theta0 = space.vector()
+    seeds = iteration_seeds(0, 0, 8)
+    batch = task.batch(0)
+    seq, vec = make_backend("sequential"), make_backend("vectorized")
+    rp_s, rm_s = seq.evaluate(space, task, noise, seeds, 0.03, batch)
+    assert torch.allclose(space.vector(), theta0, atol=1e-6)  # restored after the in-place perturbations
+    rp_v, rm_v = vec.evaluate(space, task, noise, seeds, 0.03, batch)
+    assert torch.allclose(rp_s, rp_v, atol=1e-5) and torch.allclose(rm_s, rm_v, atol=1e-5)
+    weights = torch.linspace(-1, 1, 8, dtype=torch.float64)
+    seq.apply(space, noise, seeds, weights)
+    after_seq = space.vector()
+    space.load_(theta0)
+    vec.apply(space, noise, seeds, weights)
+    assert torch.allclose(after_seq, space.vector(), atol=1e-5)
+    expected = theta0 + (weights.float()[:, None] * noise.directions(seeds, space.sizes)).sum(0)
+    assert torch.allclose(space.vector(), expected, atol=1e-5)
+
+
+def test_vectorized_split_over_devices_matches_single_call(tmp_path):
+    results = []
+    for devices in ([], ["cpu", "cpu"]):
+        cfg = job(tmp_path / str(len(devices)), **{"ars.devices": devices, "ars.iterations": 3, "ars.vector_chunk": 5})
+        trainer = Trainer(cfg, progress=False)
+        trainer.run()
+        results.append(trainer.space.vector())
+    assert torch.allclose(results[0], results[1], atol=1e-6)
+
+
+def test_running_norm_matches_the_statistics_of_all_states_seen():
+    norm = RunningNorm(3)
+    batches = [torch.randn(50, 3) * 3 + 1 for _ in range(4)]
+    for b in batches:
+        stats = norm.new_stats()
+        stats.add(b)
+        norm.update(stats)
+    everything = torch.cat(batches).double()
+    assert float(norm.count) == 200
+    assert torch.allclose(norm.mean, everything.mean(0))
+    assert torch.allclose(norm.std(), everything.std(0, unbiased=False))
+    x = torch.randn(5, 3)
+    assert torch.allclose(norm(x), ((x - everything.mean(0)) / everything.std(0, unbiased=False)).float(), atol=1e-5)
