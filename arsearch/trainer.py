@@ -98,6 +98,11 @@ class Trainer:
         self.elapsed = 0.0
         self.dir = Path(config.checkpoint.dir)
         self.last_checkpoint: Path | None = None
+        self.stop_requested = False
+
+    def request_stop(self) -> None:
+        """Ask the loop to finish after the current iteration (a callback's early stop)."""
+        self.stop_requested = True
 
     # -- checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -183,6 +188,8 @@ class Trainer:
                     if key in self.last_eval:
                         post[self.task.metric] = f"{self.last_eval[key]:.4g}"
                     bar.set_postfix(post, refresh=False)
+                if self.stop_requested:
+                    break
         finally:
             if bar is not None:
                 bar.close()

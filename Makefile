@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:  `make demo` (the main job) and `make test` (the tests).
+# Both create ./.venv and install into it. TORCH is what is installed first: the CPU build by
+# default; a GPU user runs e.g. `make install TORCH="torch --index-url https://download.pytorch.org/whl/cu128"`
+# or installs a CUDA torch into .venv first and passes TORCH= (empty) to keep it.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN = $(VENV)/bin
+
+.PHONY: install demo train test lint bench clean
+
+$(BIN)/arsearch: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH) -e '.[dev]'
+	touch $(BIN)/arsearch
+
+install: $(BIN)/arsearch
+
+demo: install
+	$(BIN)/arsearch train configs/digits.toml
+
+train: install
+	$(BIN)/arsearch train configs/digits.toml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/supervised.py
+	$(BIN)/python benchmarks/sample_efficiency.py
+
+clean:
+	rm -rf runs mlflow.db optuna.db .pytest_cache
