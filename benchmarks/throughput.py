@@ -29,9 +29,9 @@ MODELS = {"MLP 64-256-10": {"model": "mlp", "hidden": [256]},
 VARIANTS = [("sequential", "seed"), ("vectorized", "seed"), ("vectorized", "table")]
 
 
-def trainer_for(model_keys: dict, backend: str, noise: str, tmp: str) -> Trainer:
+def trainer_for(model_keys: dict, backend: str, noise: str, tmp: str, device: str) -> Trainer:
     cfg = load_job(data={
-        "task": {"dataset": "digits", "batch_size": 256, **model_keys},
+        "task": {"dataset": "digits", "batch_size": 256, "device": device, **model_keys},
         "ars": {"directions": 32, "top": 8, "backend": backend, "noise_source": noise, "table_size": 2_000_000},
         "tracking": {"enabled": False}, "checkpoint": {"dir": tmp},
     })
@@ -39,21 +39,27 @@ def trainer_for(model_keys: dict, backend: str, noise: str, tmp: str) -> Trainer
 
 
 def timed(fn) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--name", default="throughput", help="report name under reports/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     rows = []
     for model_name, keys in MODELS.items():
-        trainers = {v: trainer_for(keys, *v, "/tmp/arsearch-throughput") for v in VARIANTS}
+        trainers = {v: trainer_for(keys, *v, "/tmp/arsearch-throughput", args.device) for v in VARIANTS}
         reference = trainers[VARIANTS[0]]
         x = reference.task.batch(0).x.repeat(64, 1)     # all 2N×256 inputs
         model = reference.model
@@ -81,7 +87,7 @@ def main() -> None:
     from benchmarks.common import write_report
 
     lines = ["# Throughput of one ARS iteration", "", "{HEADER}",
-             f"N = 32 directions (64 candidates), batch 256, digits; {args.threads} threads; median of {args.reps} "
+             f"N = 32 directions (64 candidates), batch 256, digits; device {args.device}; {args.threads} CPU threads; median of {args.reps} "
              "interleaved repetitions. Target: vectorized within **1.25×** of the limit.", "",
              "| model | d | what | time per iteration | × limit | candidates/s |", "|---|---|---|---|---|---|"]
     verdicts = []
@@ -95,7 +101,7 @@ def main() -> None:
               "tensor per direction; table noise: slices of a shared Gaussian table), forms the 2N perturbed "
               "parameter sets and applies the step (a (N)×(N, d) product): that work is what separates an iteration "
               "from the plain forward, and it grows with d, not with the batch.", ""]
-    path = write_report("throughput", "\n".join(lines))
+    path = write_report(args.name, "\n".join(lines))
     print(path.read_text())
 
 
