@@ -66,7 +66,7 @@ def main() -> None:
         d = reference.space.dim
 
         @torch.no_grad()
-        def limit():
+        def limit(model=model, x=x):
             model(x)
 
         times = {"limit": []} | {v: [] for v in VARIANTS}
