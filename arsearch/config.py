@@ -205,6 +205,8 @@ def _convert(value: Any, tp, path: str, meta) -> Any:
                 return _convert(value, arg, path, meta)
             except ConfigError as e:
                 errors.append(str(e))
+        if len(errors) == 1:   # an optional table (X | None): X's own message names the bad key
+            raise ConfigError(errors[0])
         raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
