@@ -9,7 +9,7 @@ job runs until it has spent the same budget — forward passes of single example
 priority updates), episodes on Swimmer (`count/episodes`) — and the best learner is then scored
 on held-out data (test accuracy; mean return of 3 evaluation episodes, fixed reset seeds, not
 counted in the budget). Variants: a population of K learners with no strategy ("none"), each
-strategy alone, all four together, one learner with K·N directions (same candidates per
+strategy alone, PSO with weaker coefficients ("pso_soft"), all four together, one learner with K·N directions (same candidates per
 iteration), and on digits prioritised mini-batches with no strategy. Writes reports/ablation.md
 and reports/ablation.png.
 """
@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STRATEGIES = ["culling", "annealing", "tabu", "pso"]
+# PSO with the textbook coefficients moves learners by about their distance to the bests every
+# epoch; "pso_soft" is the same strategy with a weaker pull, to tell the idea from its defaults
+PSO_SOFT = {"inertia": 0.5, "cognitive": 0.3, "social": 0.3}
 
 TASKS = {
     "digits": {
@@ -48,11 +51,11 @@ TASKS = {
     "swimmer": {
         "budget_key": "episodes",
         "metric": "eval/return",
-        "iterations": 20,
-        "job": {"task": {"kind": "rl", "env": "Swimmer-v5", "policy": "linear", "horizon": 100,
+        "iterations": 15,
+        "job": {"task": {"kind": "rl", "env": "Swimmer-v5", "policy": "linear", "horizon": 80,
                          "eval_episodes": 3},
                 "ars": {"directions": 2, "top": 2, "step_size": 0.02, "noise": 0.03},
-                "population": {"size": 4, "epoch": 4,
+                "population": {"size": 4, "epoch": 3,
                                "culling": {"fraction": 0.5, "mutation": 0.0},
                                "annealing": {"schedule": "exponential", "t0": 1.0, "decay": 0.8},
                                "tabu": {"repulsion": 0.1, "memory": 5, "radius": 0.01},
@@ -63,7 +66,7 @@ TASKS = {
 
 
 def variants(task: str) -> list[str]:
-    return ["none", *STRATEGIES, "all", "single", *TASKS[task]["extra"]]
+    return ["none", *STRATEGIES, "pso_soft", "all", "single", *TASKS[task]["extra"]]
 
 
 def job_data(task: str, variant: str, seed: int, scale: float) -> dict:
@@ -76,9 +79,9 @@ def job_data(task: str, variant: str, seed: int, scale: float) -> dict:
     data["tracking"] = {"enabled": False}
     data["checkpoint"] = {"dir": f"/tmp/arsearch-ablation/{os.getpid()}"}
     pop = data["population"]
-    pop["strategies"] = {"none": [], "all": list(STRATEGIES), "sampling": []}.get(variant, [variant])
-    if variant in ("all",):
-        pass
+    pop["strategies"] = {"none": [], "all": list(STRATEGIES), "sampling": [], "pso_soft": ["pso"]}.get(variant, [variant])
+    if variant == "pso_soft":
+        pop["pso"] = dict(PSO_SOFT)
     if variant == "single":
         k = pop["size"]
         data["ars"]["directions"] *= k
