@@ -89,9 +89,9 @@ class Annealing(Strategy):
         gen = population.generator(self.name, iteration)
         u = torch.rand(len(delta), generator=gen, dtype=torch.float64)
         keep = u < acceptance_probability(delta, t)
-        revert = ~keep
+        revert = (~keep).to(population.thetas.device)
         if revert.any():
-            population.thetas[revert] = previous[revert].to(population.thetas.dtype)
+            population.thetas[revert] = previous.to(population.thetas)[revert]
         worse = delta > 0
         self.window += torch.stack([torch.ones_like(delta), keep.double(), worse.double(), (keep & worse).double()])
         return {"population/acceptance_rate": float(keep.double().mean()),

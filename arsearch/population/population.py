@@ -106,7 +106,7 @@ class Population:
             raise DivergenceError("a learner's parameter became NaN or inf")
         self._select_best()
         self.task.after_step(batch)
-        dist = self.distances()
+        dist = self.distances().cpu()
         others = torch.arange(self.size) != self.best
         metrics.update({
             "train/score": float(self.fitness[self.best]),

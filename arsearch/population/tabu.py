@@ -43,7 +43,7 @@ class Tabu(Strategy):
     def on_epoch(self, population, epoch):
         thetas, best = population.thetas, population.best
         b = thetas[best].clone()
-        others = torch.ones(population.size, dtype=torch.bool)
+        others = torch.ones(population.size, dtype=torch.bool, device=thetas.device)
         others[best] = False
         if self.repulsion > 0:
             thetas[others] += self.repulsion * (thetas[others] - b)
