@@ -175,6 +175,8 @@ class JobConfig:
         """Constraints between keys."""
         if self.ars.top > self.ars.directions:
             raise ConfigError(f"ars.top = {self.ars.top} must be <= ars.directions = {self.ars.directions}")
+        if self.sampling is not None and self.task.kind != "supervised":
+            raise ConfigError("[sampling] (prioritised mini-batches) needs task.kind = \"supervised\"")
 
 
 # ---------------------------------------------------------------------------------------------

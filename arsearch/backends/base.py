@@ -34,6 +34,40 @@ class Backend:
             if w != 0.0:
                 space.add_(noise.chunks(seed, space.sizes, space.device, space.dtype), w)
 
+    # -- a population of K learners (arsearch.population) -------------------------------------------
+    # The defaults loop over the learners with `evaluate` / `apply`, loading each θ into `space`
+    # in turn, so every backend works with a population; the vectorized backend overrides them
+    # to score all K·2N candidates in one batched call.
+
+    def evaluate_many(self, space: ParameterSpace, task, noise: SeedNoise, thetas: torch.Tensor,
+                      seeds: Sequence[Sequence[int]], scale: float, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r+, r−), each (K, N), for the K learners' θ (rows of `thetas`) and their seed lists."""
+        r_plus, r_minus = [], []
+        for theta, learner_seeds in zip(thetas, seeds):
+            space.load_(theta)
+            rp, rm = self.evaluate(space, task, noise, learner_seeds, scale, batch)
+            r_plus.append(rp)
+            r_minus.append(rm)
+        return torch.stack(r_plus), torch.stack(r_minus)
+
+    def apply_many(self, space: ParameterSpace, noise: SeedNoise, thetas: torch.Tensor,
+                   seeds: Sequence[Sequence[int]], weights: torch.Tensor) -> torch.Tensor:
+        """The K learners' θ after their ARS steps θ_k + Σ_n w_kn·δ_kn, as a new (K, d) tensor."""
+        out = torch.empty_like(thetas)
+        for k, (theta, learner_seeds) in enumerate(zip(thetas, seeds)):
+            space.load_(theta)
+            self.apply(space, noise, learner_seeds, weights[k])
+            out[k] = space.vector()
+        return out
+
+    def score_thetas(self, space: ParameterSpace, task, thetas: torch.Tensor, batch: Any) -> torch.Tensor:
+        """Scores (K,) of the parameter vectors `thetas` (K, d) on `batch` (candidate k uses index k)."""
+        scores = torch.empty(len(thetas), dtype=torch.float64)
+        for k, theta in enumerate(thetas):
+            space.load_(theta)
+            scores[k] = task.score(batch, k)
+        return scores
+
     def merge_stats(self, stats):
         """V2 state statistics of this process → those of the whole job (identity in one process)."""
         return stats

@@ -25,6 +25,7 @@ class VectorizedBackend(Backend):
         self.devices = [torch.device(d) for d in devices or []]
         self._directions: tuple[tuple[int, ...], torch.Tensor] | None = None
         self._replicas: dict = {}
+        self._many: tuple[tuple, torch.Tensor] | None = None   # a population's (K, N, d) directions
 
     @classmethod
     def from_config(cls, config):
@@ -81,6 +82,40 @@ class VectorizedBackend(Backend):
         deltas = self.directions(space, noise, seeds)
         step = weights.to(deltas.dtype).to(deltas.device) @ deltas
         space.add_(space.split(step), 1.0)
+
+    # -- a population: all K·2N candidates in one batched evaluation ---------------------------------
+    def directions_many(self, space, noise, seeds) -> torch.Tensor:
+        key = tuple(tuple(s) for s in seeds)
+        if self._many is None or self._many[0] != key:
+            self._many = (key, torch.stack([noise.directions(s, space.sizes, space.device, space.dtype)
+                                            for s in seeds]))
+        return self._many[1]
+
+    def _score_all(self, space, task, thetas, batch) -> torch.Tensor:
+        if self.chunk and self.chunk < len(thetas):
+            return torch.cat([self._score(space, task, part, batch) for part in torch.split(thetas, self.chunk)])
+        return self._score(space, task, thetas, batch)
+
+    @torch.no_grad()
+    def evaluate_many(self, space, task, noise, thetas, seeds, scale, batch):
+        k, n = len(seeds), len(seeds[0])
+        deltas = self.directions_many(space, noise, seeds)                 # (K, N, d)
+        thetas = thetas.to(deltas.device, deltas.dtype).unsqueeze(1)
+        # rows ordered learner by learner, [+δ_1..+δ_N, −δ_1..−δ_N] within a learner, so that an
+        # RL task gives candidate i the reset seed of direction i mod N (± pairs share a start)
+        candidates = torch.cat([thetas + scale * deltas, thetas - scale * deltas], dim=1).reshape(k * 2 * n, -1)
+        scores = self._score_all(space, task, candidates, batch).double().cpu().view(k, 2, n)
+        return scores[:, 0], scores[:, 1]
+
+    @torch.no_grad()
+    def apply_many(self, space, noise, thetas, seeds, weights):
+        deltas = self.directions_many(space, noise, seeds)
+        step = torch.einsum("kn,knd->kd", weights.to(deltas.dtype).to(deltas.device), deltas)
+        return thetas.to(deltas.device, deltas.dtype) + step
+
+    @torch.no_grad()
+    def score_thetas(self, space, task, thetas, batch):
+        return self._score_all(space, task, thetas, batch).double().cpu()
 
 
 def _batch_to(batch, device):

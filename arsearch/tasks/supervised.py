@@ -86,8 +86,15 @@ class SupervisedTask(Task):
         output_dim = int(y.max()) + 1 if classification else 1
         model = build_model(t.model, input_shape=tuple(x.shape[1:]), output_dim=output_dim, hidden=t.hidden,
                             channels=t.channels, activation=t.activation)
-        return cls(model, x, y, classification=classification, batch_size=t.batch_size, test_fraction=t.test_fraction,
-                   seed=config.seed, normalize=normalizes_states(config.ars.version), device=device or "cpu")
+        task = cls(model, x, y, classification=classification, batch_size=t.batch_size,
+                   test_fraction=t.test_fraction, seed=config.seed, normalize=normalizes_states(config.ars.version),
+                   device=device or "cpu")
+        if config.sampling is not None:   # prioritised mini-batches
+            from .prioritized import PrioritizedSampler
+
+            task.sampler = PrioritizedSampler(len(task.x_train), t.batch_size, config.seed, alpha=config.sampling.alpha,
+                                              beta=config.sampling.beta, iterations=config.ars.iterations)
+        return task
 
     # -- losses ----------------------------------------------------------------------------------
     def per_example_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
