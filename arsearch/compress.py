@@ -348,6 +348,13 @@ def build_compressed_space(config, model: nn.Module) -> CompressedSpace:
     if c.prune_schedule == "gradual" and config.population is not None:
         raise ConfigError("compress.prune_schedule = 'gradual' changes the search dimension while training, "
                           "which a [population] cannot follow; use prune_schedule = 'start'")
+    if c.search == "unpruned" and c.share_bits:
+        raise ConfigError("compress.search = 'unpruned' searches each surviving weight on its own, which would "
+                          "untie shared weights; with compress.share_bits > 0 use 'centroids', 'all' or a list of layers")
+    if c.search == "unpruned" and c.prune == 0:
+        raise ConfigError("compress.search = 'unpruned' needs pruning: set compress.prune > 0")
+    if c.search == "centroids" and not c.share_bits:
+        raise ConfigError("compress.search = 'centroids' needs weight sharing: set compress.share_bits > 0")
     space = CompressedSpace(model, c.search, c.prune_scope, pending=True)
     if c.prune_schedule == "start":
         space.compress_(c.prune, c.share_bits)

@@ -7,6 +7,7 @@ allowed. The CLI turns that into exit code 2. See docs/CONFIG.md for every key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -327,7 +328,7 @@ def load_toml(path: str | Path) -> dict:
 
 def load_job(path: str | Path | None = None, overrides=None, data: dict | None = None) -> JobConfig:
     """Read, override and validate a job config. Raises ConfigError."""
-    raw = dict(data or {}) if path is None else load_toml(path)
+    raw = copy.deepcopy(data or {}) if path is None else load_toml(path)   # overrides must not edit the caller's dict
     if overrides:
         raw = apply_overrides(raw, overrides)
     config = from_dict(JobConfig, raw)
