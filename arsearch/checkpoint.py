@@ -40,7 +40,9 @@ def load(path: str | Path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        msg = str(e).splitlines()[0] if str(e) else "unsafe content"
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = [ln for ln in lines if "GLOBAL" in ln or ln.startswith("Unsupported")]
+        msg = (detail or lines or ["unsafe content"])[0]
         raise CheckpointError(f"checkpoint {path} was refused: it is not a plain weights file "
                               f"(weights_only=True rejected it: {msg})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
