@@ -271,8 +271,9 @@ class CompressedSpace(ParameterSpace):
 
     @torch.no_grad()
     def add_(self, chunks: Iterable[torch.Tensor], alpha: float = 1.0) -> None:
-        for s, chunk in zip(self.segments, chunks, strict=True):
-            chunk = chunk.to(s.param.dtype)
+        chunks = iter(chunks)
+        for s in self.segments:
+            chunk = next(chunks).to(s.param.dtype)   # one chunk alive at a time (see FullSpace.add_)
             if s.kind == "dense":
                 s.param.add_(chunk.view_as(s.param), alpha=alpha)
             elif s.kind == "masked":
@@ -280,6 +281,7 @@ class CompressedSpace(ParameterSpace):
             else:
                 s.codebook.add_(chunk, alpha=alpha)
                 self._write_shared(s.name)
+            del chunk
 
     def _set(self, s: _Segment, chunk: torch.Tensor) -> None:
         if s.kind == "dense":
