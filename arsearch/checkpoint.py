@@ -75,7 +75,7 @@ def _is_tensor_dict(obj) -> bool:
 
 def extract_state_dict(obj, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
     """The model weights held by a loaded checkpoint object."""
-    if isinstance(obj, dict) and obj.get("format") in (FORMAT, "arsearch-posttrained") and "model" in obj:
+    if isinstance(obj, dict) and obj.get("format") == FORMAT and "model" in obj:
         obj = obj["model"]
     elif isinstance(obj, dict) and "state_dict" in obj and _is_tensor_dict(obj["state_dict"]):
         obj = obj["state_dict"]    # the common {"state_dict": ..., "epoch": ...} layout of training scripts
@@ -99,14 +99,19 @@ def _adapt_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[st
     return state
 
 
-def load_into(model: torch.nn.Module, path: str | Path, map_location="cpu") -> dict[str, torch.Tensor]:
+def load_into(model: torch.nn.Module | list[torch.nn.Module], path: str | Path, map_location="cpu") -> dict[str, torch.Tensor]:
     """Load the weights of checkpoint `path` into `model`, refusing any mismatch.
 
     Every key the model expects must be present with its exact shape, and no key may be left
     over; the error lists the missing keys, the unexpected keys and the shape mismatches. The
-    model is left untouched unless everything fits.
+    model is left untouched unless everything fits. Given several models (e.g. a V2 job's
+    normalising wrapper and the user's model inside it), the first whose keys the checkpoint
+    matches exactly is loaded, else the last one is checked (and its mismatches reported).
     """
     state = extract_state_dict(load(path, map_location), path)
+    if isinstance(model, list):
+        exact = [m for m in model if set(m.state_dict()) == set(state)]
+        model = exact[0] if exact else model[-1]
     check_fit(model, state, path)
     with torch.no_grad():
         model.load_state_dict(_adapt_prefix(state, set(model.state_dict())), strict=True)

@@ -144,8 +144,13 @@ def load_pretrained(config: JobConfig, task) -> bool:
         pretrain(task, m.pretrain_epochs, m.pretrain_lr, seed=config.seed)
         ckpt.save(path, base_model(task).state_dict())
         pretrained = True
-    ckpt.load_into(base_model(task), path, map_location=getattr(task, "device", "cpu"))
+    load_weights(task, path)
     return pretrained
+
+
+def load_weights(task, path) -> None:
+    """A checkpoint of the whole task model (a V2 job's, with its normaliser statistics) or of the user's model."""
+    ckpt.load_into([task.model, base_model(task)], path, map_location=getattr(task, "device", "cpu"))
 
 
 def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progress: bool = False,

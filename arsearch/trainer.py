@@ -85,9 +85,9 @@ class Trainer:
         self.model = self.task.model
         if task is None and config.model is not None and config.model.checkpoint:
             # start from pretrained weights ([model] checkpoint); post-training passes a loaded task
-            from .posttrain import base_model
+            from .posttrain import load_weights
 
-            ckpt.load_into(base_model(self.task), config.model.checkpoint, map_location=self.device)
+            load_weights(self.task, config.model.checkpoint)
         self.space = build_space(config, self.model)
         if config.compress is not None:
             from .compress import compression_callbacks

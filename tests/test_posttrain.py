@@ -236,3 +236,20 @@ def test_tracking_failure_keeps_the_result(tmp_path, pretrained):
         del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
     assert result.tracking_error
     assert (tmp_path / "out" / "posttrained.pt").exists()
+
+
+def test_v2_training_checkpoint_keeps_its_normaliser(tmp_path, pretrained):
+    """An arsearch V2 checkpoint (wrapper keys norm.* / net.*) loads whole into a V2 job."""
+    data = config_dict(tmp_path, pretrained["good"], ars={"version": "v2t", "iterations": 3})
+    first = Trainer(load_job(data=data), progress=False)
+    first.run()
+    final = tmp_path / "out" / "final.pt"
+    norm_mean = first.task.normalizer.state_dict()
+    assert norm_mean["count"] > 0
+    data2 = config_dict(tmp_path / "b", final, ars={"version": "v2t", "iterations": 0})
+    second = Trainer(load_job(data=data2), progress=False)
+    for k, v in second.task.normalizer.state_dict().items():
+        assert torch.equal(v, norm_mean[k]), k
+    # and into a plain (V1) job, the user's weights only
+    plain = Trainer(load_job(data=config_dict(tmp_path / "c", final)), progress=False)
+    assert torch.equal(plain.model.state_dict()["1.weight"], first.model.state_dict()["net.1.weight"])
