@@ -246,3 +246,47 @@ def test_gradual_needs_iterations(tmp_path):
     data = job(tmp_path, prune=0.5, prune_schedule="gradual")
     with pytest.raises(ConfigError, match="prune_iterations"):
         Trainer(load_job(data=data), progress=False)
+
+
+class WatchingNoise(SeedNoise):
+    """Seed noise that checks each direction chunk is freed before the next one is drawn."""
+
+    def __init__(self):
+        self.alive_max = 0
+        self.refs = []
+
+    def chunks(self, seed, sizes, device, dtype):
+        import weakref
+
+        for chunk in super().chunks(seed, sizes, device, dtype):
+            self.refs = [r for r in self.refs if r() is not None]
+            self.alive_max = max(self.alive_max, len(self.refs) + 1)
+            self.refs.append(weakref.ref(chunk))
+            yield chunk
+            del chunk
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_sequential_backend_holds_one_direction_chunk_at_a_time(compressed):
+    """Memory-light: a direction is regenerated per tensor and never held whole (MeZO-style)."""
+    from arsearch.backends.sequential import SequentialBackend
+    from arsearch.spaces import FullSpace
+    from arsearch.tasks.supervised import SupervisedTask
+
+    m = two_layer_net(16, 4)
+    x, y = torch.randn(40, 16), torch.randint(0, 4, (40,))
+    task = SupervisedTask(m, x, y, classification=True, batch_size=8)
+    if compressed:
+        space = CompressedSpace(m, "all", pending=True)
+        space.compress_(0.5, bits=2)
+    else:
+        space = FullSpace(m)
+    noise = WatchingNoise()
+    backend = SequentialBackend()
+    before = space.vector().clone()
+    r_plus, r_minus = backend.evaluate(space, task, noise, [1, 2, 3], 0.1, task.batch(0))
+    assert noise.alive_max == 1
+    assert torch.allclose(space.vector(), before, atol=1e-6)    # perturb, score, restore
+    assert not torch.equal(r_plus, r_minus)
+    backend.apply(space, noise, [1, 2, 3], torch.tensor([0.1, -0.2, 0.3]))
+    assert noise.alive_max == 1
