@@ -42,7 +42,9 @@ def cmd_posttrain(args) -> int:
     from .trainer import TrainingDiverged
 
     try:
-        config = load_job(args.config, args.set)
+        shortcuts = [f"model.{k}={json.dumps(v)}" for k, v in (("checkpoint", args.checkpoint),
+                                                                ("factory", args.factory)) if v]
+        config = load_job(args.config, [*args.set, *shortcuts])
         result = posttrain(config, progress=not args.quiet, track=False if args.no_tracking else None)
     except (ConfigError, CheckpointError, ValueError) as e:
         return _fail(str(e), USAGE_ERROR)
@@ -100,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("config", help="job config (TOML) with a [model] table, optionally [compress]")
     post.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key, e.g. --set compress.prune=0.9 (repeatable)")
+    post.add_argument("--checkpoint", help="the pretrained weights (sets model.checkpoint)")
+    post.add_argument("--factory", help="the model: built-in name or package.module:function (sets model.factory)")
     post.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     post.add_argument("--quiet", action="store_true", help="no progress bar")
     post.set_defaults(func=cmd_posttrain)

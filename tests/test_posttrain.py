@@ -207,6 +207,14 @@ def test_cli_posttrain_and_pretrain(tmp_path, capsys, monkeypatch):
     assert '"after"' in capsys.readouterr().out
     assert (tmp_path / "out" / "posttrained.pt").exists() and (tmp_path / "out" / "posttrain.json").exists()
     assert main(["posttrain", path, "--quiet", "--set", "compress.search=\"weights\""]) == 2
+    assert "compress.search = 'weights' is not allowed" in capsys.readouterr().err
+    assert main(["posttrain", path, "--quiet", "--checkpoint", "out/posttrained.pt", "--no-tracking"]) == 0
+    assert main(["posttrain", path, "--quiet", "--checkpoint", "nowhere.pt", "--set", "model.pretrain_epochs=0"]) == 2
+    assert "nowhere.pt does not exist" in capsys.readouterr().err
+    no_model = {k: v for k, v in data.items() if k != "model"}
+    (tmp_path / "plain.toml").write_text(tomli_w.dumps(no_model))
+    assert main(["posttrain", str(tmp_path / "plain.toml"), "--quiet"]) == 2
+    assert "needs [model] checkpoint" in capsys.readouterr().err
 
 
 def test_posttrain_is_logged_to_mlflow(tmp_path, pretrained, monkeypatch):
