@@ -290,3 +290,22 @@ def test_sequential_backend_holds_one_direction_chunk_at_a_time(compressed):
     assert not torch.equal(r_plus, r_minus)
     backend.apply(space, noise, [1, 2, 3], torch.tensor([0.1, -0.2, 0.3]))
     assert noise.alive_max == 1
+
+
+def test_conv_kernels_are_compressed_and_expanded_too():
+    from arsearch.models import build_model
+
+    torch.manual_seed(0)
+    m = build_model("cnn", input_shape=(64,), output_dim=10, channels=(4, 8))
+    space = CompressedSpace(m, "all", scope="layer", pending=True)
+    space.compress_(0.5, bits=3)
+    assert set(space.codebooks) == {"net.0.weight", "net.2.weight", "net.6.weight"}
+    for mask in space.masks.values():
+        assert int(mask.sum()) == mask.numel() - round(0.5 * mask.numel())   # per layer
+    x = torch.randn(3, 64)
+    thetas = space.vector() + 0.05 * torch.randn(2, space.dim)
+    batched = vmap(lambda p: functional_call(m, p, (x,)))(space.expand(thetas))
+    space.load_(thetas[1])
+    assert torch.allclose(m(x), batched[1], atol=1e-5)
+    assert_tied(space)
+    assert_pruned_zero(space)
