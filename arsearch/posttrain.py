@@ -96,7 +96,7 @@ def gradient_finetune(task, space: ParameterSpace, steps: int, lr: float = 1e-3,
     opt = torch.optim.Adam([theta], lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = len(task.x_train)
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.randint(n, (batch_size,), generator=gen).to(task.x_train.device)
         params = {k: v[0] for k, v in space.expand(theta.unsqueeze(0)).items()}
         out = functional_call(task.model, params, (task.x_train[idx],))
@@ -104,7 +104,6 @@ def gradient_finetune(task, space: ParameterSpace, steps: int, lr: float = 1e-3,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        del step
     space.load_(theta.detach())
 
 
