@@ -405,8 +405,24 @@ def _index_dtype(k: int) -> torch.dtype:
     return torch.uint8 if k <= 256 else torch.int16 if k <= 32768 else torch.int32
 
 
+def pack_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean mask as bits (uint8, 8 entries a byte), as Deep Compression stores its sparsity."""
+    import numpy as np
+
+    return torch.from_numpy(np.packbits(mask.detach().cpu().reshape(-1).numpy()))
+
+
+def unpack_mask(packed: torch.Tensor, shape) -> torch.Tensor:
+    import numpy as np
+
+    n = int(torch.Size(shape).numel())
+    return torch.from_numpy(np.unpackbits(packed.numpy(), count=n).astype(bool)).view(*shape)
+
+
 def compressed_form(space: CompressedSpace, state_dict: dict[str, torch.Tensor], prefix: str = "") -> dict:
-    """Masks, codebooks and indices of the compressed tensors, plus every other entry dense.
+    """The compact form of a compressed model: per compressed tensor a bit-packed mask, and either
+    its codebook plus one small integer index per surviving weight (shared) or its surviving values
+    (pruned only); every other entry of `state_dict` dense. ``decompress`` inverts it exactly.
 
     `prefix` is stripped from the space's parameter names (the V2 input-normalisation wrapper
     adds ``net.``), so names match `state_dict`, the plain state_dict of the user's model.
@@ -414,16 +430,27 @@ def compressed_form(space: CompressedSpace, state_dict: dict[str, torch.Tensor],
     def key(n):
         return n[len(prefix):] if prefix and n.startswith(prefix) else n
 
-    masks = {key(n): m.cpu() for n, m in space.masks.items()}
-    codebooks = {key(n): c.detach().cpu().clone() for n, c in space.codebooks.items()}
-    indices = {key(n): i.cpu().to(_index_dtype(space.codebooks[n].numel())) for n, i in space.indices.items()}
-    compressed = set(masks) | set(codebooks)
-    # pruned-only tensors: store the surviving values, not the zeros
-    values = {n: state_dict[n].reshape(-1)[masks[n].reshape(-1)].clone() for n in masks if n not in codebooks}
+    compressed = {key(n) for n in space.masks} | {key(n) for n in space.codebooks}
+    masks, codebooks, indices, values = {}, {}, {}, {}
+    for name in space.params:
+        k = key(name)
+        if k not in compressed:
+            continue
+        w = state_dict[k]
+        mask = space.masks.get(name)
+        live = torch.ones(w.numel(), dtype=torch.bool) if mask is None else mask.detach().cpu().reshape(-1)
+        if mask is not None:
+            masks[k] = pack_mask(mask)
+        if name in space.codebooks:
+            cb = space.codebooks[name].detach().cpu().clone()
+            codebooks[k] = cb
+            indices[k] = space.indices[name].detach().cpu().reshape(-1)[live].to(_index_dtype(cb.numel()))
+        else:
+            values[k] = w.detach().cpu().reshape(-1)[live].clone()
     dense = {k: v.detach().cpu().clone() for k, v in state_dict.items() if k not in compressed}
-    shapes = {n: list(state_dict[n].shape) for n in compressed}
     return {"format": "arsearch-compressed", "masks": masks, "codebooks": codebooks, "indices": indices,
-            "values": values, "dense": dense, "shapes": shapes, "dtypes": {n: str(state_dict[n].dtype) for n in compressed},
+            "values": values, "dense": dense, "shapes": {n: list(state_dict[n].shape) for n in compressed},
+            "dtypes": {n: str(state_dict[n].dtype) for n in compressed},
             "pruned_fraction": space.fraction, "share_bits": space.bits}
 
 
@@ -434,13 +461,23 @@ def decompress(form: dict) -> dict[str, torch.Tensor]:
     out = dict(form["dense"])
     for name, shape in form["shapes"].items():
         dtype = getattr(torch, form["dtypes"][name].removeprefix("torch."))
-        mask = form["masks"].get(name)
+        n = int(torch.Size(shape).numel())
+        live = unpack_mask(form["masks"][name], (n,)) if name in form["masks"] else torch.ones(n, dtype=torch.bool)
+        w = torch.zeros(n, dtype=dtype)
         if name in form["codebooks"]:
-            w = form["codebooks"][name][form["indices"][name].long()]
-            if mask is not None:
-                w = torch.where(mask, w, torch.zeros((), dtype=w.dtype))
+            w[live] = form["codebooks"][name][form["indices"][name].long()].to(dtype)
         else:
-            w = torch.zeros(mask.numel(), dtype=dtype)
-            w[mask.reshape(-1)] = form["values"][name]
-        out[name] = w.reshape(shape).to(dtype)
+            w[live] = form["values"][name]
+        out[name] = w.view(shape)
     return out
+
+
+def form_bytes(form_or_state: dict) -> int:
+    """Bytes of tensor data in a state_dict or a compressed form (what the file mostly holds)."""
+    total = 0
+    for v in form_or_state.values():
+        if isinstance(v, torch.Tensor):
+            total += v.numel() * v.element_size()
+        elif isinstance(v, dict):
+            total += form_bytes(v)
+    return total

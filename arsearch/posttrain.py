@@ -121,6 +121,7 @@ class PosttrainResult:
     train: dict = field(default_factory=dict)   # the fine-tuning job's result
     checkpoint: str = ""                # exported plain state_dict
     compressed_checkpoint: str | None = None
+    stored_bytes: dict = field(default_factory=dict)   # tensor bytes of the exports: dense and compressed
     pretrained: bool = False            # whether this run pretrained the checkpoint itself
     tracking_error: str | None = None
 
@@ -173,13 +174,16 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
     state = {k: v.detach().clone() for k, v in base_model(task).state_dict().items()}
     exported = ckpt.save(out_dir / "posttrained.pt", state)
     compressed_path = None
-    from .compress import CompressedSpace, compressed_form
+    from .compress import CompressedSpace, compressed_form, form_bytes
 
+    stored = {"dense": form_bytes(state)}
     if isinstance(space, CompressedSpace):
-        compressed_path = str(ckpt.save(out_dir / "compressed.pt", compressed_form(space, state, _prefix(task))))
+        form = compressed_form(space, state, _prefix(task))
+        compressed_path = str(ckpt.save(out_dir / "compressed.pt", form))
+        stored["compressed"] = form_bytes(form)
     result = PosttrainResult(before=before, compressed=compressed, after=after, search_dim=search_dim,
                              full_dim=full_dim, train=train, checkpoint=str(exported),
-                             compressed_checkpoint=compressed_path, pretrained=pretrained)
+                             compressed_checkpoint=compressed_path, stored_bytes=stored, pretrained=pretrained)
     (out_dir / "posttrain.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if (track if track is not None else config.tracking.enabled):
         result.tracking_error = log_to_mlflow(config, result, trainer.history)
@@ -228,6 +232,7 @@ def log_to_mlflow(config: JobConfig, result: PosttrainResult, history: list[dict
             metrics += [Metric(f"{stage}/{k}", float(v), now, 0) for k, v in getattr(result, stage).items()]
         metrics += [Metric("posttrain/search_dim", float(result.search_dim), now, 0),
                     Metric("posttrain/full_dim", float(result.full_dim), now, 0)]
+        metrics += [Metric(f"posttrain/{k}_bytes", float(v), now, 0) for k, v in result.stored_bytes.items()]
         for i in range(0, len(params), 100):
             client.log_batch(run_id, params=params[i:i + 100])
         for i in range(0, len(metrics), 1000):

@@ -205,7 +205,8 @@ def digits_part(iterations: int, out_dir: Path) -> tuple[list[str], list[dict]]:
         t0 = time.perf_counter()
         result = posttrain(cfg({**compress, "search": search}), track=False)
         rows.append({"stage": label, "search": search if isinstance(search, str) else f"layers {search}",
-                     "dim": result.search_dim, **result.after, "seconds": time.perf_counter() - t0})
+                     "dim": result.search_dim, **result.after, "seconds": time.perf_counter() - t0,
+                     "stored_kib": result.stored_bytes.get("compressed", 0) / 1024})
 
     for compress, search, label in [(pruned, "unpruned", "Adam on pruned: surviving weights"),
                                     (shared, "centroids", "Adam on pruned+shared: codebooks")]:
@@ -223,10 +224,15 @@ def digits_part(iterations: int, out_dir: Path) -> tuple[list[str], list[dict]]:
              f"for every search space (not tuned per space). Adam fine-tuning: {iterations} steps, lr 1e-3, "
              "batch 256, through the same compressed space (pruned weights get no update; a codebook "
              "value gets the summed gradient of its weights).", "",
-             "| stage | search | dim | accuracy | loss | time (s) |", "|---|---|---:|---:|---:|---:|"]
+             "| stage | search | dim | accuracy | loss | time (s) | compressed export (KiB) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
+        kib = f"{r['stored_kib']:.1f}" if r.get("stored_kib") else "-"
         lines.append(f"| {r['stage']} | {r['search']} | {r['dim']:,} | {r['accuracy']:.4f} | {r['loss']:.4f} | "
-                     f"{r['seconds']:.1f} |")
+                     f"{r['seconds']:.1f} | {kib} |")
+    lines += ["", f"Dense float32 export: {full_dim * 4 / 1024:.1f} KiB. The compressed export holds bit-packed "
+              "masks, the codebooks, one uint8 index per surviving shared weight (or the surviving float32 "
+              "values when only pruned), and the biases dense (tensor bytes; `compressed.pt`)."]
     lines += ["", "Reading: the same ARS settings recover most of what 90% pruning lost on every space "
               "that keeps the first layers searchable; the 96 codebook values alone get within about 2 points "
               "of the 1,702 surviving weights, in a search space 18x smaller. Searching only the last layer "

@@ -8,6 +8,7 @@ from arsearch.compress import (
     CompressedSpace,
     compressed_form,
     decompress,
+    form_bytes,
     magnitude_masks,
     pruning_schedule,
     share_weights,
@@ -186,6 +187,9 @@ def test_compressed_form_round_trips_bit_exact():
     state = m.state_dict()
     form = compressed_form(space, state)
     assert form["indices"]["head.weight"].dtype == torch.uint8
+    assert form["indices"]["head.weight"].numel() == int(space.masks["head.weight"].sum())   # survivors only
+    assert form["masks"]["head.weight"].numel() == 4 * 64 // 8                              # one bit each
+    assert form_bytes(form) < form_bytes(state) / 5
     back = decompress(form)
     assert set(back) == set(state)
     assert all(torch.equal(back[k], state[k]) for k in state)

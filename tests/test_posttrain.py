@@ -173,8 +173,8 @@ def test_posttrain_with_a_factory_and_layer_search(tmp_path, pretrained):
     result = posttrain(load_job(data=data))
     assert result.pretrained and (tmp_path / "two.pt").exists()
     form = torch.load(result.compressed_checkpoint, weights_only=True)
-    assert result.search_dim == int(form["masks"]["head.weight"].sum()) + 10   # head's survivors and bias
-    assert sum(int(m.sum()) for m in form["masks"].values()) == 64 * 64 + 64 * 10 - round(0.5 * (64 * 64 + 64 * 10))
+    assert result.search_dim == len(form["values"]["head.weight"]) + 10   # head's survivors and its bias
+    assert sum(len(v) for v in form["values"].values()) == 64 * 64 + 64 * 10 - round(0.5 * (64 * 64 + 64 * 10))
     state = torch.load(result.checkpoint, weights_only=True)
     assert set(state) == {"body.0.weight", "body.0.bias", "head.weight", "head.bias"}
     pre = torch.load(tmp_path / "two.pt", weights_only=True)
