@@ -90,8 +90,10 @@ class ARS(Optimizer):
     def _perturb(self, seed: int, scale: float, key: str) -> None:
         params = [(p, g[key]) for g in self.param_groups for p in g["params"]]
         chunks = self._noise.chunks(seed, [p.numel() for p, _ in params], params[0][0].device, params[0][0].dtype)
-        for (p, coef), chunk in zip(params, chunks):
+        for p, coef in params:
+            chunk = next(chunks)
             p.add_(chunk.view_as(p), alpha=scale * coef)
+            del chunk   # one direction chunk alive at a time
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float | torch.Tensor]) -> torch.Tensor:  # type: ignore[override]

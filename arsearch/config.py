@@ -7,6 +7,7 @@ allowed. The CLI turns that into exit code 2. See docs/CONFIG.md for every key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -146,6 +147,10 @@ class CheckpointConfig:
 class ModelConfig:
     factory: str = ""        # built-in model name or "package.module:function"
     checkpoint: str = ""     # a state_dict file or an arsearch checkpoint
+    # when `checkpoint` does not exist yet, post-training first pretrains the model with Adam
+    # for this many epochs and saves it there (0: a missing checkpoint is an error)
+    pretrain_epochs: int = number(0, 0)
+    pretrain_lr: float = number(0.01, 0.0, low_open=True)
 
 
 @dataclass
@@ -153,7 +158,8 @@ class CompressConfig:
     prune: float = number(0.0, 0.0, 1.0)
     prune_scope: str = choice("global", "global", "layer")
     prune_schedule: str = choice("start", "start", "gradual")
-    prune_iterations: int = number(0, 0)
+    prune_iterations: int = number(0, 0)   # gradual: iterations over which pruning reaches `prune`
+    prune_every: int = number(0, 0)        # gradual: iterations between pruning steps (0: prune_iterations // 10)
     share_bits: int = number(0, 0, 16)
     search: str | list[str] = "all"
 
@@ -324,7 +330,7 @@ def load_toml(path: str | Path) -> dict:
 
 def load_job(path: str | Path | None = None, overrides=None, data: dict | None = None) -> JobConfig:
     """Read, override and validate a job config. Raises ConfigError."""
-    raw = dict(data or {}) if path is None else load_toml(path)
+    raw = copy.deepcopy(data or {}) if path is None else load_toml(path)   # overrides must not edit the caller's dict
     if overrides:
         raw = apply_overrides(raw, overrides)
     config = from_dict(JobConfig, raw)

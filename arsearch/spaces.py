@@ -88,8 +88,11 @@ class FullSpace(ParameterSpace):
 
     @torch.no_grad()
     def add_(self, chunks: Iterable[torch.Tensor], alpha: float = 1.0) -> None:
-        for p, chunk in zip(self.params, chunks, strict=True):
+        chunks = iter(chunks)
+        for p in self.params:
+            chunk = next(chunks)
             p.add_(chunk.view_as(p), alpha=alpha)
+            del chunk   # free it before the next one is drawn: one chunk alive at a time, not two
 
     def expand(self, thetas: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = thetas.shape[:-1]

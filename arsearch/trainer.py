@@ -83,7 +83,16 @@ class Trainer:
         self.device = resolve_device(config.task.device)
         self.task = task if task is not None else build_task(config, self.device)
         self.model = self.task.model
+        if task is None and config.model is not None and config.model.checkpoint:
+            # start from pretrained weights ([model] checkpoint); post-training passes a loaded task
+            from .posttrain import load_weights
+
+            load_weights(self.task, config.model.checkpoint)
         self.space = build_space(config, self.model)
+        if config.compress is not None:
+            from .compress import compression_callbacks
+
+            self.callbacks[:0] = compression_callbacks(config)   # first, so other callbacks see its metrics
         self.noise = make_noise(config.ars.noise_source, config.ars.table_size)
         self.backend = make_backend(config.ars.backend, config)
         if config.population is not None:
@@ -108,7 +117,8 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"format": ckpt.FORMAT, "iteration": self.iteration, "model": self.model.state_dict(),
                 "task": self.task.state_dict(), "learner": self.learner.state_dict(),
-                "elapsed": self.elapsed, "config": to_toml(self.config)}
+                "elapsed": self.elapsed, "config": to_toml(self.config),
+                **({"space": self.space.state_dict()} if hasattr(self.space, "state_dict") else {})}
 
     def save_checkpoint(self, name: str | None = None) -> Path | None:
         if not self.is_writer:
@@ -128,6 +138,8 @@ class Trainer:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
             raise ckpt.CheckpointError(f"{path} does not fit this job's model: {e}") from None
+        if "space" in state and hasattr(self.space, "load_state_dict"):
+            self.space.load_state_dict(state["space"])   # compression masks and codebooks
         self.task.load_state_dict(state.get("task", {}))
         self.learner.load_state_dict(state.get("learner", {}))
         self.iteration = int(state["iteration"])

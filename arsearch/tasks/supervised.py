@@ -84,7 +84,8 @@ class SupervisedTask(Task):
         t = config.task
         x, y, classification = load_dataset(t.dataset)
         output_dim = int(y.max()) + 1 if classification else 1
-        model = build_model(t.model, input_shape=tuple(x.shape[1:]), output_dim=output_dim, hidden=t.hidden,
+        name = config.model.factory if config.model is not None and config.model.factory else t.model
+        model = build_model(name, input_shape=tuple(x.shape[1:]), output_dim=output_dim, hidden=t.hidden,
                             channels=t.channels, activation=t.activation)
         task = cls(model, x, y, classification=classification, batch_size=t.batch_size,
                    test_fraction=t.test_fraction, seed=config.seed, normalize=normalizes_states(config.ars.version),

@@ -1,0 +1,305 @@
+"""Post-training benchmark: (a) peak memory of ARS against inference and Adam, (b) digits accuracy
+through compression and fine-tuning. Writes reports/posttrain.md and reports/posttrain_digits.png.
+
+    nice -n 10 python benchmarks/posttrain_memory.py            # both parts, ~5 minutes on 2 busy cores
+    python benchmarks/posttrain_memory.py --skip-digits          # memory only
+    python benchmarks/posttrain_memory.py --skip-memory          # digits only
+
+(a) Each measurement runs in its own fresh process and reads its peak RSS (ru_maxrss): the same
+model of >= 1 GB of float32 parameters (LAYERS Linear layers WIDTH x WIDTH, then a 10-way head)
+(1) only runs inference, (2) is post-trained by ARS with the sequential backend (perturb in place,
+each direction regenerated from its seed one parameter tensor at a time), (3) is fine-tuned with
+Adam (gradients + two moment buffers). The runtime alone (Python + torch imported) is measured
+too, so the report gives both the ratio of peaks and the ratio of what the method adds.
+
+(b) A digits MLP is pretrained with Adam in the same run, pruned (global magnitude), its weights
+shared by k-means, and fine-tuned by ARS on each search space and by Adam (through the same
+compressed space, so constraints hold) — all from the same starting points, with the search
+dimension of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "reports" / "posttrain.md"
+WIDTH, LAYERS, BATCH = 4096, 16, 64
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) memory, one child process per measurement
+
+
+def big_model():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(LAYERS):
+        layers += [nn.Linear(WIDTH, WIDTH, bias=False), nn.ReLU()]
+    layers.append(nn.Linear(WIDTH, 10))
+    return nn.Sequential(*layers)
+
+
+def child(mode: str, iterations: int, directions: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    # every process imports the same stack (arsearch, its task module, scikit-learn), so that the
+    # differences between rows are the method's and not the imports'
+    import sklearn.model_selection  # noqa: F401
+
+    import arsearch.backends.sequential  # noqa: F401
+    import arsearch.tasks.supervised  # noqa: F401
+    import arsearch.trainer  # noqa: F401
+
+    if mode == "runtime":
+        return {"mode": mode, "peak_mb": peak_mb(), "params": 0, "seconds": 0.0}
+    model = big_model()
+    n_params = sum(p.numel() for p in model.parameters())
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2 * BATCH, WIDTH, generator=gen) * 0.5
+    y = torch.randint(0, 10, (2 * BATCH,), generator=gen)
+    start = time.perf_counter()
+    if mode == "inference":
+        with torch.no_grad():
+            for _ in range(2 * directions * iterations):
+                model(x[:BATCH])
+    elif mode == "ars":
+        from arsearch.backends.sequential import SequentialBackend
+        from arsearch.config import load_job
+        from arsearch.noise import make_noise
+        from arsearch.spaces import FullSpace
+        from arsearch.tasks.supervised import SupervisedTask
+        from arsearch.trainer import ARSLearner
+
+        config = load_job(data={"ars": {"directions": directions, "top": directions, "iterations": iterations,
+                                        "backend": "sequential", "step_size": 0.01, "noise": 0.01},
+                                "task": {"batch_size": BATCH}})
+        task = SupervisedTask(model, x, y, classification=True, batch_size=BATCH, test_fraction=0.5)
+        learner = ARSLearner(config, task, FullSpace(model), make_noise("seed"), SequentialBackend())
+        for i in range(iterations):
+            learner.step(i)
+    elif mode == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        for i in range(iterations):
+            idx = torch.arange(BATCH) + (i % 2) * BATCH
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            opt.step()
+    else:
+        raise ValueError(mode)
+    return {"mode": mode, "peak_mb": peak_mb(), "params": n_params, "seconds": time.perf_counter() - start}
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
+
+
+def measure(mode: str, iterations: int, directions: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, __file__, "--child", mode, "--iterations", str(iterations),
+                          "--directions", str(directions)], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def memory_part(iterations: int, directions: int) -> tuple[list[str], dict]:
+    rows = {m: measure(m, iterations, directions) for m in ("runtime", "inference", "ars", "adam")}
+    base, inf = rows["runtime"]["peak_mb"], rows["inference"]["peak_mb"]
+    params_mb = rows["inference"]["params"] * 4 / 2 ** 20
+    lines = ["## (a) Peak memory: ARS post-training against inference and Adam", "",
+             f"Model: {LAYERS} x Linear({WIDTH}, {WIDTH}, no bias) + Linear({WIDTH}, 10): "
+             f"{rows['inference']['params']:,} float32 parameters = {params_mb:,.0f} MiB. Batch {BATCH}. "
+             f"ARS: sequential backend, {directions} directions, {iterations} iterations (every direction "
+             f"regenerated from its seed, one {WIDTH}x{WIDTH} tensor = {WIDTH * WIDTH * 4 / 2 ** 20:.0f} MiB at a time). "
+             f"Adam: {iterations} steps. One fresh process per row, each importing the same modules "
+             f"(torch, arsearch, scikit-learn); peak RSS from `ru_maxrss`; 1 thread.", "",
+             "| process | peak RSS (MiB) | x inference | added over runtime (MiB) | x params | time (s) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for m, label in [("runtime", "runtime only (imports)"), ("inference", "inference"),
+                     ("ars", "ARS post-training (sequential)"), ("adam", "Adam fine-tuning")]:
+        r = rows[m]
+        lines.append(f"| {label} | {r['peak_mb']:,.0f} | {r['peak_mb'] / inf:.3f} | {r['peak_mb'] - base:,.0f} | "
+                     f"{(r['peak_mb'] - base) / params_mb:.2f} | {r['seconds']:.1f} |")
+    ratio = rows["ars"]["peak_mb"] / inf
+    lines += ["", f"**ARS / inference = {ratio:.3f}** (target <= 1.2: {'met' if ratio <= 1.2 else 'NOT met'}); "
+              f"Adam / inference = {rows['adam']['peak_mb'] / inf:.3f}; "
+              f"ARS / Adam = {rows['ars']['peak_mb'] / rows['adam']['peak_mb']:.3f}.", "",
+              "What ARS adds over inference is one parameter tensor's worth of direction (regenerated "
+              "chunk by chunk from its seed, as MeZO does) plus the generator; Adam holds gradients and "
+              "two moment buffers, about 3x the parameters on top of the model.", "",
+              "History: the first run of this benchmark measured ARS / inference = 1.218 (target missed) "
+              "for two causes, both fixed since: the ARS child imported scikit-learn (through the task) "
+              "and the inference child did not (~140 MiB of runtime, not method: every child now imports "
+              "the same modules), and `add_` held two direction chunks at once (the loop variable kept "
+              "chunk k alive while chunk k+1 was drawn: `FullSpace.add_` now frees each before the next).", ""]
+    return lines, rows
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) digits accuracy through compression and fine-tuning
+
+
+def digits_part(iterations: int, out_dir: Path) -> tuple[list[str], list[dict]]:
+    import torch
+
+    from arsearch.compress import build_compressed_space
+    from arsearch.config import load_job
+    from arsearch.posttrain import base_model, gradient_finetune, posttrain, pretrain
+    from arsearch.tasks import build_task
+
+    torch.set_num_threads(1)
+    ckpt_path = out_dir / "pretrained.pt"
+    base = {"seed": 0, "task": {"dataset": "digits", "hidden": [128, 64], "batch_size": 256},
+            "model": {"factory": "mlp", "checkpoint": str(ckpt_path)},
+            "ars": {"version": "v1t", "directions": 16, "top": 4, "step_size": 0.005, "noise": 0.01,
+                    "iterations": iterations, "backend": "vectorized"},
+            "eval": {"every": max(1, iterations // 10)}, "tracking": {"enabled": False},
+            "checkpoint": {"dir": str(out_dir / "run"), "every": 10 ** 6}}
+
+    def cfg(compress=None, **ars):
+        data = json.loads(json.dumps(base))
+        data["ars"].update(ars)
+        if compress is not None:
+            data["compress"] = compress
+        return load_job(data=data)
+
+    torch.manual_seed(0)
+    task = build_task(cfg())
+    t0 = time.perf_counter()
+    pretrain(task, epochs=30, lr=0.01)
+    pre_s = time.perf_counter() - t0
+    torch.save(base_model(task).state_dict(), ckpt_path)
+    full_dim = sum(p.numel() for p in task.model.parameters())
+    rows = [{"stage": "pretrained with Adam (30 epochs)", "search": "-", "dim": full_dim,
+             **task.evaluate(), "seconds": pre_s}]
+
+    pruned = {"prune": 0.9}
+    shared = {"prune": 0.9, "share_bits": 5}
+
+    def compressed_eval(compress, label, search):
+        t = build_task(cfg())
+        t.model.load_state_dict(torch.load(ckpt_path, weights_only=True))
+        space = build_compressed_space(cfg({**compress, "search": search}), t.model)
+        rows.append({"stage": label, "search": search, "dim": space.dim, **t.evaluate(), "seconds": 0.0})
+        return t, space
+
+    compressed_eval(pruned, "pruned 90% (global magnitude)", "unpruned")
+    compressed_eval(shared, "pruned 90% + shared 5 bits (k-means, linear init)", "centroids")
+
+    for compress, search, label in [(pruned, "unpruned", "ARS on pruned: surviving weights"),
+                                    (shared, "centroids", "ARS on pruned+shared: codebooks"),
+                                    (shared, "all", "ARS on pruned+shared: codebooks + biases"),
+                                    (shared, ["5"], "ARS on pruned+shared: last layer only")]:
+        t0 = time.perf_counter()
+        result = posttrain(cfg({**compress, "search": search}), track=False)
+        rows.append({"stage": label, "search": search if isinstance(search, str) else f"layers {search}",
+                     "dim": result.search_dim, **result.after, "seconds": time.perf_counter() - t0,
+                     "stored_kib": result.stored_bytes.get("compressed", 0) / 1024})
+
+    for compress, search, label in [(pruned, "unpruned", "Adam on pruned: surviving weights"),
+                                    (shared, "centroids", "Adam on pruned+shared: codebooks")]:
+        t, space = compressed_eval(compress, label, search)
+        rows.pop()
+        t0 = time.perf_counter()
+        gradient_finetune(t, space, steps=iterations, lr=1e-3, batch_size=256)
+        rows.append({"stage": label, "search": search, "dim": space.dim, **t.evaluate(),
+                     "seconds": time.perf_counter() - t0})
+
+    lines = ["## (b) Digits: accuracy through compression and fine-tuning", "",
+             f"MLP 64-128-64-10 ({full_dim:,} parameters) on scikit-learn digits (test split 25%). "
+             f"ARS: V1-t, {base['ars']['directions']} directions, top {base['ars']['top']}, step "
+             f"{base['ars']['step_size']}, noise {base['ars']['noise']}, {iterations} iterations, batch 256, the same "
+             f"for every search space (not tuned per space). Adam fine-tuning: {iterations} steps, lr 1e-3, "
+             "batch 256, through the same compressed space (pruned weights get no update; a codebook "
+             "value gets the summed gradient of its weights).", "",
+             "| stage | search | dim | accuracy | loss | time (s) | compressed export (KiB) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        kib = f"{r['stored_kib']:.1f}" if r.get("stored_kib") else "-"
+        lines.append(f"| {r['stage']} | {r['search']} | {r['dim']:,} | {r['accuracy']:.4f} | {r['loss']:.4f} | "
+                     f"{r['seconds']:.1f} | {kib} |")
+    lines += ["", f"Dense float32 export: {full_dim * 4 / 1024:.1f} KiB. The compressed export holds bit-packed "
+              "masks, the codebooks, one uint8 index per surviving shared weight (or the surviving float32 "
+              "values when only pruned), and the biases dense (tensor bytes; `compressed.pt`)."]
+    lines += ["", "Reading: the same ARS settings recover most of what 90% pruning lost on every space "
+              "that keeps the first layers searchable; the 96 codebook values alone get within about 2 points "
+              "of the 1,702 surviving weights, in a search space 18x smaller. Searching only the last layer "
+              "(42 numbers) is not enough. Adam through the surviving weights is better still (it has exact "
+              "gradients); Adam on the codebooks at lr 1e-3 is slower than ARS in 300 steps — its learning "
+              "rate was not tuned per space either, so this row says little about Adam's best.", ""]
+    plot(rows, REPORT.parent / "posttrain_digits.png")
+    lines += ["![digits accuracy](posttrain_digits.png)", ""]
+    return lines, rows
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    labels = [f"{r['stage']}\n(d={r['dim']:,})" for r in rows]
+    colors = ["#888" if "ARS" not in r["stage"] and "Adam on" not in r["stage"] else
+              ("#1f77b4" if "ARS" in r["stage"] else "#ff7f0e") for r in rows]
+    ax.barh(range(len(rows)), [r["accuracy"] for r in rows], color=colors)
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("test accuracy")
+    ax.set_xlim(0, 1)
+    for i, r in enumerate(rows):
+        ax.text(r["accuracy"] + 0.01, i, f"{r['accuracy']:.3f}", va="center", fontsize=7)
+    ax.set_title("digits: pretrained -> compressed -> fine-tuned (grey: no fine-tuning, blue: ARS, orange: Adam)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--iterations", type=int, default=0, help="(a) ARS iterations / Adam steps (default 2); "
+                        "(b) fine-tuning iterations (default 300)")
+    parser.add_argument("--directions", type=int, default=2, help="(a) ARS directions per iteration")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-digits", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.iterations or 2, args.directions)))
+        return
+    REPORT.parent.mkdir(exist_ok=True)
+    cmd = "nice -n 10 python benchmarks/posttrain_memory.py" + "".join(
+        f" {a}" for a in sys.argv[1:])
+    lines = ["# Post-training benchmark", "", f"Regenerate: `{cmd}` (PYTHONPATH at the repository root).",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch "
+             f"{__import__('torch').__version__}, {os.cpu_count()} CPU cores shared with other jobs.", ""]
+    data = {}
+    if not args.skip_memory:
+        part, data["memory"] = memory_part(args.iterations or 2, args.directions)
+        lines += part
+        print("\n".join(part), flush=True)
+    if not args.skip_digits:
+        with tempfile.TemporaryDirectory() as tmp:
+            part, data["digits"] = digits_part(args.iterations or 300, Path(tmp))
+        lines += part
+        print("\n".join(part), flush=True)
+    REPORT.write_text("\n".join(lines) + "\n")
+    (REPORT.parent / "posttrain.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    print(f"wrote {REPORT}")
+
+
+if __name__ == "__main__":
+    main()
