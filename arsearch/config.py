@@ -74,6 +74,9 @@ class ARSSection:
     devices: list[str] = listof([])     # vectorized: spread candidates over these devices
     workers: int = number(2, 1)          # hogwild: worker processes
     nproc: int = number(1, 1)            # distributed: ranks (`arsearch train --nproc` overrides)
+    # hogwild / distributed: seconds without progress from a worker or rank before the job is
+    # stopped as hung (a worker that dies is detected at once, whatever this is)
+    timeout: float = number(300.0, 0.0, low_open=True)
 
 
 @dataclass
