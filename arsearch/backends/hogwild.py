@@ -124,10 +124,12 @@ class HogwildLearner:
         if not self._procs:
             self._start(iteration)
         while True:
+            # checked before every message, not only when the queue is idle: the surviving workers
+            # keep it busy, and a dead one must stop the job all the same
+            self._check_workers()
             try:
                 message = self._queue.get(timeout=POLL_S)
             except queue.Empty:
-                self._check_workers()
                 continue
             self._last_progress = time.monotonic()
             self.bytes_received += len(pickle.dumps(message))
@@ -154,7 +156,7 @@ class HogwildLearner:
                 pass
             self.close()
             raise WorkerLost(f"{dead}; the job was stopped (the other workers were shut down)")
-        if all(proc.exitcode is not None for proc in self._procs):
+        if all(proc.exitcode is not None for proc in self._procs) and self._queue.empty():
             self.close()
             raise WorkerLost("all hogwild workers stopped before the job's iterations were done")
         if time.monotonic() - self._last_progress > self.backend.timeout:
@@ -167,7 +169,7 @@ class HogwildLearner:
         if not self._procs:
             return
         self._stop.set()
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 2.0
         for proc in self._procs:
             proc.join(timeout=max(0.0, deadline - time.monotonic()))
         for proc in self._procs:
