@@ -70,6 +70,7 @@ class VectorizedBackend(Backend):
         if replica is None:
             replica = copy.copy(task)
             replica.model = copy.deepcopy(task.model).to(device)
+            replica._stats = None   # the shallow copy would share the task's pending states
             self._replicas[device] = replica
         with torch.no_grad():
             for (_, dst), (_, src) in zip(replica.model.named_buffers(), task.model.named_buffers()):
