@@ -109,3 +109,8 @@ def test_divergence_in_a_worker_is_a_training_divergence(tmp_path):
 def test_config_refuses_zero_workers(tmp_path):
     with pytest.raises(ConfigError, match="ars.workers"):
         tiny_job(tmp_path, **{"ars.backend": "hogwild", "ars.workers": 0})
+
+
+def test_config_refuses_hogwild_with_a_population(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be combined with \\[population\\]"):
+        tiny_job(tmp_path, **{"ars.backend": "hogwild", "population.size": 2})

@@ -21,7 +21,7 @@ runs in a plain process, an Optuna trial or a test.
 Devices: with ``task.device = "cuda"`` or ``"auto"`` (and GPUs present) rank r runs on
 ``cuda:LOCAL_RANK`` and the group uses NCCL; when there are fewer GPUs than local ranks (ranks
 share a GPU, which NCCL refuses) or on the CPU, the group uses Gloo and the scores travel through
-host memory.
+host memory. The environment variable ``ARSEARCH_DIST_BACKEND=nccl|gloo`` forces the choice.
 """
 
 from __future__ import annotations
@@ -95,7 +95,13 @@ class DistributedBackend(VectorizedBackend):
         if launched():
             own_gpu = (self.device.type == "cuda"
                        and int(os.environ.get("LOCAL_WORLD_SIZE", 1)) <= torch.cuda.device_count())
-            if own_gpu:
+            # ARSEARCH_DIST_BACKEND=nccl|gloo overrides the choice (e.g. to try NCCL on a shared GPU)
+            backend = os.environ.get("ARSEARCH_DIST_BACKEND") or ("nccl" if own_gpu else "gloo")
+            if backend not in ("nccl", "gloo"):
+                raise ValueError(f"ARSEARCH_DIST_BACKEND = {backend!r}; allowed: 'nccl', 'gloo'")
+            if backend == "nccl":
+                if self.device.type != "cuda":
+                    raise ValueError("the NCCL process group needs task.device = 'cuda' or 'auto' on a GPU machine")
                 torch.cuda.set_device(self.device)
                 dist.init_process_group("nccl", timeout=td, device_id=self.device)
             else:
