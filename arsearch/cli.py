@@ -47,11 +47,14 @@ def cmd_train(args) -> int:
     except RuntimeError as e:
         if not launched():
             raise
-        # a collective failed: a peer rank died, or hung past ars.timeout
+        import torch.distributed as dist
+
         rank = os.environ.get("RANK", "?")
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return _fail(f"rank {rank}: a collective operation failed, so a peer rank probably died or hung "
-                     f"(ars.timeout = {config.ars.timeout} s): {first}", 1)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if isinstance(e, dist.DistError):  # a collective failed: a peer rank died, or hung past ars.timeout
+            return _fail(f"rank {rank}: a collective operation failed, so a peer rank probably died or hung "
+                         f"(ars.timeout = {config.ars.timeout} s): {type(e).__name__}: {first}", 1)
+        return _fail(f"rank {rank} failed: {type(e).__name__}: {first}", 1)
     if trainer.is_writer:
         print(json.dumps(result, indent=2))
     return 0
