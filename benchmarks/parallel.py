@@ -126,7 +126,7 @@ def run_torchrun(data: dict, nproc: int, tmp: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            str(Path(__file__).resolve()), "--rank", str(config), str(out)]
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(cmd, check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ranks = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(nproc)]
     figures = ranks[0]
     figures["cpu_s"] = sum(r["cpu_s"] for r in ranks)      # the job's CPU time: every rank's
@@ -145,8 +145,11 @@ def main() -> None:
         return
     rows = []
     start = time.time()
+    out_dir = Path(args.out).resolve()
+    here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        os.chdir(tmp)    # MuJoCo writes MUJOCO_LOG.TXT into the working directory
         for task_name, base in jobs(args.quick).items():
             base = set_key(base, "checkpoint.dir", str(tmp / "run"))
             runs = [
@@ -175,7 +178,8 @@ def main() -> None:
                       f"{per_cpu:8.1f} cand/CPU-s  projected x{procs * per_cpu / baseline[1]:.2f}  "
                       f"cores used {figures['cpu_s'] / figures['elapsed_s']:.2f}  "
                       f"{figures['bytes_per_iteration']:.0f} B/it", flush=True)
-    write_report(rows, Path(args.out), args.quick, time.time() - start)
+        os.chdir(here)
+    write_report(rows, out_dir, args.quick, time.time() - start)
 
 
 def write_report(rows: list[dict], out: Path, quick: bool, wall: float) -> None:
