@@ -27,8 +27,13 @@ PY="$VENV/bin/python"
 if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" >>"$LOG" 2>&1; then
     say "reusing the system's CUDA torch: $("$PY" -c 'import torch; print(torch.__version__)')"
 else
-    say "no CUDA torch importable by python3: installing torch (CUDA build) from PyPI"
-    "$PY" -m pip install -q torch >>"$LOG" 2>&1 || say "pip install torch FAILED (see gpu_check.log)"
+    if [ "${SMOKE:-0}" = 1 ]; then
+        say "no CUDA torch importable by python3 (SMOKE=1: the CPU torch will do)"
+    else
+        # PyPI's Linux torch wheel is the CUDA build; --ignore-installed shadows a CPU-only system torch
+        say "no CUDA torch importable by python3: installing torch (CUDA build) from PyPI"
+        "$PY" -m pip install -q --ignore-installed torch >>"$LOG" 2>&1 || say "pip install torch FAILED (see gpu_check.log)"
+    fi
 fi
 for mod_pkg in numpy:numpy sklearn:scikit-learn tomli_w:tomli-w tqdm:tqdm; do
     mod="${mod_pkg%%:*}"; pkg="${mod_pkg##*:}"

@@ -243,6 +243,22 @@ def write_report(rows: list[dict], out: Path, quick: bool, wall: float) -> None:
         d = next(r["d"] for r in rows if r["task"] == task)
         lines += ["", f"d = {d} parameters (θ as float32: {4 * d:,} B — what a parameter-averaging scheme would "
                       "send per iteration instead of scores).", ""]
+    impossible = [r for r in rows if r["projected"] > 1.05 * r["processes"] or r["speedup"] > 1.05 * r["processes"]]
+    lines += ["## Reading these figures", ""]
+    if impossible:
+        lines += ["Some rows show more than their process count in speed-up "
+                  f"({', '.join(sorted({r['mode'] for r in impossible}))}): no parallel mode can do that, so "
+                  "the rate of the *same* work varied between rows — in wall time because each row got a "
+                  "different share of the shared cores (see *cores used*), in CPU time because a CPU-second "
+                  "itself is worth less when a sibling hardware thread, the caches and the memory bus are busy "
+                  "with other jobs. Treat single figures as uncertain by that much; rerun on idle cores for "
+                  "firm ratios.", ""]
+    lines += ["Expected on idle cores: the environment-bound task spends its time in MuJoCo steps and NumPy, "
+              "with a few hundred bytes exchanged per iteration, so 2 processes should approach ×2 for both "
+              "modes; the hogwild workers each create their own 2N environments and the main process also "
+              "runs the evaluation, which costs it a little. On the compute-bound task one torch thread per "
+              "process on 2 cores is the fair comparison; a second torch thread in one process did not help "
+              "here because the second core was rarely free.", ""]
     lines += ["![candidates per second](parallel.png)", ""]
     (out / "parallel.md").write_text("\n".join(lines))
 
