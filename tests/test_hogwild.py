@@ -114,3 +114,15 @@ def test_config_refuses_zero_workers(tmp_path):
 def test_config_refuses_hogwild_with_a_population(tmp_path):
     with pytest.raises(ConfigError, match="cannot be combined with \\[population\\]"):
         tiny_job(tmp_path, **{"ars.backend": "hogwild", "population.size": 2})
+
+
+def test_cli_exits_1_with_the_worker_error(tmp_path, capsys):
+    from arsearch.cli import main
+
+    job = tmp_path / "job.toml"
+    job.write_text('[task]\nmodel = "parallel_helpers:raising_model"\nhidden = [8]\nbatch_size = 32\n'
+                   '[ars]\nbackend = "hogwild"\ndirections = 4\ntop = 2\niterations = 1000\n'
+                   f'[tracking]\nenabled = false\n[checkpoint]\ndir = "{tmp_path / "run"}"\n')
+    assert main(["train", str(job), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "arsearch: error: hogwild worker" in err and "boom" in err
