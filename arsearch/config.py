@@ -176,11 +176,11 @@ class JobConfig:
 
     def check(self) -> None:
         """Constraints between keys."""
-        if self.ars.top > self.ars.directions:
-            raise ConfigError(f"ars.top = {self.ars.top} must be <= ars.directions = {self.ars.directions}")
         if self.ars.backend == "hogwild" and self.population is not None:
             raise ConfigError("ars.backend = 'hogwild' runs one asynchronous learner and cannot be combined "
                               "with [population]; use 'vectorized' or 'distributed'")
+        if self.ars.top > self.ars.directions:
+            raise ConfigError(f"ars.top = {self.ars.top} must be <= ars.directions = {self.ars.directions}")
 
 
 # ---------------------------------------------------------------------------------------------
