@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 
 USAGE_ERROR = 2
@@ -15,14 +17,23 @@ def _fail(message: str, code: int) -> int:
 
 
 def cmd_train(args) -> int:
+    from .backends import WorkerLost
+    from .backends.distributed import launched
     from .checkpoint import CheckpointError
     from .config import ConfigError, load_job
     from .trainer import Trainer, TrainingDiverged
 
+    overrides = list(args.set)
+    if args.nproc is not None:
+        if args.nproc < 1:
+            return _fail(f"--nproc must be >= 1, got {args.nproc}", USAGE_ERROR)
+        overrides += ["ars.backend=distributed", f"ars.nproc={args.nproc}"]
     try:
-        config = load_job(args.config, args.set)
+        config = load_job(args.config, overrides)
     except ConfigError as e:
         return _fail(str(e), USAGE_ERROR)
+    if config.ars.backend == "distributed" and config.ars.nproc > 1 and not launched():
+        return launch_distributed(args, overrides, config.ars.nproc)
     try:
         callbacks = []
         trainer = Trainer(config, callbacks=callbacks, progress=not args.quiet)
@@ -31,7 +42,35 @@ def cmd_train(args) -> int:
         return _fail(str(e), USAGE_ERROR)
     except TrainingDiverged as e:
         return _fail(str(e), 1)
-    print(json.dumps(result, indent=2))
+    except WorkerLost as e:
+        return _fail(str(e), 1)
+    except RuntimeError as e:
+        if not launched():
+            raise
+        import torch.distributed as dist
+
+        rank = os.environ.get("RANK", "?")
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if isinstance(e, dist.DistError):  # a collective failed: a peer rank died, or hung past ars.timeout
+            return _fail(f"rank {rank}: a collective operation failed, so a peer rank probably died or hung "
+                         f"(ars.timeout = {config.ars.timeout} s): {type(e).__name__}: {first}", 1)
+        return _fail(f"rank {rank} failed: {type(e).__name__}: {first}", 1)
+    if trainer.is_writer:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def launch_distributed(args, overrides: list[str], nproc: int) -> int:
+    """Run this same `train` command under torchrun with `nproc` ranks on this machine."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "--max-restarts=0", "--monitor-interval=0.5", "-m", "arsearch.cli", "train", args.config]
+    for item in overrides:
+        cmd += ["--set", item]
+    cmd += ["--resume"] * args.resume + ["--quiet"] * args.quiet
+    proc = subprocess.run(cmd)
+    if proc.returncode != 0:
+        return _fail(f"distributed job failed: torchrun ({nproc} ranks) exited with code {proc.returncode}; "
+                     "the failing rank's error is printed above", 1)
     return 0
 
 
@@ -96,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config key, e.g. --set ars.step_size=0.01 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in checkpoint.dir")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--nproc", type=int, default=None, metavar="P",
+                       help="run with the distributed backend on P ranks of this machine (launches torchrun)")
     train.set_defaults(func=cmd_train)
 
     post = sub.add_parser("posttrain", help="fine-tune a pretrained (optionally compressed) model with ARS and export it")

@@ -75,6 +75,9 @@ class ARSSection:
     devices: list[str] = listof([])     # vectorized: spread candidates over these devices
     workers: int = number(2, 1)          # hogwild: worker processes
     nproc: int = number(1, 1)            # distributed: ranks (`arsearch train --nproc` overrides)
+    # hogwild / distributed: seconds without progress from a worker or rank before the job is
+    # stopped as hung (a worker that dies is detected at once, whatever this is)
+    timeout: float = number(300.0, 0.0, low_open=True)
 
 
 @dataclass
@@ -179,6 +182,9 @@ class JobConfig:
 
     def check(self) -> None:
         """Constraints between keys."""
+        if self.ars.backend == "hogwild" and self.population is not None:
+            raise ConfigError("ars.backend = 'hogwild' runs one asynchronous learner and cannot be combined "
+                              "with [population]; use 'vectorized' or 'distributed'")
         if self.ars.top > self.ars.directions:
             raise ConfigError(f"ars.top = {self.ars.top} must be <= ars.directions = {self.ars.directions}")
         if self.sampling is not None and self.task.kind != "supervised":

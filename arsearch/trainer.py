@@ -80,7 +80,12 @@ class Trainer:
         self.progress = progress
         self.is_writer = is_writer      # only one process writes checkpoints (the distributed backend's rank 0)
         torch.manual_seed(config.seed)
-        self.device = resolve_device(config.task.device)
+        if config.ars.backend == "distributed":  # each rank on its own device (cuda:LOCAL_RANK)
+            from .backends.distributed import rank_device
+
+            self.device = rank_device(config.task.device)
+        else:
+            self.device = resolve_device(config.task.device)
         self.task = task if task is not None else build_task(config, self.device)
         self.model = self.task.model
         if task is None and config.model is not None and config.model.checkpoint:
@@ -95,10 +100,16 @@ class Trainer:
             self.callbacks[:0] = compression_callbacks(config)   # first, so other callbacks see its metrics
         self.noise = make_noise(config.ars.noise_source, config.ars.table_size)
         self.backend = make_backend(config.ars.backend, config)
+        if not getattr(self.backend, "is_writer", True):  # a distributed rank other than 0: no logs, no files
+            self.is_writer, self.progress, self.callbacks = False, False, []
         if config.population is not None:
             from .population import Population
 
             self.learner = Population(config, self.task, self.space, self.noise, self.backend)
+        elif config.ars.backend == "hogwild":  # workers step asynchronously; the learner relays their steps
+            from .backends.hogwild import HogwildLearner
+
+            self.learner = HogwildLearner(config, self.task, self.space, self.noise, self.backend)
         else:
             self.learner = ARSLearner(config, self.task, self.space, self.noise, self.backend)
         self.iteration = 0
@@ -205,6 +216,9 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            close = getattr(self.learner, "close", None)
+            if close is not None:  # a learner with processes of its own (hogwild) stops them, even on error
+                close()
         return self._finish()
 
     def _check_finite(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Backend
+from .base import Backend, WorkerLost
 
 REGISTRY = {
     "sequential": "arsearch.backends.sequential:SequentialBackend",
@@ -31,4 +31,4 @@ def make_backend(name: str, config=None) -> Backend:
     return backend_class(name).from_config(config)
 
 
-__all__ = ["Backend", "REGISTRY", "backend_class", "make_backend"]
+__all__ = ["Backend", "WorkerLost", "REGISTRY", "backend_class", "make_backend"]

@@ -11,6 +11,10 @@ from ..noise import SeedNoise
 from ..spaces import ParameterSpace
 
 
+class WorkerLost(RuntimeError):
+    """A parallel backend lost a worker process or rank (it died, failed or stopped progressing)."""
+
+
 class Backend:
     """Evaluates the antithetic candidates θ ± ν·δ_k of one iteration and applies the step.
 

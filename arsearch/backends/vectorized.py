@@ -5,7 +5,12 @@ candidate dimension, and scored in one `torch.func.vmap` over `functional_call` 
 that part). This is the data-parallel mode: one large batched call instead of 2N small ones.
 
 With ``ars.devices = ["cuda:0", "cuda:1", ...]`` the candidates are split into one slice per
-device; each slice is scored by a replica of the model on its device, and the scores gathered.
+device; each slice is scored by a replica of the model on its device, and the scores gathered
+(one process driving several GPUs; the slices are issued one after the other from Python, but
+CUDA kernels run asynchronously and the scores are copied back only after every slice is queued,
+so the devices work at the same time; RL rollouts, which run in NumPy, do not overlap). θ and the
+directions stay on the task's device; each slice of candidates is copied to its device. With
+``devices = ["cpu", "cpu"]`` the result equals the single-device one, which the tests check.
 """
 
 from __future__ import annotations
@@ -48,9 +53,17 @@ class VectorizedBackend(Backend):
         for device, part in zip(self.devices, slices):
             if len(part) == 0:
                 continue
-            scores.append(self._replica(task, device).score_params(space.expand(part.to(device)),
-                                                                    _batch_to(batch, device)).cpu())
-        return torch.cat(scores)
+            replica = self._replica(task, device)
+            scores.append(replica.score_params(space.expand(part.to(device)), _batch_to(batch, device)))
+            # states a replica recorded (RL rollouts, V2) belong to the task: hand them over
+            stats = replica.pop_state_stats()
+            if stats is not None:
+                if task._stats is None:
+                    task._stats = stats
+                else:
+                    task._stats += stats
+        # copied back only once every device has its work queued, so that the devices overlap
+        return torch.cat([part.cpu() for part in scores])
 
     def _replica(self, task, device):
         """A shallow copy of the task whose model lives on `device` (buffers refreshed per call)."""
@@ -58,6 +71,7 @@ class VectorizedBackend(Backend):
         if replica is None:
             replica = copy.copy(task)
             replica.model = copy.deepcopy(task.model).to(device)
+            replica._stats = None   # the shallow copy would share the task's pending states
             self._replicas[device] = replica
         with torch.no_grad():
             for (_, dst), (_, src) in zip(replica.model.named_buffers(), task.model.named_buffers()):

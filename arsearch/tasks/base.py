@@ -44,6 +44,14 @@ class Task:
     def evaluate(self) -> dict[str, float]:
         raise NotImplementedError
 
+    def select(self, batch: Any, directions: list[int]) -> Any:
+        """The part of `batch` that the given directions (positions in 0..N−1) are scored on.
+
+        The distributed backend scores a share of the directions per rank; a batch shared by all
+        candidates (a mini-batch) is returned whole, a per-direction batch (RL reset seeds) is cut.
+        """
+        return batch
+
     def record_states(self, states) -> None:
         if self.normalizer is not None:
             if self._stats is None:

@@ -161,6 +161,9 @@ class RLTask(Task):
         """Reset seeds: direction k's ± pair shares one, so the pair is compared on the same start."""
         return iteration_seeds(self.seed, iteration, self.directions, stream=1)
 
+    def select(self, batch, directions):
+        return [batch[k] for k in directions]
+
     def _candidate_seeds(self, batch, n_candidates: int) -> list[int]:
         return [batch[i % len(batch)] for i in range(n_candidates)]
 

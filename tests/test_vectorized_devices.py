@@ -1,0 +1,31 @@
+"""Vectorized backend over several devices (``ars.devices``): on CPU, ["cpu", "cpu"] must change nothing."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from parallel_helpers import tiny_job  # noqa: E402
+
+from arsearch.trainer import Trainer  # noqa: E402
+
+RL = {"task.kind": "rl", "task.env": "Swimmer-v5", "task.horizon": 30, "task.eval_episodes": 1,
+      "ars.directions": 3, "ars.top": 2, "ars.iterations": 3, "eval.every": 3}
+
+
+@pytest.mark.parametrize("overrides", [{}, RL], ids=["supervised", "rl"])
+def test_two_cpu_devices_equal_one(tmp_path, overrides):
+    runs = []
+    for name, devices in [("one", []), ("two", ["cpu", "cpu"])]:
+        trainer = Trainer(tiny_job(tmp_path / name, **{"ars.version": "v2t", "ars.devices": devices, **overrides}),
+                          progress=False)
+        trainer.run()
+        runs.append(trainer)
+    one, two = runs
+    for key, value in one.model.state_dict().items():
+        # V2 statistics: equal up to the order of the float64 sums (they are summed per device)
+        torch.testing.assert_close(two.model.state_dict()[key], value, rtol=1e-12, atol=1e-12, msg=key)
+    assert float(two.task.normalizer.count) > 0    # states seen by the replicas reach the normaliser
+    assert two.task.counters == one.task.counters
