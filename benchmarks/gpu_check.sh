@@ -22,24 +22,24 @@ say() { echo "$@" | tee -a "$LOG"; }
 
 # -- Python with a CUDA torch ---------------------------------------------------------------------
 VENV="$WORK/venv"
-python3 -m venv --system-site-packages "$VENV" >>"$LOG" 2>&1
-PY="$VENV/bin/python"
-if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" >>"$LOG" 2>&1; then
-    say "reusing the system's CUDA torch: $("$PY" -c 'import torch; print(torch.__version__)')"
+if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" >>"$LOG" 2>&1; then
+    # python3 may itself be a venv (it is on the lent H200 machines): a venv made from it would not
+    # see its packages, so use it directly.
+    PY=python3
+    say "reusing python3's CUDA torch: $("$PY" -c 'import torch; print(torch.__version__)')"
 else
-    if [ "${SMOKE:-0}" = 1 ]; then
-        say "no CUDA torch importable by python3 (SMOKE=1: the CPU torch will do)"
-    else
-        # PyPI's Linux torch wheel is the CUDA build; --ignore-installed shadows a CPU-only system torch
-        say "no CUDA torch importable by python3: installing torch (CUDA build) from PyPI"
-        "$PY" -m pip install -q --ignore-installed torch >>"$LOG" 2>&1 || say "pip install torch FAILED (see gpu_check.log)"
-    fi
+    python3 -m venv --system-site-packages "$VENV" >>"$LOG" 2>&1
+    PY="$VENV/bin/python"
+    say "no CUDA torch importable by python3: installing torch (CUDA build) from PyPI"
+    "$PY" -m pip install -q torch >>"$LOG" 2>&1 || say "pip install torch FAILED (see gpu_check.log)"
 fi
 for mod_pkg in numpy:numpy sklearn:scikit-learn tomli_w:tomli-w tqdm:tqdm; do
     mod="${mod_pkg%%:*}"; pkg="${mod_pkg##*:}"
     "$PY" -c "import $mod" 2>/dev/null || "$PY" -m pip install -q "$pkg" >>"$LOG" 2>&1
 done
-if ! "$PY" -m pip install -q --no-deps -e "$REPO" >>"$LOG" 2>&1; then
+if [ "$PY" = python3 ]; then
+    say "using arsearch from PYTHONPATH=$REPO"     # no install into the machine's own environment
+elif ! "$PY" -m pip install -q --no-deps -e "$REPO" >>"$LOG" 2>&1; then
     say "pip install -e failed; using PYTHONPATH=$REPO"
 fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
