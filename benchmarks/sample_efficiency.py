@@ -85,10 +85,12 @@ def main() -> None:
 
     deadline = time.time() + args.deadline if args.deadline else 0
     seeds = {t: (args.swimmer_seeds or args.seeds) if t == "Swimmer" else args.seeds for t in args.tasks}
-    work = [(t, s, args.budget_scale, deadline) for t in args.tasks for s in range(seeds[t])]
+    # longest tasks first, so that a --deadline cuts the short ones last
+    work = [(t, s, args.budget_scale, deadline) for t in reversed(args.tasks) for s in range(seeds[t])]
     start = time.perf_counter()
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         runs = pool.map(run_one, work, chunksize=1)
+    runs.sort(key=lambda r: (list(TASKS).index(r["task"]), r["seed"]))
     total = time.perf_counter() - start
 
     from benchmarks.common import REPORTS, write_report
