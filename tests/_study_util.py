@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 TINY_JOB = """
@@ -52,3 +54,32 @@ def env() -> dict:
 
 def arsearch_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "arsearch.cli", *args]
+
+
+def _mlflow_template() -> Path:
+    """A fresh MLflow SQLite database, created once per machine and MLflow version (its schema
+    migrations take 5-25 s, which every test would otherwise pay again)."""
+    import fcntl
+    import tempfile
+
+    import mlflow
+
+    template = Path(tempfile.gettempdir()) / f"arsearch-test-mlflow-{mlflow.__version__}.db"
+    with open(str(template) + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            from arsearch.tracking import connect
+
+            tmp = template.with_suffix(f".tmp{os.getpid()}.db")
+            connect(f"sqlite:///{tmp}")
+            os.replace(tmp, template)
+    return template
+
+
+@pytest.fixture
+def mlflow_db(tmp_cwd):
+    """tmp_cwd with a ready (empty) sqlite:///mlflow.db."""
+    import shutil
+
+    shutil.copy(_mlflow_template(), tmp_cwd / "mlflow.db")
+    return tmp_cwd

@@ -197,6 +197,7 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
         with log_path.open("w") as log_file:
             proc = subprocess.Popen(train_command(config_path, config), env=env, stdout=log_file,
                                     stderr=subprocess.STDOUT, start_new_session=True)
+            trial.set_user_attr("pid", proc.pid)
             offset, partial = 0, ""
             try:
                 while True:

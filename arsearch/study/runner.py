@@ -44,19 +44,25 @@ def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, 
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period or None, heartbeat_stale_trial_callback=callback)
+        with warnings.catch_warnings():     # heartbeats are "experimental" in Optuna 5, and what we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period or None,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
     except Exception as e:                                         # noqa: BLE001
         raise ConfigError(f"study.storage {url!r} cannot be opened: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
 
 def make_sampler(name: str, seed: int | None, multi_objective: bool = False, startup_trials: int = 5):
+    with warnings.catch_warnings():         # TPE's multivariate/group and GP are "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _make_sampler(name, seed, multi_objective, startup_trials)
+
+
+def _make_sampler(name: str, seed: int | None, multi_objective: bool, startup_trials: int):
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, constant_liar=True,
                                           multivariate=True, group=True)
