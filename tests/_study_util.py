@@ -37,7 +37,9 @@ every = 1000
 def write_study(directory: Path, study: str = "", space: str = "", iterations: int = 10, name: str = "tiny") -> Path:
     directory = Path(directory)
     (directory / "base.toml").write_text(TINY_JOB.format(iterations=iterations))
-    text = f'[study]\nname = "{name}"\nbase = "base.toml"\nstorage = "sqlite:///optuna.db"\n' + study
+    text = f'[study]\nname = "{name}"\nbase = "base.toml"\n' + study
+    if "storage =" not in study:
+        text += 'storage = "sqlite:///optuna.db"\n'
     text += "\n[space]\n" + (space or '"ars.step_size" = { low = 0.005, high = 0.05, log = true }\n')
     path = directory / "study.toml"
     path.write_text(text)

@@ -29,7 +29,8 @@ def mlflow_runs(experiment):
     return client, client.search_runs([exp.experiment_id])
 
 
-def test_study_trials_are_tracked_as_nested_runs(mlflow_db, tmp_cwd):
+@pytest.mark.usefixtures("mlflow_db")
+def test_study_trials_are_tracked_as_nested_runs(tmp_cwd):
     path = write_study(tmp_cwd, study="n_trials = 3\nsampler = \"random\"\n",
                        space='"ars.step_size" = { low = 0.005, high = 0.05, log = true }\n'
                              '"ars.backend" = { choice = ["sequential", "vectorized"] }\n')
@@ -118,7 +119,8 @@ def test_multi_objective_study(tmp_cwd):
         assert t.values[1] == t.user_attrs["result"]["count/forward_examples"] > 0
 
 
-def test_subprocess_trials_stream_evaluations_to_optuna_and_mlflow(mlflow_db, tmp_cwd):
+@pytest.mark.usefixtures("mlflow_db")
+def test_subprocess_trials_stream_evaluations_to_optuna_and_mlflow(tmp_cwd):
     # task.device = "auto" may use a GPU, so the trial takes one from the pool (gpus = [7]): on a
     # CPU-only machine the child still runs, with CUDA_VISIBLE_DEVICES=7 hiding nothing useful
     path = write_study(tmp_cwd, iterations=15, study="n_trials = 1\nsubprocess = true\ngpus = [7]\n",

@@ -59,7 +59,8 @@ def runs_of(uri, experiment):
     return client, client.search_runs([exp.experiment_id])
 
 
-def test_train_logs_one_run_with_batched_metrics(mlflow_db, tmp_cwd, monkeypatch):
+@pytest.mark.usefixtures("mlflow_db")
+def test_train_logs_one_run_with_batched_metrics(tmp_cwd, monkeypatch):
     from mlflow import MlflowClient
 
     calls = []
@@ -85,7 +86,8 @@ def test_train_logs_one_run_with_batched_metrics(mlflow_db, tmp_cwd, monkeypatch
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")] == ["checkpoint/final.pt"]
 
 
-def test_tracking_failure_never_loses_the_training_result(mlflow_db, tmp_cwd, monkeypatch, caplog):
+@pytest.mark.usefixtures("mlflow_db")
+def test_tracking_failure_never_loses_the_training_result(tmp_cwd, monkeypatch, caplog):
     from mlflow import MlflowClient
 
     def broken(self, *args, **kwargs):

@@ -36,6 +36,7 @@ def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, 
     if "://" not in url:
         raise ConfigError(f"study.storage = {url!r} is not a storage URL; use sqlite:///FILE, "
                           f"postgresql://USER:PASS@HOST/DB, journal:FILE or memory")
+    url = _with_postgres_driver(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
         db = url[len("sqlite:///"):]
@@ -54,6 +55,17 @@ def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, 
     except Exception as e:                                         # noqa: BLE001
         raise ConfigError(f"study.storage {url!r} cannot be opened: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def _with_postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; use psycopg2 when only that one is installed."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def make_sampler(name: str, seed: int | None, multi_objective: bool = False, startup_trials: int = 5):
@@ -137,8 +149,10 @@ class StudyTracker:
 
         tags = {PARENT_TAG: self.parent_id, STUDY_TAG: self.study.study_name, TRIAL_TAG: str(trial.number),
                 ROLE_TAG: "trial", STATE_TAG: "RUNNING"}
-        retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
-            self.study._storage.get_trial(trial._trial_id))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
+                self.study._storage.get_trial(trial._trial_id))
         if retried is not None:
             tags["arsearch.retry_of"] = str(retried)
         cb = MlflowCallback(self.client, config, experiment=None, run_name=f"trial-{trial.number}", tags=tags)
