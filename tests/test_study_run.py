@@ -192,3 +192,13 @@ def test_bad_study_file_is_a_usage_error(tmp_cwd, capsys):
     path = write_study(tmp_cwd, study='sampler = "bayes"\n')
     assert main(["study", "run", str(path)]) == 2
     assert "study.sampler = 'bayes'" in capsys.readouterr().err
+
+
+def test_journal_storage_with_parallel_threads(tmp_cwd):
+    path = write_study(tmp_cwd, study='storage = "journal:optuna.log"\nn_trials = 2\nn_jobs = 2\ntracking = false\n')
+    assert main(["study", "run", str(path), "--quiet"]) == 0
+    from arsearch.study import load_existing
+
+    trials = load_existing("journal:optuna.log", "tiny").get_trials()
+    assert [t.state for t in trials] == [COMPLETE, COMPLETE]
+    assert trials[0].user_attrs["checkpoint_dir"] != trials[1].user_attrs["checkpoint_dir"]
