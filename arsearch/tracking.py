@@ -138,8 +138,18 @@ class MlflowCallback(Callback):
 
     def __init__(self, client, config: JobConfig, *, run_id: str | None = None, experiment: str | None = None,
                  run_name: str = "", tags: dict[str, str] | None = None, flush_every: int = 50,
-                 terminate: bool = True, log_checkpoint: bool = True):
+                 terminate: bool = True, log_checkpoint: bool = True, executor=None, background: bool = False):
         self.client, self.config = client, config
+        # Sending runs on one background thread (`executor`, shared by a study's trials, or our own
+        # when `background`), so the training loop never waits for the tracking store; `wait()`
+        # (called by `finish` for an own executor) blocks until everything is sent.
+        self._own_executor = executor is None and background
+        if self._own_executor:
+            from concurrent.futures import ThreadPoolExecutor
+
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
+        self.executor = executor
+        self._futures: list = []
         self.run_id = run_id
         self.experiment = experiment or config.tracking.experiment
         self.run_name = run_name or config.tracking.run_name
@@ -172,8 +182,25 @@ class MlflowCallback(Callback):
         elif self.tags:
             self._safe("set tags", self._set_tags, self.tags)
         if self.run_id:
-            self._safe("log params", self._log_params, config_params(self.config))
+            params = config_params(self.config)
+            self.submit(lambda: self._safe("log params", self._log_params, params))
         return self.run_id
+
+    def submit(self, fn) -> None:
+        """Run `fn` on the sending thread (in order), or now when there is none."""
+        if self.executor is None:
+            fn()
+        else:
+            self._futures = [f for f in self._futures if not f.done()]
+            self._futures.append(self.executor.submit(fn))
+
+    def wait(self) -> None:
+        for f in self._futures:
+            f.result()
+        self._futures = []
+        if self._own_executor:
+            self.executor.shutdown(wait=True)
+            self.executor = None
 
     def _set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -206,7 +233,7 @@ class MlflowCallback(Callback):
             for i in range(0, len(batch), 1000):
                 self.client.log_batch(self.run_id, metrics=batch[i:i + 1000])
                 self.sent_batches += 1
-        self._safe("log metrics", send)
+        self.submit(lambda: self._safe("log metrics", send))
 
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
         if self.run_id and path and Path(path).exists():
@@ -228,11 +255,20 @@ class MlflowCallback(Callback):
     def on_end(self, trainer, result: dict) -> None:
         self.finish(result, trainer.history, ok=True)
 
-    def finish(self, result: dict, history: list[dict], ok: bool = True, status: str | None = None) -> None:
-        """Flush, log final metrics and artifacts, close the run."""
+    def finish(self, result: dict, history: list[dict], ok: bool = True, status: str | None = None,
+               tags: dict[str, str] | None = None) -> None:
+        """Flush, then (on the sending thread) final metrics, tags, artifacts, and close the run."""
         step = int(result.get("iterations", 0) or 0)
         self.log_metrics({f"final/{k}": v for k, v in result.items() if k not in ("iterations", "checkpoint")}, step)
         self.flush()
+        history = list(history)
+        self.submit(lambda: self._finalize(result, history, ok, status, tags or {}))
+        if self._own_executor:
+            self.wait()
+
+    def _finalize(self, result: dict, history: list[dict], ok: bool, status: str | None, tags: dict) -> None:
+        if tags and self.run_id:
+            self._safe("set tags", self._set_tags, tags)
         with tempfile.TemporaryDirectory() as tmp:
             cfg = Path(tmp) / "config.toml"
             cfg.write_text(f"# resolved job config: arsearch train {cfg.name}\n" + to_toml(self.config))
@@ -251,7 +287,7 @@ def train_callback(config: JobConfig) -> MlflowCallback | None:
         return None
     client = connect(config.tracking.uri)
     cb = MlflowCallback(client, config, run_name=config.tracking.run_name or Path(config.checkpoint.dir).name,
-                        tags={ROLE_TAG: "train"})
+                        tags={ROLE_TAG: "train"}, background=True)
     cb.start()
     return cb
 

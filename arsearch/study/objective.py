@@ -302,8 +302,10 @@ class Objective:
                     result = trainer.run()
                 finally:
                     history = trainer.history
-                    if not result:
+                    if not result:          # pruned or failed: run() did not reach _finish
                         result = {"iterations": trainer.iteration, **trainer.last_eval}
+                        trainer.task.close()
+                        trainer.backend.close()
             values = []
             for m in s.metrics:
                 v = result.get(m)

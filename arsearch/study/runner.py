@@ -116,9 +116,12 @@ class StudyTracker:
     """The study's MLflow parent run and its per-trial nested children (all via MlflowClient)."""
 
     def __init__(self, client, experiment: str, study: optuna.Study, spec: StudySpec):
+        from concurrent.futures import ThreadPoolExecutor
+
         from ..tracking import ROLE_TAG, STUDY_TAG, experiment_id
 
         self.client, self.study, self.spec = client, study, spec
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
         self.experiment_id = experiment_id(client, experiment)
         key = "mlflow_parent_run_id"
         run_id = study.user_attrs.get(key)
@@ -155,13 +158,15 @@ class StudyTracker:
                 self.study._storage.get_trial(trial._trial_id))
         if retried is not None:
             tags["arsearch.retry_of"] = str(retried)
-        cb = MlflowCallback(self.client, config, experiment=None, run_name=f"trial-{trial.number}", tags=tags)
+        cb = MlflowCallback(self.client, config, experiment=None, run_name=f"trial-{trial.number}", tags=tags,
+                            executor=self.executor)
 
         def create():
             return self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}", tags=tags).info.run_id
         cb.run_id = cb._safe("create trial run", create)
         if cb.run_id:
-            cb._safe("log params", cb._log_params, {**_config_params(config), "trial.number": str(trial.number)})
+            params = {**_config_params(config), "trial.number": str(trial.number)}
+            cb.submit(lambda: cb._safe("log params", cb._log_params, params))
             trial.set_user_attr("mlflow_run_id", cb.run_id)
         return cb
 
@@ -172,15 +177,23 @@ class StudyTracker:
         tags = {STATE_TAG: state}
         if reason:
             tags["arsearch.fail_reason"] = reason[:5000]
-        if cb.run_id:
-            cb._safe("set tags", cb._set_tags, tags)
-        cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"))
+        # queued on the study's sending thread: the next trial starts while this one's artifacts upload
+        cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
+                  tags=tags)
+
+    def drain(self) -> None:
+        """Wait until every queued tracking call of this process's trials has been sent."""
+        self.executor.shutdown(wait=True)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
 
     def finish_study(self, out_dir: Path) -> None:
         """Best values and Optuna's plots on the parent run (a plotting problem never fails the study)."""
         from ..reports import study_plots
         from ..tracking import MlflowCallback
 
+        self.drain()
         cb = MlflowCallback(self.client, JobConfig(), run_id=self.parent_id, log_checkpoint=False)
         s = self.spec.settings
         trials = self.study.get_trials(deepcopy=False)
@@ -260,11 +273,13 @@ def run_study(spec: StudySpec, progress: bool = False) -> optuna.Study:
         client = connect(s.tracking_uri or base.tracking.uri)      # TrackingError now, not after an hour
         tracker = StudyTracker(client, s.experiment or s.name, study, spec)
     objective = Objective(spec, s.name, tracker)
-    if s.n_trials > 0:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(objective, n_trials=s.n_trials, timeout=s.timeout or None, n_jobs=s.n_jobs,
-                           catch=(Exception,), show_progress_bar=progress, gc_after_trial=False)
-    if tracker is not None:
-        tracker.finish_study(Path(s.output) / s.name / "plots")
+    try:
+        if s.n_trials > 0:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.optimize(objective, n_trials=s.n_trials, timeout=s.timeout or None, n_jobs=s.n_jobs,
+                               catch=(Exception,), show_progress_bar=progress, gc_after_trial=False)
+    finally:
+        if tracker is not None:             # also after Ctrl-C: what was queued is sent, the parent closed
+            tracker.finish_study(Path(s.output) / s.name / "plots")
     return study

@@ -214,7 +214,7 @@ class StudySettings:
     metrics: list[str] = field(default_factory=list)
     direction: str = ""                      # default: the task's direction
     directions: list[str] = field(default_factory=list)
-    n_trials: int = 20
+    n_trials: int = 20                       # trials this process runs; 0 = only create the study
     timeout: float = 0.0                     # seconds, 0 = none
     n_jobs: int = 1
     sampler: str = "tpe"
@@ -255,7 +255,9 @@ class StudySpec:
         return resolved, config
 
     def config_for(self, overrides: dict[str, Any]) -> JobConfig:
-        return load_job(data=apply_overrides(_copy(self.base), dict(overrides)))
+        """The base config with the study's fixed values and then `overrides` applied."""
+        fixed = {p.key: p.value for p in self.params if p.kind == "fixed" and not p.when}
+        return load_job(data=apply_overrides(_copy(self.base), {**fixed, **overrides}))
 
 
 def _settings(raw: dict) -> StudySettings:
@@ -281,7 +283,7 @@ def _settings(raw: dict) -> StudySettings:
         raise ConfigError(f"study.pruner = {s.pruner!r} is not allowed; allowed: {', '.join(PRUNERS)}")
     for name in ("n_trials", "n_jobs", "heartbeat_interval", "max_retry", "startup_trials", "warmup_steps",
                  "grace_period", "timeout"):
-        if getattr(s, name) < (1 if name in ("n_trials", "n_jobs", "heartbeat_interval") else 0):
+        if getattr(s, name) < (1 if name in ("n_jobs", "heartbeat_interval") else 0):
             raise ConfigError(f"study.{name} = {getattr(s, name)} is out of range")
     if s.metric and s.metrics:
         raise ConfigError("study: give either metric or metrics, not both")
