@@ -112,3 +112,12 @@ def test_shipped_studies_load(path):
         pytest.skip("configs/posttrain_digits.toml comes with the post-training issue")
     spec = load_study(study)
     assert spec.params and spec.settings.name
+
+
+def test_reports_to_optuna_are_thinned_for_long_trials():
+    from arsearch.config import load_job
+    from arsearch.study.objective import report_every
+
+    assert report_every(load_job(data={"ars": {"iterations": 150}, "eval": {"every": 10}}), 20) == 10
+    assert report_every(load_job(data={"ars": {"iterations": 1000}, "eval": {"every": 10}}), 20) == 50
+    assert report_every(load_job(data={"ars": {"iterations": 1000}, "eval": {"every": 10}}), 0) == 10

@@ -38,18 +38,30 @@ class TrialFailed(RuntimeError):
 
 
 class PruningCallback(Callback):
-    """Reports each evaluation of the study's metric to the trial and raises TrialPruned when told to."""
+    """Reports evaluations of the study's metric to the trial (every `every` iterations) and raises
+    TrialPruned when the pruner says so."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, report: bool = True):
-        self.trial, self.metric, self.report = trial, metric, report
+    def __init__(self, trial: optuna.Trial, metric: str, report: bool = True, every: int = 1):
+        self.trial, self.metric, self.report, self.every = trial, metric, report, every
 
     def on_eval(self, trainer, iteration: int, metrics: dict[str, float]) -> None:
-        report_and_check(self.trial, self.metric, iteration, metrics, self.report)
+        report_and_check(self.trial, self.metric, iteration, metrics, self.report, self.every)
 
 
-def report_and_check(trial, metric: str, iteration: int, metrics: dict, report: bool) -> None:
+def report_every(config: JobConfig, max_reports: int) -> int:
+    """Iterations between reports to Optuna: every evaluation, thinned to at most `max_reports` per
+    trial (0 = no limit). A report and a should_prune cost a few storage round trips (10-50 ms on
+    SQLite), which a long trial evaluating every few iterations should not pay each time."""
+    every = config.eval.every
+    evals = max(config.ars.iterations // every, 1)
+    if max_reports <= 0 or evals <= max_reports:
+        return every
+    return every * math.ceil(evals / max_reports)
+
+
+def report_and_check(trial, metric: str, iteration: int, metrics: dict, report: bool, every: int = 1) -> None:
     value = metrics.get(metric)
-    if not report or value is None or not math.isfinite(value):
+    if not report or value is None or not math.isfinite(value) or iteration % every:
         return
     trial.report(float(value), step=int(iteration))
     if trial.should_prune():
@@ -175,7 +187,7 @@ def devices_needed(config: JobConfig, pool: DevicePool) -> int:
 
 
 def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str, report: bool,
-                         pool: DevicePool, on_line=None, poll: float = 0.2) -> tuple[dict, list[dict]]:
+                         pool: DevicePool, on_line=None, poll: float = 0.2, every: int = 1) -> tuple[dict, list[dict]]:
     """Run `arsearch train` for this trial; returns (metrics.json, history). Raises TrialPruned/TrialFailed."""
     trial_dir.mkdir(parents=True, exist_ok=True)
     config_path = trial_dir / "config.toml"
@@ -217,7 +229,7 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
                             if on_line is not None:
                                 on_line(event)
                             if "metrics" in event:
-                                report_and_check(trial, metric, event["iteration"], event["metrics"], report)
+                                report_and_check(trial, metric, event["iteration"], event["metrics"], report, every)
                     if done:
                         break
                     time.sleep(poll)
@@ -277,6 +289,7 @@ class Objective:
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("checkpoint_dir", str(trial_dir))
         report = not self.spec.multi_objective          # Optuna prunes single-objective studies only
+        every = report_every(config, s.max_reports)
         child = self.tracker.child(trial, config) if self.tracker is not None else None
         history: list[dict] = []
         result: dict = {}
@@ -284,16 +297,16 @@ class Objective:
         try:
             if s.subprocess or config.ars.backend == "distributed":
                 def on_line(event):
-                    if child is not None:
-                        child.log_metrics(event.get("train", {}) | event.get("metrics", {}), event["iteration"])
-                        if event["iteration"] % child.flush_every == 0:
-                            child.flush()
+                    if child is not None and "train" in event:
+                        child.on_iteration(None, event["iteration"], event["train"])
+                    if child is not None and "metrics" in event:
+                        child.on_eval(None, event["iteration"], event["metrics"])
                 result, history = run_subprocess_trial(trial, config, trial_dir, s.metric, report, self.pool,
-                                                       on_line=on_line)
+                                                       on_line=on_line, every=every)
             else:
                 from ..trainer import Trainer
 
-                callbacks: list[Callback] = [PruningCallback(trial, s.metric, report)]
+                callbacks: list[Callback] = [PruningCallback(trial, s.metric, report, every)]
                 if child is not None:
                     # per-iteration metrics only: the child run is finished below, once the state is known
                     callbacks.insert(0, _MetricsOnly(child))

@@ -222,6 +222,7 @@ class StudySettings:
     seed: int = 0
     startup_trials: int = 5                  # pruner / sampler warm-up trials
     warmup_steps: int = 0                    # pruner: iterations before a trial may be pruned
+    max_reports: int = 20                    # evaluations reported to Optuna per trial, at most (0 = all)
     heartbeat_interval: int = 10             # seconds; RDB storages only
     grace_period: int = 0                    # seconds; 0 = Optuna's default (2 x heartbeat)
     max_retry: int = 2                       # re-runs of a trial whose worker died
@@ -282,7 +283,7 @@ def _settings(raw: dict) -> StudySettings:
     if s.pruner not in PRUNERS:
         raise ConfigError(f"study.pruner = {s.pruner!r} is not allowed; allowed: {', '.join(PRUNERS)}")
     for name in ("n_trials", "n_jobs", "heartbeat_interval", "max_retry", "startup_trials", "warmup_steps",
-                 "grace_period", "timeout"):
+                 "grace_period", "timeout", "max_reports"):
         if getattr(s, name) < (1 if name in ("n_jobs", "heartbeat_interval") else 0):
             raise ConfigError(f"study.{name} = {getattr(s, name)} is out of range")
     if s.metric and s.metrics:
