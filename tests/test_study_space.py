@@ -119,5 +119,6 @@ def test_reports_to_optuna_are_thinned_for_long_trials():
     from arsearch.study.objective import report_every
 
     assert report_every(load_job(data={"ars": {"iterations": 150}, "eval": {"every": 10}}), 20) == 10
+    assert report_every(load_job(data={"ars": {"iterations": 150}, "eval": {"every": 10}}), 10) == 20
     assert report_every(load_job(data={"ars": {"iterations": 1000}, "eval": {"every": 10}}), 20) == 50
     assert report_every(load_job(data={"ars": {"iterations": 1000}, "eval": {"every": 10}}), 0) == 10

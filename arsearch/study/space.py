@@ -222,7 +222,7 @@ class StudySettings:
     seed: int = 0
     startup_trials: int = 5                  # pruner / sampler warm-up trials
     warmup_steps: int = 0                    # pruner: iterations before a trial may be pruned
-    max_reports: int = 20                    # evaluations reported to Optuna per trial, at most (0 = all)
+    max_reports: int = 10                    # evaluations reported to Optuna per trial, at most (0 = all)
     heartbeat_interval: int = 10             # seconds; RDB storages only
     grace_period: int = 0                    # seconds; 0 = Optuna's default (2 x heartbeat)
     max_retry: int = 2                       # re-runs of a trial whose worker died
