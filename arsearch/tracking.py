@@ -288,8 +288,10 @@ class MlflowCallback(Callback):
 
 def train_callback(config: JobConfig) -> MlflowCallback | None:
     """The callback `arsearch train` uses when tracking.enabled (TrackingError if the store is unusable)."""
-    if not config.tracking.enabled:
-        return None
+    import os
+
+    if not config.tracking.enabled or os.environ.get("RANK", "0") != "0":
+        return None                 # under torchrun only rank 0 tracks (it also writes the checkpoints)
     client = connect(config.tracking.uri)
     cb = MlflowCallback(client, config, run_name=config.tracking.run_name or Path(config.checkpoint.dir).name,
                         tags={ROLE_TAG: "train"}, background=True)
