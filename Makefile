@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN = $(VENV)/bin
 
-.PHONY: install demo train test lint bench clean
+.PHONY: install demo train report ui test lint bench clean
 
 $(BIN)/arsearch: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,21 @@ $(BIN)/arsearch: pyproject.toml
 
 install: $(BIN)/arsearch
 
+# The main job: the quickstart study (about 2 minutes on 2 CPU cores), its report, and where to look.
 demo: install
-	$(BIN)/arsearch train configs/digits.toml
+	$(BIN)/arsearch study run studies/quickstart.toml
+	$(BIN)/arsearch report studies/quickstart.toml
+	@echo "review:  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   (or: $(BIN)/arsearch ui)"
+	@echo "report:  reports/quickstart/README.md"
 
 train: install
 	$(BIN)/arsearch train configs/digits.toml
+
+report: install
+	$(BIN)/arsearch report studies/quickstart.toml
+
+ui: install
+	$(BIN)/arsearch ui
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -32,6 +42,10 @@ bench: install
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/supervised.py
 	$(BIN)/python benchmarks/sample_efficiency.py
+	$(BIN)/python benchmarks/parallel.py
+	$(BIN)/python benchmarks/ablation.py
+	$(BIN)/python benchmarks/posttrain_memory.py
+	$(BIN)/python benchmarks/harness_overhead.py
 
 clean:
 	rm -rf runs mlflow.db optuna.db .pytest_cache

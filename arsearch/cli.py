@@ -34,17 +34,33 @@ def cmd_train(args) -> int:
         return _fail(str(e), USAGE_ERROR)
     if config.ars.backend == "distributed" and config.ars.nproc > 1 and not launched():
         return launch_distributed(args, overrides, config.ars.nproc)
+    from .study.objective import eval_log_callback
+    from .tracking import TrackingError, train_callback
+
     try:
-        callbacks = []
+        tracker = train_callback(config)            # checks the tracking store now, before training
+    except TrackingError as e:
+        return _fail(str(e), USAGE_ERROR)
+    trainer = None
+    try:
+        callbacks = [cb for cb in (eval_log_callback(), tracker) if cb is not None]
         trainer = Trainer(config, callbacks=callbacks, progress=not args.quiet)
         result = trainer.run(resume=args.resume)
     except (ConfigError, CheckpointError, ValueError) as e:
+        if tracker is not None:
+            tracker.finish({}, [], ok=False)
         return _fail(str(e), USAGE_ERROR)
     except TrainingDiverged as e:
+        if tracker is not None:
+            tracker.finish({}, trainer.history if trainer else [], ok=False)
         return _fail(str(e), 1)
     except WorkerLost as e:
+        if tracker is not None:
+            tracker.finish({}, trainer.history if trainer else [], ok=False)
         return _fail(str(e), 1)
     except RuntimeError as e:
+        if tracker is not None:
+            tracker.finish({}, [], ok=False)
         if not launched():
             raise
         import torch.distributed as dist
@@ -125,6 +141,86 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def _study_overrides(args) -> dict:
+    return {"storage": args.storage, "name": args.study_name, "n_trials": getattr(args, "n_trials", None),
+            "timeout": getattr(args, "timeout", None), "n_jobs": getattr(args, "n_jobs", None),
+            "tracking": False if getattr(args, "no_tracking", False) else None,
+            "tracking_uri": getattr(args, "tracking_uri", None)}
+
+
+def cmd_study_run(args) -> int:
+    import logging
+
+    from .config import ConfigError
+    from .study import load_study, run_study
+    from .study.show import show
+    from .tracking import TrackingError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        spec = load_study(args.study, _study_overrides(args))
+        study = run_study(spec, progress=not args.quiet)
+    except (ConfigError, TrackingError) as e:
+        return _fail(str(e), USAGE_ERROR)
+    s = spec.settings
+    print(show(study, top=5))
+    print(f"\nstudy storage: {s.storage}  (arsearch study show --storage {s.storage} --study-name {s.name})")
+    if s.tracking:
+        uri = s.tracking_uri or spec.config_for({}).tracking.uri
+        print(f"MLflow runs: mlflow ui --backend-store-uri {uri}   (experiment {s.experiment or s.name!r})")
+    print(f"report: arsearch report --storage {s.storage} --study-name {s.name}")
+    return 0
+
+
+def _load_for_review(args):
+    from .study import load_existing, load_study
+
+    name, storage = args.study_name, args.storage
+    if args.study:
+        spec = load_study(args.study)
+        name, storage = name or spec.settings.name, storage or spec.settings.storage
+    return load_existing(storage or "sqlite:///optuna.db", name)
+
+
+def cmd_study_show(args) -> int:
+    from .config import ConfigError
+    from .study.show import show
+
+    try:
+        study = _load_for_review(args)
+        print(show(study, top=args.top, config_out=args.config_out))
+    except (ConfigError, ValueError) as e:
+        return _fail(str(e), USAGE_ERROR)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .config import ConfigError
+    from .reports import write_report
+
+    try:
+        study = _load_for_review(args)
+        path = write_report(study, args.out, top=args.top)
+    except (ConfigError, ValueError) as e:
+        return _fail(str(e), USAGE_ERROR)
+    print(f"report written to {path}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import os
+    import shutil
+
+    from .tracking import ui_command
+
+    cmd = ui_command(args.uri, args.port)
+    if shutil.which(cmd[0]) is None:
+        return _fail("the mlflow command is not installed (pip install mlflow)", USAGE_ERROR)
+    print(" ".join(cmd), flush=True)
+    os.execvp(cmd[0], cmd)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arsearch", description="Augmented Random Search for PyTorch models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,7 +251,41 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--epochs", type=int, default=0, help="epochs (default: [model] pretrain_epochs, else 20)")
     pre.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     pre.set_defaults(func=cmd_pretrain)
+
+    study = sub.add_parser("study", help="Optuna studies whose trials are ARS training jobs")
+    study_sub = study.add_subparsers(dest="study_command", required=True)
+    run = study_sub.add_parser("run", help="run (or join) a study from a study TOML")
+    run.add_argument("study", help="study file (TOML), e.g. studies/quickstart.toml")
+    run.add_argument("--storage", help="Optuna storage URL (sqlite:///optuna.db, postgresql://..., journal:FILE)")
+    run.add_argument("--study-name", help="study name (default: study.name, else the file's stem)")
+    run.add_argument("--n-trials", type=int, help="trials this process runs (each worker runs its own count)")
+    run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    run.add_argument("--n-jobs", type=int, help="trials in parallel threads of this process")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: the base config's tracking.uri)")
+    run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_study_run)
+    for name, func, help_ in (("show", cmd_study_show, "best trial, its config as a job TOML, top trials"),):
+        p = study_sub.add_parser(name, help=help_)
+        _review_args(p)
+        p.add_argument("--config-out", help="also write the best trial's job config to this TOML file")
+        p.set_defaults(func=func)
+    report = sub.add_parser("report", help="write reports/<study>/ (Markdown + PNG plots) for a study")
+    _review_args(report)
+    report.add_argument("--out", default="reports", help="output root (default: reports)")
+    report.set_defaults(func=cmd_report)
+    ui = sub.add_parser("ui", help="open the MLflow UI on the tracking store")
+    ui.add_argument("--uri", default="sqlite:///mlflow.db", help="tracking URI (default: sqlite:///mlflow.db)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
     return parser
+
+
+def _review_args(p) -> None:
+    p.add_argument("study", nargs="?", help="study file (TOML); or give --storage/--study-name")
+    p.add_argument("--storage", help="Optuna storage URL (default: the study file's, else sqlite:///optuna.db)")
+    p.add_argument("--study-name", help="study name (may be omitted when the storage holds one study)")
+    p.add_argument("--top", type=int, default=10, help="rows in the table of top trials")
 
 
 def main(argv: list[str] | None = None) -> int:

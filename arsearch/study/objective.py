@@ -1,0 +1,342 @@
+"""The Optuna objective: one trial = one ARS training job, in this process or as a subprocess.
+
+In-process trials run a `Trainer` with a `PruningCallback` (intermediate evaluation scores go
+to `trial.report`, and `trial.should_prune()` stops the job). Subprocess trials run
+`arsearch train <trial TOML>` (with `--nproc P` for the distributed backend, under `torchrun`)
+with `CUDA_VISIBLE_DEVICES` taken from a `DevicePool`, so that concurrent trials never share a
+GPU; the child appends its evaluations to the file named by `ARSEARCH_EVAL_LOG`, which this
+process tails, reports to Optuna and answers by terminating the child when the pruner says so.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from ..callbacks import Callback
+from ..config import ConfigError, JobConfig, to_toml
+from .space import StudySpec
+
+EVAL_LOG_ENV = "ARSEARCH_EVAL_LOG"
+
+
+class TrialFailed(RuntimeError):
+    """A trial that could not produce its objective values (the reason is stored on the trial)."""
+
+
+class PruningCallback(Callback):
+    """Reports evaluations of the study's metric to the trial (every `every` iterations) and raises
+    TrialPruned when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, report: bool = True, every: int = 1):
+        self.trial, self.metric, self.report, self.every = trial, metric, report, every
+
+    def on_eval(self, trainer, iteration: int, metrics: dict[str, float]) -> None:
+        report_and_check(self.trial, self.metric, iteration, metrics, self.report, self.every)
+
+
+def report_every(config: JobConfig, max_reports: int) -> int:
+    """Iterations between reports to Optuna: every evaluation, thinned to at most `max_reports` per
+    trial (0 = no limit). A report and a should_prune cost a few storage round trips (10-50 ms on
+    SQLite), which a long trial evaluating every few iterations should not pay each time."""
+    every = config.eval.every
+    evals = max(config.ars.iterations // every, 1)
+    if max_reports <= 0 or evals <= max_reports:
+        return every
+    return every * math.ceil(evals / max_reports)
+
+
+def report_and_check(trial, metric: str, iteration: int, metrics: dict, report: bool, every: int = 1) -> None:
+    value = metrics.get(metric)
+    if not report or value is None or not math.isfinite(value) or iteration % every:
+        return
+    trial.report(float(value), step=int(iteration))
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"pruned at iteration {iteration} with {metric} = {value:.6g}")
+
+
+class EvalLogCallback(Callback):
+    """Appends JSON lines to `path`: {"iteration", "train": {...}} per iteration and {"iteration",
+    "metrics": {...}} per evaluation. Lines are written (and flushed) at each evaluation, so the
+    reader sees every iteration line before the evaluation that follows it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._pending: list[str] = []
+
+    def on_iteration(self, trainer, iteration, metrics) -> None:
+        if trainer.is_writer:
+            self._pending.append(json.dumps({"iteration": iteration, "train": _finite(metrics)}))
+
+    def on_eval(self, trainer, iteration, metrics) -> None:
+        if trainer.is_writer:
+            self._pending.append(json.dumps({"iteration": iteration, "metrics": _finite(metrics)}))
+            self._write()
+
+    def on_end(self, trainer, result) -> None:
+        if trainer.is_writer:
+            self._write()
+
+    def _write(self) -> None:
+        if self._pending:
+            with self.path.open("a") as f:
+                f.write("\n".join(self._pending) + "\n")
+                f.flush()
+            self._pending = []
+
+
+def _finite(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+def eval_log_callback() -> EvalLogCallback | None:
+    path = os.environ.get(EVAL_LOG_ENV)
+    return EvalLogCallback(path) if path else None
+
+
+class DevicePool:
+    """GPU ids handed out to subprocess trials, one lock file per device (fcntl.flock).
+
+    Locks are held by open file descriptions, so they exclude concurrent trials in threads of this
+    process *and* in other `arsearch study run` processes on the same machine, and a killed worker
+    releases its devices automatically.
+    """
+
+    def __init__(self, devices: list[int] | None = None, lock_dir: str | Path | None = None):
+        if devices is None:
+            try:
+                import torch
+
+                devices = list(range(torch.cuda.device_count()))
+            except Exception:                 # noqa: BLE001
+                devices = []
+        self.devices = list(devices)
+        self.lock_dir = Path(lock_dir or Path(tempfile.gettempdir()) / "arsearch-gpu-locks")
+
+    def acquire(self, count: int, poll: float = 0.5, stop: threading.Event | None = None) -> tuple[list[int], list]:
+        if count > len(self.devices):
+            raise TrialFailed(f"the trial needs {count} GPU(s) but the device pool has {len(self.devices)}: "
+                              f"{self.devices}")
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            held: list[tuple[int, Any]] = []
+            for dev in self.devices:
+                f = open(self.lock_dir / f"gpu{dev}.lock", "a")   # noqa: SIM115 - kept open while held
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    f.close()
+                    continue
+                held.append((dev, f))
+                if len(held) == count:
+                    return [d for d, _ in held], [h for _, h in held]
+            self.release([h for _, h in held])
+            if stop is not None and stop.is_set():
+                raise TrialFailed("stopped while waiting for a free GPU")
+            time.sleep(poll)
+
+    @staticmethod
+    def release(handles: list) -> None:
+        for f in handles:
+            try:
+                fcntl.flock(f, fcntl.LOCK_UN)
+            finally:
+                f.close()
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop the child and everything it started (torchrun's ranks): SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def train_command(config_path: Path, config: JobConfig) -> list[str]:
+    cmd = [sys.executable, "-m", "arsearch.cli", "train", str(config_path), "--quiet",
+           "--set", "tracking.enabled=false"]
+    if config.ars.backend == "distributed":
+        cmd += ["--nproc", str(config.ars.nproc)]
+    return cmd
+
+
+def devices_needed(config: JobConfig, pool: DevicePool) -> int:
+    """GPUs a subprocess trial takes from the pool: one per rank when GPUs exist and the job may use them."""
+    if not pool.devices or config.task.device == "cpu" and config.ars.backend != "distributed":
+        return 0
+    return config.ars.nproc if config.ars.backend == "distributed" else 1
+
+
+def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str, report: bool,
+                         pool: DevicePool, on_line=None, poll: float = 0.2, every: int = 1) -> tuple[dict, list[dict]]:
+    """Run `arsearch train` for this trial; returns (metrics.json, history). Raises TrialPruned/TrialFailed."""
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    config_path = trial_dir / "config.toml"
+    config_path.write_text(to_toml(config))
+    eval_log = trial_dir / "evals.jsonl"
+    eval_log.unlink(missing_ok=True)
+    (trial_dir / "metrics.json").unlink(missing_ok=True)
+    env = dict(os.environ)
+    env[EVAL_LOG_ENV] = str(eval_log)
+    env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
+    count = devices_needed(config, pool)
+    devices, handles = pool.acquire(count) if count else ([], [])
+    if count:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
+        trial.set_user_attr("devices", devices)
+    history: list[dict] = []
+    log_path = trial_dir / "train.log"
+    try:
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(train_command(config_path, config), env=env, stdout=log_file,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            trial.set_user_attr("pid", proc.pid)
+            offset, partial = 0, ""
+            try:
+                while True:
+                    done = proc.poll() is not None
+                    if eval_log.exists():
+                        with eval_log.open() as f:
+                            f.seek(offset)
+                            chunk = f.read()
+                            offset = f.tell()
+                        lines = (partial + chunk).split("\n")
+                        partial = lines.pop()          # an incomplete last line waits for the next read
+                        for line in lines:
+                            if not line.strip():
+                                continue
+                            event = json.loads(line)
+                            _merge(history, event)
+                            if on_line is not None:
+                                on_line(event)
+                            if "metrics" in event:
+                                report_and_check(trial, metric, event["iteration"], event["metrics"], report, every)
+                    if done:
+                        break
+                    time.sleep(poll)
+            except BaseException:
+                _kill_group(proc)
+                raise
+            rc = proc.returncode
+    finally:
+        DevicePool.release(handles)
+    if rc != 0:
+        tail = log_path.read_text().strip().splitlines()[-5:]
+        raise TrialFailed(f"arsearch train exited with code {rc}: " + " | ".join(tail))
+    return json.loads((trial_dir / "metrics.json").read_text()), history
+
+
+def _merge(history: list[dict], event: dict) -> None:
+    it = event["iteration"]
+    row = history[-1] if history and history[-1]["iteration"] == it else None
+    if row is None:
+        row = {"iteration": it}
+        history.append(row)
+    row.update(event.get("train", {}))
+    row.update(event.get("metrics", {}))
+
+
+class _MetricsOnly(Callback):
+    def __init__(self, child):
+        self.child = child
+
+    def on_iteration(self, trainer, iteration, metrics) -> None:
+        self.child.on_iteration(trainer, iteration, metrics)
+
+    def on_eval(self, trainer, iteration, metrics) -> None:
+        self.child.on_eval(trainer, iteration, metrics)
+
+
+class Objective:
+    """Callable for `study.optimize`: resolves the trial's config, trains, returns the metric(s)."""
+
+    def __init__(self, spec: StudySpec, study_name: str, tracker=None, pool: DevicePool | None = None):
+        self.spec, self.study_name, self.tracker = spec, study_name, tracker
+        s = spec.settings
+        self.pool = pool or DevicePool(s.gpus or None)
+        self.output = Path(s.output) / study_name
+
+    def __call__(self, trial: optuna.Trial):
+        s = self.spec.settings
+        try:
+            overrides, config = self.spec.resolve(trial)
+        except ConfigError as e:
+            trial.set_user_attr("fail_reason", f"invalid config: {e}")
+            raise
+        trial_dir = self.output / f"trial_{trial.number:05d}"
+        config.checkpoint.dir = str(trial_dir)
+        config.tracking.experiment = s.experiment or self.study_name
+        config.tracking.run_name = f"{self.study_name}/trial-{trial.number}"
+        trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("checkpoint_dir", str(trial_dir))
+        report = not self.spec.multi_objective          # Optuna prunes single-objective studies only
+        every = report_every(config, s.max_reports)
+        child = self.tracker.child(trial, config) if self.tracker is not None else None
+        history: list[dict] = []
+        result: dict = {}
+        state, reason = "FAIL", ""
+        try:
+            if s.subprocess or config.ars.backend == "distributed":
+                def on_line(event):
+                    if child is not None and "train" in event:
+                        child.on_iteration(None, event["iteration"], event["train"])
+                    if child is not None and "metrics" in event:
+                        child.on_eval(None, event["iteration"], event["metrics"])
+                result, history = run_subprocess_trial(trial, config, trial_dir, s.metric, report, self.pool,
+                                                       on_line=on_line, every=every)
+            else:
+                from ..trainer import Trainer
+
+                callbacks: list[Callback] = [PruningCallback(trial, s.metric, report, every)]
+                if child is not None:
+                    # per-iteration metrics only: the child run is finished below, once the state is known
+                    callbacks.insert(0, _MetricsOnly(child))
+                trainer = Trainer(config, callbacks=callbacks, progress=False)
+                try:
+                    result = trainer.run()
+                finally:
+                    history = trainer.history
+                    if not result:          # pruned or failed: run() did not reach _finish
+                        result = {"iterations": trainer.iteration, **trainer.last_eval}
+                        trainer.task.close()
+                        trainer.backend.close()
+            values = []
+            for m in s.metrics:
+                v = result.get(m)
+                if not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise TrialFailed(f"metric {m!r} is {v!r} in the result; available: "
+                                      f"{', '.join(k for k in result if '/' in k)}")
+                values.append(float(v))
+            state = "COMPLETE"
+            trial.set_user_attr("result", {k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+            return values[0] if len(values) == 1 else values
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            raise
+        except Exception as e:
+            reason = f"{type(e).__name__}: {e}" if not isinstance(e, TrialFailed) else str(e)
+            trial.set_user_attr("fail_reason", reason[:2000])
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            raise
+        finally:
+            if child is not None:
+                self.tracker.finish_child(child, trial, state, result, history, reason)

@@ -1,0 +1,285 @@
+"""Storage, sampler and pruner by name; the MLflow parent/child runs; `run_study`.
+
+Storages: any Optuna RDB URL (``sqlite:///optuna.db``, ``postgresql://user:pw@host/db``,
+``mysql://...``) gets heartbeats, so a trial whose worker died is marked FAIL by the next worker
+(`fail_stale_trials`, run by Optuna before each trial) and re-queued by
+`RetryHeartbeatStaleTrialCallback`; ``journal:PATH`` (or a path ending in .log / .journal) is an
+Optuna journal file shared by processes on one file system; ``memory`` is in-process only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from ..config import ConfigError, JobConfig
+from .objective import Objective
+from .space import StudySpec
+
+log = logging.getLogger("arsearch.study")
+
+
+def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, max_retry: int = 2):
+    if url in ("memory", ":memory:", ""):
+        return optuna.storages.InMemoryStorage()
+    if url.startswith("journal:") or url.endswith((".log", ".journal")):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = url[len("journal:"):] if url.startswith("journal:") else url
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(path))
+    if "://" not in url:
+        raise ConfigError(f"study.storage = {url!r} is not a storage URL; use sqlite:///FILE, "
+                          f"postgresql://USER:PASS@HOST/DB, journal:FILE or memory")
+    url = _with_postgres_driver(url)
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        db = url[len("sqlite:///"):]
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        with warnings.catch_warnings():     # heartbeats are "experimental" in Optuna 5, and what we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period or None,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+    except Exception as e:                                         # noqa: BLE001
+        raise ConfigError(f"study.storage {url!r} cannot be opened: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def _with_postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; use psycopg2 when only that one is installed."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def make_sampler(name: str, seed: int | None, multi_objective: bool = False, startup_trials: int = 5):
+    with warnings.catch_warnings():         # TPE's multivariate/group and GP are "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _make_sampler(name, seed, multi_objective, startup_trials)
+
+
+def _make_sampler(name: str, seed: int | None, multi_objective: bool, startup_trials: int):
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, constant_liar=True,
+                                          multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if multi_objective:
+        raise ConfigError(f"study.sampler = {name!r} is single-objective; use tpe, nsga2 or random "
+                          f"for a study with several metrics")
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise ConfigError("study.sampler = 'cmaes' needs the cmaes package: pip install cmaes") from None
+        # CMA-ES searches continuous keys; categorical ones go to the independent (random) sampler
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup_trials, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials, warn_independent_sampling=False)
+    raise ConfigError(f"study.sampler = {name!r} is not allowed")
+
+
+def make_pruner(name: str, iterations: int, eval_every: int, startup_trials: int = 5, warmup_steps: int = 0):
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_steps)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(eval_every, warmup_steps or 1), max_resource=iterations)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(eval_every, warmup_steps or 1))
+    if name == "wilcoxon":
+        # pairs the steps (iterations) this trial shares with the best trial
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=max(warmup_steps // max(eval_every, 1), 2))
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"study.pruner = {name!r} is not allowed")
+
+
+class StudyTracker:
+    """The study's MLflow parent run and its per-trial nested children (all via MlflowClient)."""
+
+    def __init__(self, client, experiment: str, study: optuna.Study, spec: StudySpec):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..tracking import ROLE_TAG, STUDY_TAG, experiment_id
+
+        self.client, self.study, self.spec = client, study, spec
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
+        self.experiment_id = experiment_id(client, experiment)
+        key = "mlflow_parent_run_id"
+        run_id = study.user_attrs.get(key)
+        if run_id is not None:
+            try:
+                if client.get_run(run_id).info.experiment_id != self.experiment_id:
+                    run_id = None
+            except Exception:                                       # noqa: BLE001 - another store
+                run_id = None
+        if run_id is None:
+            run = client.create_run(self.experiment_id, run_name=study.study_name,
+                                    tags={STUDY_TAG: study.study_name, ROLE_TAG: "study"})
+            run_id = run.info.run_id
+            study.set_user_attr(key, run_id)
+            from ..tracking import MlflowCallback, flatten
+
+            params = {f"study.{k}": str(v) for k, v in vars(spec.settings).items()}
+            params.update({f"space.{p.key}": _describe(p) for p in spec.params})
+            params.update({f"base.{k}": str(v)[:6000] for k, v in flatten(spec.base).items()})
+            logger = MlflowCallback(client, JobConfig(), run_id=run_id)
+            logger._safe("log study params", logger._log_params, params)
+        else:
+            client.update_run(run_id, status="RUNNING")
+        self.parent_id = run_id
+
+    def child(self, trial: optuna.Trial, config: JobConfig):
+        from ..tracking import PARENT_TAG, ROLE_TAG, STATE_TAG, STUDY_TAG, TRIAL_TAG, MlflowCallback
+
+        tags = {PARENT_TAG: self.parent_id, STUDY_TAG: self.study.study_name, TRIAL_TAG: str(trial.number),
+                ROLE_TAG: "trial", STATE_TAG: "RUNNING"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
+                self.study._storage.get_trial(trial._trial_id))
+        if retried is not None:
+            tags["arsearch.retry_of"] = str(retried)
+        cb = MlflowCallback(self.client, config, experiment=None, run_name=f"trial-{trial.number}", tags=tags,
+                            executor=self.executor)
+
+        def create():
+            return self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}", tags=tags).info.run_id
+        cb.run_id = cb._safe("create trial run", create)
+        if cb.run_id:
+            params = {**_config_params(config), "trial.number": str(trial.number)}
+            cb.submit(lambda: cb._safe("log params", cb._log_params, params))
+            trial.set_user_attr("mlflow_run_id", cb.run_id)
+        return cb
+
+    def finish_child(self, cb, trial, state: str, result: dict, history: list[dict], reason: str = "") -> None:
+        from ..tracking import STATE_TAG
+
+        cb.log_checkpoint = state == "COMPLETE"
+        tags = {STATE_TAG: state}
+        if reason:
+            tags["arsearch.fail_reason"] = reason[:5000]
+        # queued on the study's sending thread: the next trial starts while this one's artifacts upload
+        cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
+                  tags=tags)
+
+    def drain(self) -> None:
+        """Wait until every queued tracking call of this process's trials has been sent."""
+        self.executor.shutdown(wait=True)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
+
+    def finish_study(self, out_dir: Path) -> None:
+        """Best values and Optuna's plots on the parent run (a plotting problem never fails the study)."""
+        from ..reports import study_plots
+        from ..tracking import MlflowCallback
+
+        self.drain()
+        cb = MlflowCallback(self.client, JobConfig(), run_id=self.parent_id, log_checkpoint=False)
+        s = self.spec.settings
+        trials = self.study.get_trials(deepcopy=False)
+        counts = {st.name.lower(): sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
+        cb.log_metrics({f"trials/{k}": v for k, v in counts.items()}, step=len(trials))
+        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if done and not self.spec.multi_objective:
+            best = self.study.best_trial
+            cb.log_metrics({f"best/{s.metric}": best.value, "best/trial": best.number}, step=len(trials))
+        cb.flush()
+        try:
+            for png in study_plots(self.study, out_dir, s.metrics):
+                cb.log_artifact(png, "plots")
+        except Exception as e:                                     # noqa: BLE001
+            log.warning("study plots skipped: %s", e)
+        cb._safe("end parent run", self.client.set_terminated, self.parent_id, "FINISHED")
+
+
+def _config_params(config: JobConfig) -> dict[str, str]:
+    from ..tracking import config_params
+
+    return config_params(config)
+
+
+def _describe(p) -> str:
+    if p.kind in ("float", "int"):
+        return f"{p.kind} [{p.low}, {p.high}]" + (" log" if p.log else "") + (f" step {p.step}" if p.step else "")
+    if p.kind in ("choice", "subset"):
+        return f"{p.kind} {p.choices}" + (f" when {p.when}" if p.when else "")
+    return f"fixed {p.value!r}"
+
+
+def load_existing(storage_url: str, name: str | None) -> optuna.Study:
+    """An existing study (for show/report); with one study in the storage the name may be omitted."""
+    storage = make_storage(storage_url)
+    names = [st.study_name for st in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if name is None:
+        if len(names) != 1:
+            raise ConfigError(f"{storage_url} holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                              f"name one with --study-name")
+        name = names[0]
+    if name not in names:
+        raise ConfigError(f"no study named {name!r} in {storage_url}; studies there: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
+    """Create or load the study (the storage is created once, here, by this process). Returns (study, created)."""
+    s = spec.settings
+    storage = make_storage(s.storage, s.heartbeat_interval, s.grace_period, s.max_retry)
+    names = {st.study_name for st in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    created = s.name not in names
+    # a joining worker draws a fresh sampler seed, else two workers would propose the same trials
+    seed = s.seed if created else int.from_bytes(os.urandom(4), "little")
+    iterations = spec.config_for({}).ars.iterations
+    study = optuna.create_study(
+        study_name=s.name, storage=storage, load_if_exists=True, directions=s.directions,
+        sampler=make_sampler(s.sampler, seed, spec.multi_objective, s.startup_trials),
+        pruner=make_pruner(s.pruner, max(iterations, 1), spec.config_for({}).eval.every, s.startup_trials,
+                           s.warmup_steps))
+    if created or "arsearch.base" not in study.user_attrs:
+        study.set_user_attr("arsearch.base", spec.base)
+        study.set_user_attr("arsearch.metrics", s.metrics)
+        study.set_user_attr("arsearch.study_file", str(spec.path) if spec.path else "")
+    return study, created
+
+
+def run_study(spec: StudySpec, progress: bool = False) -> optuna.Study:
+    """Run `n_trials` trials in this process (with `n_jobs` threads). Several processes may share the storage."""
+    s = spec.settings
+    study, _ = open_study(spec)
+    tracker = None
+    base = spec.config_for({})
+    if s.tracking:
+        from ..tracking import connect
+
+        client = connect(s.tracking_uri or base.tracking.uri)      # TrackingError now, not after an hour
+        tracker = StudyTracker(client, s.experiment or s.name, study, spec)
+    objective = Objective(spec, s.name, tracker)
+    try:
+        if s.n_trials > 0:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.optimize(objective, n_trials=s.n_trials, timeout=s.timeout or None, n_jobs=s.n_jobs,
+                               catch=(Exception,), show_progress_bar=progress, gc_after_trial=False)
+    finally:
+        if tracker is not None:             # also after Ctrl-C: what was queued is sent, the parent closed
+            tracker.finish_study(Path(s.output) / s.name / "plots")
+    return study

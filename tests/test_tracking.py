@@ -1,0 +1,141 @@
+"""MLflow tracking of `arsearch train` and of studies: SQLite, a real `mlflow server` over HTTP, failures."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from _study_util import _mlflow_template, mlflow_db, write_study  # noqa: F401 - a fixture
+
+from arsearch.cli import main
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` process (one worker) on loopback, stopped at the end of the session."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    shutil.copy(_mlflow_template(), root / "server.db")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+                             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+                            cwd=root, stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("mlflow server did not start:\n" + (root / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+    yield uri
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def runs_of(uri, experiment):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment!r} in {uri}"
+    return client, client.search_runs([exp.experiment_id])
+
+
+@pytest.mark.usefixtures("mlflow_db")
+def test_train_logs_one_run_with_batched_metrics(tmp_cwd, monkeypatch):
+    from mlflow import MlflowClient
+
+    calls = []
+    original = MlflowClient.log_batch
+    monkeypatch.setattr(MlflowClient, "log_batch",
+                        lambda self, run_id, metrics=(), params=(), tags=(), **kw:
+                        calls.append(len(metrics)) or original(self, run_id, metrics, params, tags, **kw))
+    write_study(tmp_cwd, iterations=60)
+    assert main(["train", "base.toml", "--quiet", "--set", "tracking.run_name=demo"]) == 0
+    client, runs = runs_of("sqlite:///mlflow.db", "tiny")
+    (run,) = runs
+    assert run.info.run_name == "demo" and run.info.status == "FINISHED"
+    assert run.data.params["ars.directions"] == "4" and run.data.params["tracking.experiment"] == "tiny"
+    history = client.get_metric_history(run.info.run_id, "train/score")
+    assert [m.step for m in history] == list(range(1, 61))
+    points = sum(calls)
+    metric_batches = [n for n in calls if n]
+    assert points >= 60 * 3 and len(metric_batches) <= 3       # 60 iterations in a handful of requests
+    assert run.data.metrics["final/eval/accuracy"] == json.loads((tmp_cwd / "runs/tiny/metrics.json").read_text())[
+        "eval/accuracy"]
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.toml", "learning_curve.png", "checkpoint"} <= arts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")] == ["checkpoint/final.pt"]
+
+
+@pytest.mark.usefixtures("mlflow_db")
+def test_tracking_failure_never_loses_the_training_result(tmp_cwd, monkeypatch, caplog):
+    from mlflow import MlflowClient
+
+    def broken(self, *args, **kwargs):
+        raise ConnectionError("tracking store went away")
+
+    write_study(tmp_cwd, iterations=60)
+    monkeypatch.setattr(MlflowClient, "log_artifact", broken)
+    original = MlflowClient.log_batch
+    sent = []
+
+    def flaky(self, run_id, metrics=(), params=(), tags=(), **kw):
+        if metrics:
+            sent.append(1)
+            if len(sent) > 1:
+                raise ConnectionError("tracking store went away")
+        return original(self, run_id, metrics, params, tags, **kw)
+    monkeypatch.setattr(MlflowClient, "log_batch", flaky)
+    assert main(["train", "base.toml", "--quiet"]) == 0
+    result = json.loads((tmp_cwd / "runs/tiny/metrics.json").read_text())
+    assert result["iterations"] == 60 and (tmp_cwd / "runs/tiny/final.pt").exists()
+    assert "MLflow tracking stopped for this run" in caplog.text
+
+
+def test_dead_tracking_server_is_reported_before_training(tmp_cwd, capsys):
+    write_study(tmp_cwd)
+    uri = f"http://127.0.0.1:{free_port()}"
+    assert main(["train", "base.toml", "--quiet", "--set", f"tracking.uri={uri}"]) == 2
+    err = capsys.readouterr().err
+    assert f"MLflow tracking server {uri} is not reachable" in err and "tracking.enabled = false" in err
+    assert not (tmp_cwd / "runs").exists()                      # nothing started
+    path = write_study(tmp_cwd, study="n_trials = 1\n")
+    assert main(["study", "run", str(path), "--tracking-uri", uri, "--quiet"]) == 2
+    assert "is not reachable" in capsys.readouterr().err
+
+
+def test_study_over_http_to_a_real_mlflow_server(mlflow_server, tmp_cwd):
+    path = write_study(tmp_cwd, study=f'n_trials = 1\ntracking_uri = "{mlflow_server}"\nexperiment = "http-study"\n')
+    assert main(["study", "run", str(path), "--quiet"]) == 0
+    client, runs = runs_of(mlflow_server, "http-study")
+    parent = next(r for r in runs if r.data.tags.get("arsearch.role") == "study")
+    children = [r for r in runs if r.data.tags.get("arsearch.role") == "trial"]
+    assert len(children) == 1
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert len(client.get_metric_history(child.info.run_id, "train/score")) == 10
+        assert "config.toml" in {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert "plots/optimization_history.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    # and `arsearch train` logs its own run to the same server
+    assert main(["train", "base.toml", "--quiet", "--set", f"tracking.uri={mlflow_server}"]) == 0
+    _, runs = runs_of(mlflow_server, "tiny")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
