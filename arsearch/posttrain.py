@@ -216,10 +216,11 @@ def log_to_mlflow(config: JobConfig, result: PosttrainResult, history: list[dict
         import time
 
         from mlflow.entities import Metric, Param
-        from mlflow.tracking import MlflowClient
+
+        from .tracking import connect
 
         t = config.tracking
-        client = MlflowClient(tracking_uri=t.uri)
+        client = connect(t.uri)
         exp = client.get_experiment_by_name(t.experiment)
         exp_id = exp.experiment_id if exp is not None else client.create_experiment(t.experiment)
         run = client.create_run(exp_id, run_name=t.run_name or None, tags={"arsearch.command": "posttrain"})

@@ -71,6 +71,10 @@ def connect(uri: str, timeout: float = 5.0):
         db = Path(uri[len("sqlite:///"):])
         if str(db) not in ("", ":memory:"):
             db.parent.mkdir(parents=True, exist_ok=True)
+            # Pin a relative path now: SQLAlchemy resolves it against the working directory of
+            # each new connection, and MLflow caches stores by URI, so a later chdir (or a
+            # background sender) would otherwise write into another directory's database.
+            uri = "sqlite:///" + str(db.resolve())
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)

@@ -1,10 +1,14 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlflow-test.db")
 torch.set_num_threads(1)
+# test helper modules (_study_util, parallel_helpers) import by bare name from any test file
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

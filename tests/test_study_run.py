@@ -2,6 +2,7 @@
 
 import os
 import threading
+from pathlib import Path
 
 import optuna
 import pytest
@@ -24,7 +25,8 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 def mlflow_runs(experiment):
     from mlflow import MlflowClient
 
-    client = MlflowClient("sqlite:///mlflow.db")
+    # an absolute path: MLflow caches stores by URI, so a relative one would reach an earlier test's file
+    client = MlflowClient(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
     return client, client.search_runs([exp.experiment_id])
 

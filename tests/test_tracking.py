@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from _study_util import _mlflow_template, mlflow_db, write_study  # noqa: F401 - a fixture
@@ -53,6 +54,8 @@ def mlflow_server(tmp_path_factory):
 def runs_of(uri, experiment):
     from mlflow import MlflowClient
 
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{Path.cwd() / uri[len('sqlite:///'):]}"   # MLflow caches stores by URI: pin the path
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None, f"no experiment {experiment!r} in {uri}"
