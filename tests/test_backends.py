@@ -87,3 +87,26 @@ def test_running_norm_matches_the_statistics_of_all_states_seen():
     assert torch.allclose(norm.std(), everything.std(0, unbiased=False))
     x = torch.randn(5, 3)
     assert torch.allclose(norm(x), ((x - everything.mean(0)) / everything.std(0, unbiased=False)).float(), atol=1e-5)
+
+
+@pytest.mark.parametrize("version", ["v1t", "v2t"])
+def test_fused_mlp_forward_equals_vmap_functional_call(tmp_path, version):
+    from torch.func import functional_call, vmap
+
+    from arsearch.tasks.supervised import fused_mlp_forward
+
+    cfg = job(tmp_path, **{"task.hidden": [16, 8], "task.activation": "tanh", "ars.version": version})
+    trainer = Trainer(cfg, progress=False)
+    trainer.run()       # V2: a normaliser with non-trivial statistics
+    space, model = trainer.space, trainer.model
+    thetas = space.vector() + 0.1 * torch.randn(6, space.dim)
+    params = space.expand(thetas)
+    x = trainer.task.batch(0).x
+    fused = fused_mlp_forward(model, params, x)
+    assert fused is not None and fused.shape == (6, len(x), 10)
+    reference = vmap(lambda p: functional_call(model, p, (x,)))(params)
+    assert torch.allclose(fused, reference, atol=1e-5)
+    # a model it does not know, or a partial parameter set, is left to the generic path
+    assert fused_mlp_forward(nn.Sequential(nn.Linear(64, 4), nn.Sigmoid()), {"0.weight": torch.zeros(2, 4, 64),
+                                                                            "0.bias": torch.zeros(2, 4)}, x) is None
+    assert fused_mlp_forward(model, {k: v for k, v in params.items() if "bias" not in k}, x) is None
