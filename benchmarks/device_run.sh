@@ -3,8 +3,15 @@
 #  1. the sample-efficiency benchmark on MuJoCo, its runs in parallel on the CPU cores;
 #  2. benchmarks/gpu_check.sh: the distributed backend with NCCL and the vectorized backend on CUDA;
 #  3. the throughput benchmark on CUDA.
-# Wheels for what the machine lacks (gymnasium, mujoco, tomli-w) travel in .whl/ (see
-# /work/.library/device/README.md for how they were downloaded). Results land in $OUT.
+# Wheels for what the machine lacks travel in .whl/ (git-ignored; name it in the call's carry).
+# Make them here first, for the machine's Python 3.12:
+#   echo /.whl/ >> .git/info/exclude
+#   for p in gymnasium==1.4.0 mujoco==4.0.0 mujoco-core==4.0.0 mujoco-studio==4.0.0 glfw==2.11.0 \
+#            PyOpenGL==3.1.10 Farama-Notifications==0.0.6 tomli_w==1.2.0 websockets==17.4; do
+#     .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#       --platform manylinux2014_x86_64 -d .whl $p; done
+# Results land in $OUT.
 set -uo pipefail
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
