@@ -32,7 +32,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .callbacks import Callback
-from .config import ConfigError, JobConfig, to_dict, to_toml
+from .config import ConfigError, JobConfig, to_toml
 from .spaces import ParameterSpace
 from .tasks import build_task
 
@@ -197,17 +197,6 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
 # MLflow
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = str(v)
-    return out
-
-
 def log_to_mlflow(config: JobConfig, result: PosttrainResult, history: list[dict]) -> str | None:
     """One MLflow run: params = the resolved config, metrics per iteration (batched), the
     before/compressed/after evaluations, artifacts = config TOML and exported checkpoints.
@@ -217,16 +206,14 @@ def log_to_mlflow(config: JobConfig, result: PosttrainResult, history: list[dict
 
         from mlflow.entities import Metric, Param
 
-        from .tracking import connect
+        from .tracking import config_params, connect, experiment_id
 
         t = config.tracking
         client = connect(t.uri)
-        exp = client.get_experiment_by_name(t.experiment)
-        exp_id = exp.experiment_id if exp is not None else client.create_experiment(t.experiment)
-        run = client.create_run(exp_id, run_name=t.run_name or None, tags={"arsearch.command": "posttrain"})
+        run = client.create_run(experiment_id(client, t.experiment), run_name=t.run_name or None, tags={"arsearch.command": "posttrain"})
         run_id = run.info.run_id
         now = int(time.time() * 1000)
-        params = [Param(k, v[:6000]) for k, v in _flatten(to_dict(config)).items()]
+        params = [Param(k, v) for k, v in config_params(config).items()]
         metrics = [Metric(k, float(v), now, int(row["iteration"])) for row in history for k, v in row.items()
                    if k != "iteration" and isinstance(v, (int, float))]
         for stage in ("before", "compressed", "after"):
