@@ -4,14 +4,19 @@ from arsearch.config import load_job
 
 
 def job(tmp_path, **overrides):
-    """A tiny, fast digits job writing under tmp_path, with dotted-key overrides."""
+    """A tiny, fast digits job writing under tmp_path/run, with dotted-key overrides."""
+    return job_in(tmp_path / "run", checkpoint_every=5, **overrides)
+
+
+def job_in(directory, checkpoint_every: int, **overrides):
+    """The same tiny digits job, writing its checkpoints into `directory`."""
     base = {
         "seed": 0,
         "task": {"dataset": "digits", "model": "mlp", "hidden": [16], "batch_size": 64},
         "ars": {"directions": 8, "top": 4, "iterations": 10, "step_size": 0.05, "noise": 0.03},
         "eval": {"every": 5},
         "tracking": {"enabled": False},
-        "checkpoint": {"dir": str(tmp_path / "run"), "every": 5},
+        "checkpoint": {"dir": str(directory), "every": checkpoint_every},
     }
     return load_job(data=base, overrides=overrides)
 

@@ -61,17 +61,9 @@ def hanging_model(input_dim, output_dim):
 
 def tiny_job(directory, **overrides):
     """A small, fast digits job writing under `directory`, with dotted-key overrides."""
-    from arsearch.config import load_job
+    from helpers import job_in  # this folder is on sys.path wherever parallel_helpers imports
 
-    base = {
-        "seed": 0,
-        "task": {"dataset": "digits", "model": "mlp", "hidden": [16], "batch_size": 64},
-        "ars": {"directions": 8, "top": 4, "iterations": 10, "step_size": 0.05, "noise": 0.03},
-        "eval": {"every": 5},
-        "tracking": {"enabled": False},
-        "checkpoint": {"dir": str(directory), "every": 1000},
-    }
-    return load_job(data=base, overrides=overrides)
+    return job_in(directory, checkpoint_every=1000, **overrides)
 
 
 def distributed_rank(rank: int, world: int, port: int, jobs: dict, out_dir: str) -> None:
