@@ -16,7 +16,8 @@ evaluate step 2 and apply the sum.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch.optim import Optimizer
@@ -54,6 +55,46 @@ def update_weights(r_plus: torch.Tensor, r_minus: torch.Tensor, step_size: float
     if sigma > 0:  # all 2b rewards equal: no information, no step
         weights[best] = step_size / (b * sigma) * (r_plus[best] - r_minus[best])
     return weights
+
+
+@dataclass
+class StepResult:
+    """What one `ars_step` saw and did, for K learners: rows are learners, columns directions."""
+
+    seeds: list[list[int]]
+    r_plus: torch.Tensor      # (K, N)
+    r_minus: torch.Tensor     # (K, N)
+    weights: torch.Tensor     # (K, N): θ_k ← θ_k + Σ_n w_kn·δ_kn
+
+    @property
+    def rewards(self) -> torch.Tensor:
+        """(K, 2N): every candidate's score, [+δ_1..+δ_N, −δ_1..−δ_N] per learner."""
+        return torch.cat([self.r_plus, self.r_minus], dim=1)
+
+    def metrics(self) -> dict[str, float]:
+        rewards = self.rewards
+        return {"train/score": float(rewards.mean()), "train/score_max": float(rewards.max()),
+                "train/step_scale": float(self.weights.abs().sum(1).mean())}
+
+
+Evaluate = Callable[[list[list[int]], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Apply = Callable[[list[list[int]], torch.Tensor], None]
+
+
+def ars_step(evaluate: Evaluate, apply: Apply, seeds: list[list[int]], step_sizes: Sequence[float] | torch.Tensor,
+             noises: Sequence[float] | torch.Tensor, top: int, version: str) -> StepResult:
+    """Steps 2–4 of the paper's Algorithm 2 for K learners: the functional core of every learner.
+
+    ``evaluate(seeds, noises)`` returns (r+, r−) of shape (K, N) for each learner's directions
+    scaled by its own noise ν_k; ``apply(seeds, weights)`` performs θ_k ← θ_k + Σ_n w_kn·δ_kn.
+    Learner k's weights use its own step size α_k (``ars.update_weights``).
+    """
+    noises = torch.as_tensor(noises, dtype=torch.float64)
+    r_plus, r_minus = evaluate(seeds, noises)
+    weights = torch.stack([update_weights(r_plus[k], r_minus[k], float(step_sizes[k]), top, version)
+                           for k in range(len(seeds))])
+    apply(seeds, weights)
+    return StepResult(seeds, r_plus, r_minus, weights)
 
 
 class ARS(Optimizer):
@@ -102,18 +143,24 @@ class ARS(Optimizer):
         recording = normalizes_states(self.version)
         for norm in self.normalizers:
             norm.recording = norm.new_stats() if recording else None
-        r_plus, r_minus = [], []
-        for s in seeds:
-            self._perturb(s, +1.0, "noise")
-            r_plus.append(-float(closure()))
-            self._perturb(s, -2.0, "noise")
-            r_minus.append(-float(closure()))
-            self._perturb(s, +1.0, "noise")  # restore θ
-        r_plus_t, r_minus_t = torch.tensor(r_plus), torch.tensor(r_minus)
-        weights = update_weights(r_plus_t, r_minus_t, 1.0, self.top, self.version)
-        for s, w in zip(seeds, weights.tolist()):
-            if w != 0.0:
-                self._perturb(s, w, "step_size")
+
+        def evaluate(seeds, noises):      # in place: θ ± noise·δ (per group), then θ restored
+            r_plus, r_minus = [], []
+            for s in seeds[0]:
+                self._perturb(s, +1.0, "noise")
+                r_plus.append(-float(closure()))
+                self._perturb(s, -2.0, "noise")
+                r_minus.append(-float(closure()))
+                self._perturb(s, +1.0, "noise")  # restore θ
+            return torch.tensor([r_plus]), torch.tensor([r_minus])
+
+        def apply(seeds, weights):         # unit step size here; each group's step_size scales it
+            for s, w in zip(seeds[0], weights[0].tolist()):
+                if w != 0.0:
+                    self._perturb(s, w, "step_size")
+
+        result = ars_step(evaluate, apply, [seeds], [1.0], [1.0], self.top, self.version)
+        r_plus_t, r_minus_t = result.r_plus[0], result.r_minus[0]
         for norm in self.normalizers:
             if norm.recording is not None:
                 norm.update(norm.recording)

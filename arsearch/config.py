@@ -17,26 +17,14 @@ from typing import Any
 
 import tomllib
 
+from .backends import REGISTRY as BACKENDS
+from .fields import choice, items, listof, number
+from .population import REGISTRY as STRATEGIES
+from .population import InitConfig, strategy_class
+
 
 class ConfigError(ValueError):
     """A malformed config file, an unknown key or a bad value (a usage error: exit code 2)."""
-
-
-def choice(default, *values):
-    return field(default=default, metadata={"choices": values})
-
-
-def number(default, low=None, high=None, *, low_open=False):
-    return field(default=default, metadata={"range": (low, high, low_open)})
-
-
-def items(default, *values):
-    """A list whose items must each be one of `values`."""
-    return field(default_factory=lambda: list(default), metadata={"item_choices": values})
-
-
-def listof(default):
-    return field(default_factory=lambda: list(default))
 
 
 @dataclass
@@ -68,7 +56,7 @@ class ARSSection:
     step_size: float = number(0.02, 0.0, low_open=True)
     noise: float = number(0.03, 0.0, low_open=True)
     iterations: int = number(300, 0)
-    backend: str = choice("vectorized", "sequential", "vectorized", "hogwild", "distributed")
+    backend: str = choice("vectorized", *BACKENDS)        # the backend registry's names
     noise_source: str = choice("seed", "seed", "table")
     table_size: int = number(10_000_000, 1)
     vector_chunk: int = number(0, 0)     # vectorized: candidates per batched call (0 = all at once)
@@ -80,45 +68,18 @@ class ARSSection:
     timeout: float = number(300.0, 0.0, low_open=True)
 
 
-@dataclass
-class CullingConfig:
-    fraction: float = number(0.5, 0.0, 1.0)
-    mutation: float = number(0.0, 0.0)
-
-
-@dataclass
-class AnnealingConfig:
-    schedule: str = choice("exponential", "exponential", "linear", "logarithmic", "adaptive")
-    t0: float = number(1.0, 0.0, low_open=True)
-    decay: float = number(0.95, 0.0, 1.0, low_open=True)
-    t_min: float = number(1e-4, 0.0)
-    target_acceptance: float = number(0.3, 0.0, 1.0, low_open=True)
-    difficulty: float = number(0.0, 0.0)
-
-
-@dataclass
-class TabuConfig:
-    repulsion: float = number(0.1, 0.0)
-    memory: int = number(5, 0)
-    radius: float = number(0.05, 0.0)
-
-
-@dataclass
-class PSOConfig:
-    inertia: float = number(0.7298, 0.0)
-    cognitive: float = number(1.49618, 0.0)
-    social: float = number(1.49618, 0.0)
-
-
-@dataclass
-class PopulationConfig:
-    size: int = number(8, 1)
-    epoch: int = number(10, 1)
-    strategies: list[str] = items([], "culling", "annealing", "tabu", "pso")
-    culling: CullingConfig = field(default_factory=CullingConfig)
-    annealing: AnnealingConfig = field(default_factory=AnnealingConfig)
-    tabu: TabuConfig = field(default_factory=TabuConfig)
-    pso: PSOConfig = field(default_factory=PSOConfig)
+# [population]: its own keys, then one table per registered strategy, each the ``Config``
+# dataclass that lives beside the strategy's class (adding a strategy adds its table here).
+PopulationConfig = dataclasses.make_dataclass("PopulationConfig", [
+    ("size", int, number(8, 1)),
+    ("epoch", int, number(10, 1)),
+    ("strategies", list[str], items([], *STRATEGIES)),
+    ("fitness", str, choice("ema", "ema", "last", "eval")),
+    ("fitness_ema", float, number(0.7, 0.0, 1.0)),
+    ("init", InitConfig, field(default_factory=InitConfig)),
+    *[(name, strategy_class(name).Config, field(default_factory=strategy_class(name).Config)) for name in STRATEGIES],
+])
+PopulationConfig.__module__ = __name__
 
 
 @dataclass
@@ -187,6 +148,14 @@ class JobConfig:
                               "with [population]; use 'vectorized' or 'distributed'")
         if self.ars.top > self.ars.directions:
             raise ConfigError(f"ars.top = {self.ars.top} must be <= ars.directions = {self.ars.directions}")
+        if self.population is not None:
+            from .population.population import check_range
+
+            for name in ("step_size", "noise"):
+                try:
+                    check_range(name, getattr(self.population.init, name))
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
         if self.sampling is not None and self.task.kind != "supervised":
             raise ConfigError("[sampling] (prioritised mini-batches) needs task.kind = \"supervised\"")
 

@@ -10,43 +10,14 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from .ars import DivergenceError, normalizes_states, update_weights
+from .ars import DivergenceError
 from .backends import make_backend
 from .callbacks import Callback
 from .config import JobConfig, to_toml
-from .noise import iteration_seeds, make_noise
+from .learner import ARSLearner, make_learner  # noqa: F401 (ARSLearner: re-exported from here, as before)
+from .noise import make_noise
 from .spaces import FullSpace, ParameterSpace
 from .tasks import build_task
-
-
-class ARSLearner:
-    """A single ARS learner whose θ lives in the task's model."""
-
-    def __init__(self, config: JobConfig, task, space: ParameterSpace, noise, backend, stream: int = 0):
-        self.config, self.task, self.space, self.noise, self.backend = config, task, space, noise, backend
-        self.stream = stream
-
-    def step(self, iteration: int) -> dict[str, float]:
-        a = self.config.ars
-        seeds = iteration_seeds(self.config.seed, iteration, a.directions, stream=self.stream)
-        batch = self.task.batch(iteration)
-        r_plus, r_minus = self.backend.evaluate(self.space, self.task, self.noise, seeds, a.noise, batch)
-        weights = update_weights(r_plus, r_minus, a.step_size, a.top, a.version)
-        self.backend.apply(self.space, self.noise, seeds, weights)
-        if normalizes_states(a.version) and self.task.normalizer is not None:
-            stats = self.backend.merge_stats(self.task.pop_state_stats())
-            if stats is not None:
-                self.task.normalizer.update(stats)
-        self.task.after_step(batch)
-        rewards = torch.cat([r_plus, r_minus])
-        return {"train/score": float(rewards.mean()), "train/score_max": float(rewards.max()),
-                "train/step_scale": float(weights.abs().sum())}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,16 +73,8 @@ class Trainer:
         self.backend = make_backend(config.ars.backend, config)
         if not getattr(self.backend, "is_writer", True):  # a distributed rank other than 0: no logs, no files
             self.is_writer, self.progress, self.callbacks = False, False, []
-        if config.population is not None:
-            from .population import Population
-
-            self.learner = Population(config, self.task, self.space, self.noise, self.backend)
-        elif config.ars.backend == "hogwild":  # workers step asynchronously; the learner relays their steps
-            from .backends.hogwild import HogwildLearner
-
-            self.learner = HogwildLearner(config, self.task, self.space, self.noise, self.backend)
-        else:
-            self.learner = ARSLearner(config, self.task, self.space, self.noise, self.backend)
+        # from the learner registry: "population" with a [population] table, else the backend's own
+        self.learner = make_learner(config, self.task, self.space, self.noise, self.backend)
         self.iteration = 0
         self.history: list[dict[str, float]] = []
         self.last_eval: dict[str, float] = {}
@@ -216,9 +179,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            close = getattr(self.learner, "close", None)
-            if close is not None:  # a learner with processes of its own (hogwild) stops them, even on error
-                close()
+            self.learner.close()   # a learner with processes of its own (hogwild) stops them, even on error
         return self._finish()
 
     def _check_finite(self) -> None:
@@ -233,6 +194,9 @@ class Trainer:
                   **{k: v for k, v in last_train.items() if k.startswith("train/")},
                   **self._counters(), "time/elapsed_s": self.elapsed,
                   "checkpoint": str(final) if final else None}
+        summary = getattr(self.learner, "summary", None)     # a population's lineage and hyperparameters
+        if summary is not None:
+            result.update(summary())
         result = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
         if self.is_writer:
             (self.dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")

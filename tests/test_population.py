@@ -91,7 +91,9 @@ def test_all_strategies_learn_digits_and_resume_exactly(tmp_path):
     cfg = job(tmp_path, **{"ars.iterations": 60, "checkpoint.every": 30})
     trainer = Trainer(cfg, progress=False)
     result = trainer.run()
-    assert result["eval/accuracy"] > 0.6        # chance is 0.1; 16 hidden units, 60 iterations
+    # chance is 0.1; 16 hidden units, 60 iterations. Seeds 1-6 of this job gave 0.45-0.62 (mean 0.56)
+    # before issue 10 and 0.49-0.66 (mean 0.55) after it: a bound at 0.6 tested one seed's luck
+    assert result["eval/accuracy"] > 0.4
     last = trainer.history[-1]
     for key in ("population/best", "population/median", "population/acceptance_rate", "population/diversity",
                 "annealing/temperature", "culling/replaced", "tabu/pushed", "pso/speed"):

@@ -24,6 +24,7 @@ class Backend:
     """
 
     name = "base"
+    learner = "ars"     # the learner (arsearch.learner.REGISTRY) that drives this backend without a population
 
     @classmethod
     def from_config(cls, config) -> Backend:
@@ -45,11 +46,14 @@ class Backend:
 
     def evaluate_many(self, space: ParameterSpace, task, noise: SeedNoise, thetas: torch.Tensor,
                       seeds: Sequence[Sequence[int]], scale: float, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(r+, r−), each (K, N), for the K learners' θ (rows of `thetas`) and their seed lists."""
+        """(r+, r−), each (K, N), for the K learners' θ (rows of `thetas`) and their seed lists.
+
+        `scale` is the noise ν of every learner, or a (K,) tensor of one ν per learner."""
         r_plus, r_minus = [], []
-        for theta, learner_seeds in zip(thetas, seeds):
+        for k, (theta, learner_seeds) in enumerate(zip(thetas, seeds)):
             space.load_(theta)
-            rp, rm = self.evaluate(space, task, noise, learner_seeds, scale, batch)
+            nu = float(scale[k]) if isinstance(scale, torch.Tensor) else scale
+            rp, rm = self.evaluate(space, task, noise, learner_seeds, nu, batch)
             r_plus.append(rp)
             r_minus.append(rm)
         return torch.stack(r_plus), torch.stack(r_minus)

@@ -36,8 +36,8 @@ import traceback
 import torch
 import torch.multiprocessing as mp
 
-from ..ars import DivergenceError, normalizes_states, update_weights
-from ..noise import iteration_seeds
+from ..ars import DivergenceError, normalizes_states
+from ..learner import ARSLearner, Hyper
 from ..normalizer import RunningNorm
 from .base import WorkerLost
 from .vectorized import VectorizedBackend
@@ -50,6 +50,7 @@ class HogwildBackend(VectorizedBackend):
     """Holds the hogwild settings; a worker scores its candidates with the vectorized evaluation."""
 
     name = "hogwild"
+    learner = "hogwild"
 
     def __init__(self, workers: int = 2, timeout: float = 300.0, chunk: int = 0):
         super().__init__(chunk=chunk)
@@ -77,7 +78,7 @@ def _share_space(space) -> None:
 class HogwildLearner:
     """The trainer's learner for ``ars.backend = "hogwild"``: starts the workers, relays their steps."""
 
-    def __init__(self, config, task, space, noise, backend: HogwildBackend):
+    def __init__(self, hyper, task, space, noise, backend: HogwildBackend, iterations: int | None = None):
         if not isinstance(backend, HogwildBackend):
             raise TypeError("HogwildLearner needs a HogwildBackend")
         if space.device.type != "cpu":
@@ -86,7 +87,9 @@ class HogwildLearner:
         if "fork" not in mp.get_all_start_methods():
             raise ValueError("ars.backend = 'hogwild' needs the 'fork' start method (Linux); "
                              "use 'distributed' on this platform")
-        self.config, self.task, self.space, self.noise, self.backend = config, task, space, noise, backend
+        self.hyper = Hyper.of(hyper)
+        self.iterations = iterations if iterations is not None else hyper.ars.iterations
+        self.task, self.space, self.noise, self.backend = task, space, noise, backend
         _share_space(space)
         if task.normalizer is not None:
             task.normalizer.share_memory()
@@ -95,6 +98,10 @@ class HogwildLearner:
         self._queue = None
         self.bytes_received = 0       # pickled queue messages, in total
         self.steps_received = 0
+
+    @classmethod
+    def from_config(cls, config, task, space, noise, backend) -> HogwildLearner:
+        return cls(Hyper.of(config), task, space, noise, backend, iterations=config.ars.iterations)
 
     # -- workers -----------------------------------------------------------------------------------
     def _start(self, first_iteration: int) -> None:
@@ -204,43 +211,56 @@ def _worker_main(index: int, learner: HogwildLearner) -> None:
     learner._queue.join_thread()   # flush what was sent before exiting
 
 
+class _WorkerLearner(ARSLearner):
+    """One hogwild worker's learner: the shared iteration (`Learner.step`) on the shared θ, with
+    the V2 statistics merged into the shared buffers under a lock."""
+
+    def __init__(self, index: int, learner: HogwildLearner, shared_norm: RunningNorm | None):
+        super().__init__(learner.hyper, learner.task, learner.space, learner.noise, learner.backend)
+        self.index, self.parent, self.shared_norm = index, learner, shared_norm
+
+    def step(self, iteration):
+        self.read_at = self.parent._applied.value
+        return super().step(iteration)
+
+    def _apply(self, seeds, weights):
+        super()._apply(seeds, weights)                       # lock-free write into the shared θ
+        self.parent._applied.value += 1                      # racy by design: a metric, not a lock
+
+    def _update_normalizer(self):
+        if self.shared_norm is None:
+            return
+        stats = self.task.pop_state_stats()
+        with self.parent._norm_lock:
+            if stats is not None:
+                self.shared_norm.update(stats)
+            for name in _NORM_BUFFERS:
+                getattr(self.task.normalizer, name).copy_(getattr(self.shared_norm, name))
+
+    def _after_update(self, iteration, result):
+        return {"hogwild/worker": float(self.index),
+                "hogwild/lag": float(self.parent._applied.value - 1 - self.read_at)}
+
+
 def _worker_loop(index: int, learner: HogwildLearner) -> None:
     torch.set_num_threads(1)       # parallelism comes from the processes
-    config, task, space, noise, backend = learner.config, learner.task, learner.space, learner.noise, learner.backend
-    a = config.ars
+    task = learner.task
     shared_norm = None
-    if normalizes_states(a.version) and task.normalizer is not None:
+    if normalizes_states(learner.hyper.version) and task.normalizer is not None:
         # the task keeps reading a private copy; the shared buffers are only merged into under the lock
         norm = task.normalizer
         shared_norm = RunningNorm(norm.shape, norm.eps)
         for name in _NORM_BUFFERS:
             shared_norm.register_buffer(name, getattr(norm, name))
             norm.register_buffer(name, getattr(norm, name).clone())
+    worker = _WorkerLearner(index, learner, shared_norm)
     while not learner._stop.is_set():
         with learner._next.get_lock():
             t = learner._next.value
-            if t >= a.iterations:
+            if t >= learner.iterations:
                 return
             learner._next.value = t + 1
-        seeds = iteration_seeds(config.seed, t, a.directions)
-        batch = task.batch(t)
         before = dict(task.counters)
-        read_at = learner._applied.value
-        r_plus, r_minus = backend.evaluate(space, task, noise, seeds, a.noise, batch)
-        weights = update_weights(r_plus, r_minus, a.step_size, a.top, a.version)
-        backend.apply(space, noise, seeds, weights)          # lock-free write into the shared θ
-        learner._applied.value += 1                          # racy by design: a metric, not a lock
-        if shared_norm is not None:
-            stats = task.pop_state_stats()
-            with learner._norm_lock:
-                if stats is not None:
-                    shared_norm.update(stats)
-                for name in _NORM_BUFFERS:
-                    getattr(task.normalizer, name).copy_(getattr(shared_norm, name))
-        task.after_step(batch)
-        rewards = torch.cat([r_plus, r_minus])
-        metrics = {"train/score": float(rewards.mean()), "train/score_max": float(rewards.max()),
-                   "train/step_scale": float(weights.abs().sum()), "hogwild/worker": float(index),
-                   "hogwild/lag": float(learner._applied.value - 1 - read_at)}
+        metrics = worker.step(t)
         counted = {k: v - before.get(k, 0) for k, v in task.counters.items() if v != before.get(k, 0)}
         learner._queue.put(("step", index, t, metrics, counted))

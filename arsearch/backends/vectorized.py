@@ -115,6 +115,8 @@ class VectorizedBackend(Backend):
         k, n = len(seeds), len(seeds[0])
         deltas = self.directions_many(space, noise, seeds)                 # (K, N, d)
         thetas = thetas.to(deltas.device, deltas.dtype).unsqueeze(1)
+        if isinstance(scale, torch.Tensor):          # one noise ν_k per learner
+            scale = scale.to(deltas.device, deltas.dtype).view(k, 1, 1)
         # rows ordered learner by learner, [+δ_1..+δ_N, −δ_1..−δ_N] within a learner, so that an
         # RL task gives candidate i the reset seed of direction i mod N (± pairs share a start)
         candidates = torch.cat([thetas + scale * deltas, thetas - scale * deltas], dim=1).reshape(k * 2 * n, -1)

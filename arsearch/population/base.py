@@ -9,7 +9,10 @@ A population calls its strategies in list order at two moments:
   Culling, tabu repulsion and the particle-swarm move act here.
 
 A strategy reads and writes ``population.thetas`` (K, d) in place and reads
-``population.fitness`` (K,), higher is better. Randomness comes from
+``population.fitness`` (K,), higher is better, and may read each learner's hyperparameters
+``population.step_sizes``, ``population.noises`` (K,), the RMS length of its latest ARS step
+``population.step_length`` (K,) and the spread of its latest candidates' scores
+``population.score_spread`` (K,) — the units that make coefficients unit-free. Randomness comes from
 ``population.generator(name, counter)``, a pure function of (job seed, strategy, counter), so a
 resumed run draws exactly what an uninterrupted one would. Per-learner state (velocities,
 personal bests) follows learners that are cloned through ``on_clone``. ``state_dict`` must hold
@@ -18,16 +21,33 @@ only tensors, numbers, strings and lists, so checkpoints stay ``weights_only``-l
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass
+class NoSettings:
+    """The config table of a strategy without settings."""
 
 
 class Strategy:
     name = "strategy"
+    # the dataclass of its ``[population.<name>]`` table; `arsearch.config` builds the job
+    # config's population table from these (one per registered strategy)
+    Config: type = NoSettings
+
+    @classmethod
+    def from_settings(cls, settings, epochs: int | None = None) -> Strategy:
+        """Build from its config table (a `Config` instance); `epochs` = the job's iterations // epoch."""
+        return cls(**dataclasses.asdict(settings))
 
     @classmethod
     def from_config(cls, config) -> Strategy:
-        """Build from a `JobConfig` (the table ``population.<name>``)."""
-        return cls()
+        """Build from a `JobConfig` (its table ``population.<name>``)."""
+        pc = config.population
+        return cls.from_settings(getattr(pc, cls.name), epochs=max(1, config.ars.iterations // pc.epoch))
 
     def bind(self, population) -> None:
         """Called once the population exists: allocate per-learner state here."""

@@ -1,47 +1,81 @@
 """Particle-swarm velocity on top of each learner's ARS steps.
 
 Every epoch, each learner k keeps a velocity v_k, a personal best p_k (the θ at which its
-fitness was highest so far) and the swarm shares the global best g (the best personal best):
+fitness was highest so far) and the swarm shares the global best g (the best personal best).
 
-    v_k ← w·v_k + c1·r1 ⊙ (p_k − θ_k) + c2·r2 ⊙ (g − θ_k),    θ_k ← θ_k + v_k
+``units = "step"`` (the job config's default): the pulls are measured in the learner's own ARS
+step length ℓ_k (``population.step_length``, the RMS length ‖Δθ‖₂/√d of its latest ARS step):
 
-with r1, r2 ~ U(0, 1) drawn per coordinate. The ARS iterations of the epoch are the local
-search; the velocity is added to what they moved. Defaults are Clerc & Kennedy's constriction
-coefficients (w = 0.7298, c1 = c2 = 1.49618). Fitness is the population's (see
-`Population.fitness`), so a personal best is judged on the mini-batches of its own iteration.
+    v_k ← w·v_k + ℓ_k·[c1·r1 ⊙ û(p_k − θ_k) + c2·r2 ⊙ û(g − θ_k)],    θ_k ← θ_k + v_k
+
+with û(a) = a/‖a‖_rms (0 for a = 0) and r1, r2 ~ U(0, 1) drawn per coordinate. A pull is then
+never longer than c·ℓ_k, however far the bests are, and the velocity stays below
+(c1 + c2)·ℓ_k/(1 − w) ≈ 11·ℓ_k with the textbook constriction coefficients of Clerc & Kennedy
+(w = 0.7298, c1 = c2 = 1.49618), the defaults, which are then safe.
+
+``units = "absolute"`` (the class's default, the textbook rule):
+v_k ← w·v_k + c1·r1 ⊙ (p_k − θ_k) + c2·r2 ⊙ (g − θ_k). Every epoch it moves a learner by about
+its distance to the bests, which the ablation found harmful with these coefficients.
+
+The ARS iterations of the epoch are the local search; the velocity is added to what they moved.
+Fitness is the population's (see `Population.fitness`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from ..fields import choice, number
 from .base import Strategy
+
+
+@dataclass
+class PSOConfig:
+    """``[population.pso]``."""
+
+    inertia: float = number(0.7298, 0.0)
+    cognitive: float = number(1.49618, 0.0)
+    social: float = number(1.49618, 0.0)
+    units: str = choice("step", "step", "absolute")
+
+
+def unit_rms(a: torch.Tensor) -> torch.Tensor:
+    """Rows of `a` divided by their RMS norm ‖a‖₂/√d (zero rows stay zero)."""
+    norm = a.double().pow(2).mean(-1, keepdim=True).sqrt().to(a.dtype)
+    return torch.where(norm > 0, a / norm.clamp_min(1e-30), torch.zeros_like(a))
 
 
 class ParticleSwarm(Strategy):
     name = "pso"
+    Config = PSOConfig
 
-    def __init__(self, inertia: float = 0.7298, cognitive: float = 1.49618, social: float = 1.49618):
+    def __init__(self, inertia: float = 0.7298, cognitive: float = 1.49618, social: float = 1.49618,
+                 units: str = "absolute"):
         if inertia < 0 or cognitive < 0 or social < 0:
             raise ValueError("pso: inertia, cognitive and social must be >= 0")
-        self.inertia, self.cognitive, self.social = inertia, cognitive, social
+        if units not in ("step", "absolute"):
+            raise ValueError(f"pso: units must be 'step' or 'absolute', got {units!r}")
+        self.inertia, self.cognitive, self.social, self.units = inertia, cognitive, social, units
         self.velocity = self.personal_best = self.personal_fitness = None
-
-    @classmethod
-    def from_config(cls, config):
-        p = config.population.pso
-        return cls(inertia=p.inertia, cognitive=p.cognitive, social=p.social)
 
     def bind(self, population):
         self.velocity = torch.zeros_like(population.thetas)
         self.personal_best = population.thetas.clone()
         self.personal_fitness = torch.full((population.size,), float("-inf"), dtype=torch.float64)
 
-    def update(self, thetas: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
-        """The velocity formula (returns the new velocities; the global best is the best personal best)."""
+    def update(self, thetas: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor,
+               step_length: torch.Tensor | None = None) -> torch.Tensor:
+        """The velocity formula (returns the new velocities; the global best is the best personal best).
+
+        With `step_length` (K,) the pulls are unit vectors times each learner's step length."""
         g = self.personal_best[int(torch.argmax(self.personal_fitness))]
-        return (self.inertia * self.velocity + self.cognitive * r1 * (self.personal_best - thetas)
-                + self.social * r2 * (g - thetas))
+        to_p, to_g = self.personal_best - thetas, g - thetas
+        if step_length is not None:
+            ell = step_length.to(thetas.device, thetas.dtype).unsqueeze(1)
+            to_p, to_g = ell * unit_rms(to_p), ell * unit_rms(to_g)
+        return self.inertia * self.velocity + self.cognitive * r1 * to_p + self.social * r2 * to_g
 
     @torch.no_grad()
     def on_epoch(self, population, epoch):
@@ -54,7 +88,7 @@ class ParticleSwarm(Strategy):
         gen = population.generator(self.name, epoch)
         r1 = torch.rand(thetas.shape, generator=gen, dtype=thetas.dtype).to(thetas.device)
         r2 = torch.rand(thetas.shape, generator=gen, dtype=thetas.dtype).to(thetas.device)
-        self.velocity = self.update(thetas, r1, r2)
+        self.velocity = self.update(thetas, r1, r2, population.step_length if self.units == "step" else None)
         thetas += self.velocity
         speed = self.velocity.double().pow(2).mean(-1).sqrt()
         return {"pso/speed": float(speed.mean()), "pso/global_best": float(self.personal_fitness.max())}
