@@ -91,6 +91,39 @@ class SamplingConfig:
 @dataclass
 class EvalConfig:
     every: int = number(10, 1)
+    # > 0: evaluate each time this many more training episodes have been spent (replaces `every`),
+    # so that jobs of different ars.directions or population sizes are checked at equal spend
+    every_episodes: int = number(0, 0)
+
+
+# what a job can spend, as named in [stop] and in the final metrics (count/<name>)
+BUDGETS = ("episodes", "env_steps", "forward_examples", "seconds")
+# the metric families a stop target may name: those known at an evaluation
+TARGET_FAMILIES = ("eval", "train")
+
+
+@dataclass
+class TargetConfig:
+    metric: str = ""
+    value: float | None = None
+
+
+@dataclass
+class StopConfig:
+    """Budgets (0 = none) and a target; the run ends at the first one met. `ars.iterations` stays a cap."""
+
+    episodes: int = number(0, 0)            # training episodes (evaluation episodes are counted apart)
+    env_steps: int = number(0, 0)           # training environment steps
+    forward_examples: int = number(0, 0)    # examples (or observations) through the model once
+    seconds: float = number(0.0, 0.0)       # wall clock of the training loop
+    target: TargetConfig | None = None
+
+    def reached(self, value: float) -> bool:
+        """Whether `value` of the target metric meets the target: a *loss* from below, any other from above."""
+        assert self.target is not None and self.target.value is not None
+        if "loss" in self.target.metric:
+            return value <= self.target.value
+        return value >= self.target.value
 
 
 @dataclass
@@ -140,6 +173,7 @@ class JobConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     model: ModelConfig | None = None
     compress: CompressConfig | None = None
+    stop: StopConfig | None = None
 
     def check(self) -> None:
         """Constraints between keys."""
@@ -158,6 +192,36 @@ class JobConfig:
                     raise ConfigError(str(e)) from None
         if self.sampling is not None and self.task.kind != "supervised":
             raise ConfigError("[sampling] (prioritised mini-batches) needs task.kind = \"supervised\"")
+        if self.eval.every_episodes and self.task.kind != "rl":
+            raise ConfigError(f"eval.every_episodes = {self.eval.every_episodes}: a {self.task.kind} task spends no "
+                              f"episodes, so it would never evaluate; use eval.every")
+        if self.stop is not None:
+            self._check_stop(self.stop)
+
+    def _check_stop(self, stop: StopConfig) -> None:
+        if self.task.kind != "rl":
+            for name in ("episodes", "env_steps"):
+                if getattr(stop, name):
+                    raise ConfigError(f"stop.{name} = {getattr(stop, name)}: a {self.task.kind} task spends no "
+                                      f"{name.replace('_', ' ')}; use stop.forward_examples or stop.seconds")
+        t = stop.target
+        if t is None:
+            return
+        if not t.metric:
+            raise ConfigError("stop.target.metric is missing: name the metric to reach, e.g. \"eval/return\"")
+        if t.value is None:
+            raise ConfigError(f"stop.target.value is missing: the value of {t.metric!r} that ends the run")
+        family, _, name = t.metric.partition("/")
+        if family not in TARGET_FAMILIES or not name:
+            raise ConfigError(f"stop.target.metric = {t.metric!r}: unknown metric family {family!r}; the target is "
+                              f"checked at evaluations, so it must be one of "
+                              f"{', '.join(f'{f}/<name>' for f in TARGET_FAMILIES)}")
+        if family == "eval":
+            known = (("return", "return_std") if self.task.kind == "rl" else ("loss", "accuracy"))
+            if name not in known:
+                raise ConfigError(f"stop.target.metric = {t.metric!r}: a {self.task.kind} task's evaluation does not "
+                                  f"report it, so the target could never be checked; it reports "
+                                  f"{', '.join('eval/' + k for k in known)}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from . import checkpoint as ckpt
 from .ars import DivergenceError
 from .backends import make_backend
 from .callbacks import Callback
-from .config import JobConfig, to_toml
+from .config import BUDGETS, ConfigError, JobConfig, to_toml
 from .learner import ARSLearner, make_learner  # noqa: F401 (ARSLearner: re-exported from here, as before)
 from .noise import make_noise
 from .spaces import FullSpace, ParameterSpace
@@ -78,10 +78,24 @@ class Trainer:
         self.iteration = 0
         self.history: list[dict[str, float]] = []
         self.last_eval: dict[str, float] = {}
+        self.last_eval_iteration = -1   # the iteration `last_eval` was taken at
+        self._resumed_train: dict[str, float] = {}   # train/* of the checkpoint's iteration (until a step runs)
+        self.stop_reason: str | None = None
         self.elapsed = 0.0
         self.dir = Path(config.checkpoint.dir)
         self.last_checkpoint: Path | None = None
         self.stop_requested = False
+        self._check_target_metric()
+
+    def _check_target_metric(self) -> None:
+        stop = self.config.stop
+        known = getattr(self.task, "eval_metrics", ())
+        if stop is None or stop.target is None or not known or not stop.target.metric.startswith("eval/"):
+            return
+        if stop.target.metric[len("eval/"):] not in known:
+            raise ConfigError(f"stop.target.metric = {stop.target.metric!r}: this task's evaluation does not report "
+                              f"it, so the target could never be checked; it reports "
+                              f"{', '.join('eval/' + k for k in known)}")
 
     def request_stop(self) -> None:
         """Ask the loop to finish after the current iteration (a callback's early stop)."""
@@ -92,6 +106,8 @@ class Trainer:
         return {"format": ckpt.FORMAT, "iteration": self.iteration, "model": self.model.state_dict(),
                 "task": self.task.state_dict(), "learner": self.learner.state_dict(),
                 "elapsed": self.elapsed, "config": to_toml(self.config),
+                "last_eval": dict(self.last_eval), "last_eval_iteration": self.last_eval_iteration,
+                "last_train": self._last_train(),
                 **({"space": self.space.state_dict()} if hasattr(self.space, "state_dict") else {})}
 
     def save_checkpoint(self, name: str | None = None) -> Path | None:
@@ -118,16 +134,56 @@ class Trainer:
         self.learner.load_state_dict(state.get("learner", {}))
         self.iteration = int(state["iteration"])
         self.elapsed = float(state.get("elapsed", 0.0))
+        self.last_eval = {k: float(v) for k, v in state.get("last_eval", {}).items()}
+        self.last_eval_iteration = int(state.get("last_eval_iteration", -1))
+        self._resumed_train = {k: float(v) for k, v in state.get("last_train", {}).items()}
         self.last_checkpoint = Path(path)
 
     # -- the loop ----------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
         metrics = {f"eval/{k}": v for k, v in self.task.evaluate().items()}
-        self.last_eval = metrics
+        self.last_eval, self.last_eval_iteration = metrics, self.iteration
         return metrics
 
     def _counters(self) -> dict[str, float]:
         return {f"count/{k}": float(v) for k, v in self.task.counters.items()}
+
+    # -- stopping: budgets, target, cap ------------------------------------------------------------
+    def spent(self) -> dict[str, float]:
+        """What the job has spent on training so far, per budget name (evaluation not included)."""
+        c = self.task.counters
+        return {"episodes": c.get("episodes", 0), "env_steps": c.get("env_steps", 0),
+                "forward_examples": c.get("forward_examples", 0), "seconds": self.elapsed}
+
+    def _budget_exhausted(self) -> str | None:
+        stop = self.config.stop
+        if stop is None:
+            return None
+        spent = self.spent()
+        return next((name for name in BUDGETS if getattr(stop, name) and spent[name] >= getattr(stop, name)), None)
+
+    def target_reached(self, metrics: dict[str, float]) -> bool:
+        stop = self.config.stop
+        if stop is None or stop.target is None:
+            return False
+        value = metrics.get(stop.target.metric)
+        return value is not None and math.isfinite(value) and stop.reached(value)
+
+    def _eval_due(self, episodes_before: int) -> bool:
+        e = self.config.eval
+        if e.every_episodes:    # the evaluation grid is in episodes: one per multiple of every_episodes crossed
+            return self.task.counters.get("episodes", 0) // e.every_episodes > episodes_before // e.every_episodes
+        return self.iteration % e.every == 0
+
+    def _last_train(self) -> dict[str, float]:
+        row = self.history[-1] if self.history else self._resumed_train
+        return {k: v for k, v in row.items() if k.startswith("train/")}
+
+    def _stop_on_resume(self) -> str | None:
+        """A resumed job that had already met a target or budget at its checkpoint stops there again."""
+        if self.last_eval_iteration == self.iteration and self.target_reached({**self.last_eval, **self._last_train()}):
+            return "target"
+        return self._budget_exhausted()
 
     def run(self, resume: bool = False) -> dict:
         cfg = self.config
@@ -144,8 +200,10 @@ class Trainer:
 
             bar = tqdm(total=cfg.ars.iterations, initial=self.iteration, unit="it", dynamic_ncols=True)
         start = time.perf_counter() - self.elapsed
+        self.stop_reason = self._stop_on_resume() if resume else None
         try:
-            while self.iteration < cfg.ars.iterations:
+            while self.stop_reason is None and self.iteration < cfg.ars.iterations:
+                episodes_before = self.task.counters.get("episodes", 0)
                 try:
                     metrics = self.learner.step(self.iteration)
                     self._check_finite()
@@ -160,11 +218,17 @@ class Trainer:
                 self.history.append({"iteration": self.iteration, **metrics})
                 for cb in self.callbacks:
                     cb.on_iteration(self, self.iteration, metrics)
-                if self.iteration % cfg.eval.every == 0 or self.iteration == cfg.ars.iterations:
+                exhausted = self._budget_exhausted()
+                if self._eval_due(episodes_before) or self.iteration == cfg.ars.iterations or exhausted:
                     evals = self.evaluate()
                     self.history[-1].update(evals)
+                    # decided before the callbacks see the evaluation, so a pruner's report and the stop agree
+                    if self.target_reached(self.history[-1]):
+                        self.stop_reason = "target"
                     for cb in self.callbacks:
                         cb.on_eval(self, self.iteration, evals)
+                if self.stop_reason is None and exhausted:
+                    self.stop_reason = exhausted
                 if self.iteration % cfg.checkpoint.every == 0:
                     self.save_checkpoint()
                 if bar is not None:
@@ -176,6 +240,8 @@ class Trainer:
                     bar.set_postfix(post, refresh=False)
                 if self.stop_requested:
                     break
+            if self.stop_reason is None:
+                self.stop_reason = "iterations" if self.iteration >= cfg.ars.iterations else "requested"
         finally:
             if bar is not None:
                 bar.close()
@@ -187,12 +253,14 @@ class Trainer:
             raise DivergenceError("a parameter became NaN or inf")
 
     def _finish(self) -> dict:
-        evals = self.last_eval if self.history and "eval/" + self.task.metric in self.history[-1] else self.evaluate()
+        evals = self.last_eval if self.last_eval_iteration == self.iteration else self.evaluate()
         final = self.save_checkpoint("final.pt")
-        last_train = self.history[-1] if self.history else {}
-        result = {"iterations": self.iteration, **evals,
-                  **{k: v for k, v in last_train.items() if k.startswith("train/")},
+        spent = self.spent()
+        result = {"iterations": self.iteration, **evals, **self._last_train(),
                   **self._counters(), "time/elapsed_s": self.elapsed,
+                  **{f"count/{k}": float(spent[k]) for k in BUDGETS if k != "seconds"},
+                  "stop/reason": self.stop_reason or "iterations",
+                  "stop/target_reached": float(self.stop_reason == "target"),
                   "checkpoint": str(final) if final else None}
         summary = getattr(self.learner, "summary", None)     # a population's lineage and hyperparameters
         if summary is not None:

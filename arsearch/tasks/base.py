@@ -27,6 +27,7 @@ class Task:
     normalizer: RunningNorm | None = None
     metric: str = "score"          # the headline evaluation metric's name, e.g. "accuracy"
     metric_direction: str = "maximize"
+    eval_metrics: tuple[str, ...] = ()   # the keys `evaluate()` returns, when known in advance
 
     def __init__(self):
         self._stats: StateStats | None = None
@@ -63,6 +64,7 @@ class Task:
         return stats
 
     def count(self, key: str, n: int) -> None:
+        """Add to a spend counter: episodes, env_steps, forward_examples (training), eval_* (evaluation)."""
         self.counters[key] = self.counters.get(key, 0) + int(n)
 
     def state_dict(self) -> dict:

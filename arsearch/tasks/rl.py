@@ -43,6 +43,7 @@ class Policy(nn.Module):
 
 class RLTask(Task):
     metric = "return"
+    eval_metrics = ("return", "return_std")
 
     def __init__(self, env_id: str, *, policy: str = "linear", hidden=(64,), horizon: int = 1000, shift: float = 0.0,
                  eval_episodes: int = 5, directions: int = 1, seed: int = 0, normalize: bool = False):
@@ -55,6 +56,7 @@ class RLTask(Task):
         self.env_id, self.horizon, self.shift = env_id, horizon, shift
         self.eval_episodes, self.directions, self.seed = eval_episodes, directions, seed
         self._envs: list = []
+        self._steps = 0     # every environment step this task took, training and evaluation
         env = self._make_env()
         self._envs.append(env)
         obs_space, act_space = env.observation_space, env.action_space
@@ -147,9 +149,11 @@ class RLTask(Task):
                 if terminated or truncated:
                     alive[i] = False
             steps += live.size
+        self._steps += steps
         if record:
             self.count("episodes", p)
             self.count("env_steps", steps)
+            self.count("forward_examples", steps)   # one observation through the policy per live step
             if self.normalizer is not None:
                 if self._stats is None:
                     self._stats = self.normalizer.new_stats()
@@ -179,5 +183,9 @@ class RLTask(Task):
     def evaluate(self) -> dict[str, float]:
         params = {k: v.detach().unsqueeze(0).expand(self.eval_episodes, *v.shape) for k, v in self.model.named_parameters()}
         seeds = [EVAL_SEED_BASE + i for i in range(self.eval_episodes)]
+        steps_before = self._steps
         returns = self.rollouts(params, seeds, shift=0.0, record=False)
+        # counted apart: the paper's episode counts are training episodes only
+        self.count("eval_episodes", len(seeds))
+        self.count("eval_env_steps", self._steps - steps_before)
         return {"return": float(returns.mean()), "return_std": float(returns.std())}

@@ -109,6 +109,7 @@ class SupervisedTask(Task):
         self.model = model.to(self.device)
         self.sampler = UniformSampler(len(train_idx), batch_size, seed)
         self.metric = "accuracy" if classification else "loss"
+        self.eval_metrics = ("loss", "accuracy") if classification else ("loss",)
         self.metric_direction = "maximize" if classification else "minimize"
 
     @classmethod
@@ -172,6 +173,7 @@ class SupervisedTask(Task):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        self.count("eval_forward_examples", len(self.x_test))   # counted apart from training spend
         out = self.model(self.x_test)
         metrics = {"loss": float(self.per_example_loss(out, self.y_test).mean())}
         if self.classification:
