@@ -284,10 +284,23 @@ class MlflowCallback(Callback):
             self.log_artifact(cfg)
             png = learning_curve_png(history, Path(tmp) / "learning_curve.png", title=self.run_name)
             self.log_artifact(png)
+        if result.get("lineage") and self.run_id:
+            # a population's hyperparameter lineage (init / exploit / explore events) as an MLflow table
+            self._safe("log lineage", self.client.log_table, self.run_id, data=lineage_table(result["lineage"]),
+                       artifact_file=LINEAGE_ARTIFACT)
         if self.log_checkpoint and result.get("checkpoint"):
             self.log_artifact(result["checkpoint"], "checkpoint")
         if self.terminate and self.run_id:
             self._safe("end run", self.client.set_terminated, self.run_id, status or ("FINISHED" if ok else "FAILED"))
+
+
+LINEAGE_ARTIFACT = "lineage.json"
+
+
+def lineage_table(events: list[dict]) -> dict[str, list]:
+    """Lineage events (rows) as the columns MLflow's ``log_table`` takes; every event has the same keys."""
+    columns = list(events[0]) if events else []
+    return {c: [e.get(c) for e in events] for c in columns}
 
 
 def train_callback(config: JobConfig) -> MlflowCallback | None:
@@ -308,4 +321,4 @@ def ui_command(uri: str, port: int = 5000) -> list[str]:
 
 
 __all__ = ["MlflowCallback", "TrackingError", "connect", "config_params", "flatten", "learning_curve_png",
-           "train_callback", "experiment_id", "ui_command"]
+           "train_callback", "experiment_id", "ui_command", "lineage_table", "LINEAGE_ARTIFACT"]
