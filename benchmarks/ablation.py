@@ -1,27 +1,52 @@
-"""Ablation of the population strategies: each on and off, several seeds, equal budget.
+"""Population strategies against single learners at equal budget: a resumable benchmark.
 
-    nice -n 10 python benchmarks/ablation.py                 # default: 5 seeds, ~8 min on 2 busy cores
-    python benchmarks/ablation.py --seeds 10 --scale 3 --workers 16   # a bigger run on a big machine
+    nice -n 10 python benchmarks/ablation.py --task digits                 # 5 seeds, ~10 min on 2 cores
+    nice -n 10 python benchmarks/ablation.py --task swimmer --seeds 10 --workers 8
+    nice -n 10 python benchmarks/ablation.py --task hopper --seeds 5 --workers 8
+    python benchmarks/ablation.py --report-only                             # rebuild the report from the cache
+    python benchmarks/ablation.py --smoke                                   # every task and variant, tiny budgets
 
-For each task (digits with a 64-16-10 MLP; Swimmer-v5 with a linear policy) and each variant, a
-job runs until it has spent the same budget — forward passes of single examples on digits
-(`count/forward_examples`, which includes annealing's 2K extra scores and prioritised sampling's
-priority updates), episodes on Swimmer (`count/episodes`) — and the best learner is then scored
-on held-out data (test accuracy; mean return of 3 evaluation episodes, fixed reset seeds, not
-counted in the budget). Variants: a population of K learners with no strategy ("none"), each
-strategy alone, PSO with weaker coefficients ("pso_soft"), all four together, one learner with K·N directions (same candidates per
-iteration), and on digits prioritised mini-batches with no strategy. Writes reports/ablation.md
-and reports/ablation.png.
+Every run (task, variant, seed) is cached as JSON under ``reports/data/ablation/<task>/`` and
+skipped when it is there, so an interrupted or partial campaign resumes where it stopped and
+several invocations (one per task, on different machines) fill the same cache. The report
+(``reports/ablation.md`` and ``reports/ablation.png``) is rebuilt from whatever the cache holds
+after every invocation, and lists the cells still missing. ``--smoke`` writes to
+``reports/data/ablation-smoke/`` and ``reports/ablation-smoke.md`` instead, never mixing with the
+real cache.
+
+Budgets go through the job's ``[stop]`` table, so every run of a task spends the same: training
+forward examples on digits, training episodes on Swimmer and Hopper (every learner, annealing's
+re-scoring and epoch-evaluation fitness included; evaluation is counted apart). All variants of
+a task run on the same seeds. Strategies run at their defaults (the unit-free coefficients of
+docs/population.md); nothing is tuned per task.
+
+Tasks (the issue's regimes):
+
+- **digits**: 64-16-10 MLP, accuracy at an equal forward-example budget;
+- **swimmer**: Swimmer-v5, horizon 1000, the paper's V1 settings per learner (N = 1, b = 1,
+  α = 0.02, ν = 0.01); success = evaluation return ≥ 325 within 2000 episodes;
+- **hopper**: Hopper-v5, horizon 1000, the paper's V2-t settings (N = 8, b = 4, α = 0.01,
+  ν = 0.025, survival bonus shift 1); episodes to an evaluation return ≥ 3120 within 6000.
+
+Variants: one learner with N directions (``single_n``), one with K·N directions and K·b kept
+(``single_kn``), a population of K learners with no strategy (``none``), each strategy alone,
+PBT exploit/explore with per-learner step size and noise spread over [v/3, 3v] (``pbt``), and
+everything together (``all``). On digits also the fitness choice: culling with the fitness of the
+last iteration alone (``culling_last``) and with an epoch evaluation (``culling_eval``); the
+plain ``culling`` uses the default exponential moving average.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import math
 import os
 import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -30,101 +55,136 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STRATEGIES = ["culling", "annealing", "tabu", "pso"]
-# PSO with the textbook coefficients moves learners by about their distance to the bests every
-# epoch; "pso_soft" is the same strategy with a weaker pull, to tell the idea from its defaults
-PSO_SOFT = {"inertia": 0.5, "cognitive": 0.3, "social": 0.3}
+K = 4   # learners in every population variant
 
 TASKS = {
     "digits": {
-        "budget_key": "forward_examples",
-        "metric": "eval/accuracy",
-        "iterations": 120,   # the budget is what "none" spends in this many iterations
+        "budget_key": "forward_examples", "metric": "eval/accuracy", "seeds": 5,
+        "budget": 491_520,              # = 120 population iterations of 4 × 2·8 candidates × 64 examples
+        "smoke_budget": 40_960,
         "job": {"task": {"dataset": "digits", "hidden": [16], "batch_size": 64},
-                "ars": {"directions": 8, "top": 4, "step_size": 0.1, "noise": 0.03},
-                "population": {"size": 4, "epoch": 10,
-                               "culling": {"fraction": 0.5, "mutation": 0.0},
-                               "annealing": {"schedule": "exponential", "t0": 0.02, "decay": 0.8},
-                               "tabu": {"repulsion": 0.1, "memory": 5, "radius": 0.05},
-                               "pso": {}}},
-        "extra": ["sampling"],
+                "ars": {"version": "v1t", "directions": 8, "top": 4, "step_size": 0.1, "noise": 0.03},
+                "population": {"size": K, "epoch": 10},
+                "eval": {"every": 10}},
+        "extra": ["culling_last", "culling_eval"],
     },
     "swimmer": {
-        "budget_key": "episodes",
-        "metric": "eval/return",
-        "iterations": 15,
-        "job": {"task": {"kind": "rl", "env": "Swimmer-v5", "policy": "linear", "horizon": 80,
-                         "eval_episodes": 3},
-                "ars": {"directions": 2, "top": 2, "step_size": 0.02, "noise": 0.03},
-                "population": {"size": 4, "epoch": 3,
-                               "culling": {"fraction": 0.5, "mutation": 0.0},
-                               "annealing": {"schedule": "exponential", "t0": 1.0, "decay": 0.8},
-                               "tabu": {"repulsion": 0.1, "memory": 5, "radius": 0.01},
-                               "pso": {}}},
+        "budget_key": "episodes", "metric": "eval/return", "seeds": 10, "target": 325.0,
+        "budget": 2000, "smoke_budget": 24,
+        "job": {"task": {"kind": "rl", "env": "Swimmer-v5", "policy": "linear", "horizon": 1000,
+                         "eval_episodes": 5},
+                "ars": {"version": "v1", "directions": 1, "top": 1, "step_size": 0.02, "noise": 0.01},
+                "population": {"size": K, "epoch": 10},
+                "eval": {"every_episodes": 80}},
+        "smoke_job": {"task": {"horizon": 50, "eval_episodes": 1}, "eval": {"every_episodes": 8},
+                      "population": {"epoch": 1}},
+        "extra": [],
+    },
+    "hopper": {
+        "budget_key": "episodes", "metric": "eval/return", "seeds": 5, "target": 3120.0,
+        "budget": 6000, "smoke_budget": 128,
+        "job": {"task": {"kind": "rl", "env": "Hopper-v5", "policy": "linear", "horizon": 1000,
+                         "eval_episodes": 5, "shift": 1.0},
+                "ars": {"version": "v2t", "directions": 8, "top": 4, "step_size": 0.01, "noise": 0.025},
+                "population": {"size": K, "epoch": 5},
+                "eval": {"every_episodes": 256}},
+        "smoke_job": {"task": {"horizon": 30, "eval_episodes": 1}, "eval": {"every_episodes": 64},
+                      "population": {"epoch": 1}},
         "extra": [],
     },
 }
 
 
 def variants(task: str) -> list[str]:
-    return ["none", *STRATEGIES, "pso_soft", "all", "single", *TASKS[task]["extra"]]
+    return ["single_n", "single_kn", "none", *STRATEGIES, "pbt", "all", *TASKS[task]["extra"]]
 
 
-def job_data(task: str, variant: str, seed: int, scale: float) -> dict:
-    import copy
+def merge(dst: dict, src: dict) -> dict:
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            merge(dst[key], value)
+        else:
+            dst[key] = copy.deepcopy(value)
+    return dst
 
+
+def job_data(task: str, variant: str, seed: int, smoke: bool, directory: str) -> dict:
     spec = TASKS[task]
     data = copy.deepcopy(spec["job"])
+    if smoke:
+        merge(data, spec.get("smoke_job", {}))
     data["seed"] = seed
-    data["ars"]["iterations"] = 10 ** 6          # the budget stops the run, not the iteration count
+    data["ars"]["iterations"] = 10 ** 7          # the [stop] budget ends the run, not the iteration count
     data["tracking"] = {"enabled": False}
-    data["checkpoint"] = {"dir": f"/tmp/arsearch-ablation/{os.getpid()}"}
-    pop = data["population"]
-    pop["strategies"] = {"none": [], "all": list(STRATEGIES), "sampling": [], "pso_soft": ["pso"]}.get(variant, [variant])
-    if variant == "pso_soft":
-        pop["pso"] = dict(PSO_SOFT)
-    if variant == "single":
-        k = pop["size"]
-        data["ars"]["directions"] *= k
-        data["ars"]["top"] *= k
+    data["checkpoint"] = {"dir": directory, "every": 10 ** 7}
+    stop = {spec["budget_key"]: spec["smoke_budget"] if smoke else spec["budget"]}
+    if "target" in spec:
+        stop["target"] = {"metric": spec["metric"], "value": spec["target"]}
+    data["stop"] = stop
+    pop, ars = data["population"], data["ars"]
+    if variant in ("single_n", "single_kn"):
         del data["population"]
-    if variant == "sampling":
-        data["sampling"] = {"alpha": 0.6, "beta": 0.4}
+        if variant == "single_kn":
+            ars["directions"] *= K
+            ars["top"] *= K
+        return data
+    base = variant.split("_")[0]
+    pop["strategies"] = {"none": [], "all": [*STRATEGIES, "pbt"]}.get(base, [base])
+    if base in ("pbt", "all"):
+        pop["init"] = {"step_size": [ars["step_size"] / 3, ars["step_size"] * 3],
+                       "noise": [ars["noise"] / 3, ars["noise"] * 3]}
+    if variant.endswith("_last"):
+        pop["fitness"] = "last"
+    if variant.endswith("_eval"):
+        pop["fitness"] = "eval"
     return data
 
 
-def budget(task: str, scale: float) -> int:
-    spec = TASKS[task]
-    pop, ars = spec["job"]["population"], spec["job"]["ars"]
-    per_candidate = spec["job"]["task"].get("batch_size", 1) if spec["budget_key"] == "forward_examples" else 1
-    return int(round(spec["iterations"] * scale)) * pop["size"] * 2 * ars["directions"] * per_candidate
+def cache_dir(smoke: bool) -> Path:
+    return ROOT / "reports" / "data" / ("ablation-smoke" if smoke else "ablation")
+
+
+def cache_path(task: str, variant: str, seed: int, smoke: bool) -> Path:
+    return cache_dir(smoke) / task / variant / f"seed{seed}.json"
 
 
 def run_one(args) -> dict:
-    task, variant, seed, scale = args
+    task, variant, seed, smoke = args
     import torch
 
     torch.set_num_threads(1)
     from arsearch.config import load_job
     from arsearch.trainer import Trainer
 
-    config = load_job(data=job_data(task, variant, seed, scale))
-    if variant == "sampling":   # β anneals over the iterations the budget allows
-        config.ars.iterations = int(round(TASKS[task]["iterations"] * scale))
-    trainer = Trainer(config, progress=False)
-    if variant == "sampling":
-        trainer.task.sampler.iterations = config.ars.iterations
-    limit, key = budget(task, scale), TASKS[task]["budget_key"]
-    start, iteration = time.perf_counter(), 0
-    while trainer.task.counters.get(key, 0) < limit:
-        trainer.learner.step(iteration)
-        iteration += 1
-    score = trainer.evaluate()[TASKS[task]["metric"]]
-    trainer.task.close()
-    return {"task": task, "variant": variant, "seed": seed, "score": float(score), "iterations": iteration,
-            "spent": int(trainer.task.counters[key]), "seconds": time.perf_counter() - start}
+    spec = TASKS[task]
+    with tempfile.TemporaryDirectory(prefix="arsearch-ablation-") as tmp:
+        data = job_data(task, variant, seed, smoke, tmp)
+        config = load_job(data=data)
+        trainer = Trainer(config, progress=False)
+        start = time.perf_counter()
+        result = trainer.run()
+    key = f"count/{spec['budget_key']}"
+    curve = [(float(h[key]), float(h[spec["metric"]])) for h in trainer.history if spec["metric"] in h]
+    out = {"task": task, "variant": variant, "seed": seed, "smoke": smoke,
+           "score": float(result[spec["metric"]]), "spent": float(result[key]),
+           "iterations": int(result["iterations"]), "stop": result.get("stop/reason"),
+           "seconds": time.perf_counter() - start, "curve": curve, "job": data}
+    if "target" in spec:
+        hit = next((spent for spent, value in curve if value >= spec["target"]), None)
+        out["reached"] = hit is not None
+        out["to_target"] = hit
+    if "lineage" in result:
+        out["final_hyperparameters"] = result.get("hyperparameters")
+    path = cache_path(task, variant, seed, smoke)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = path.with_suffix(".tmp")
+    tmp_path.write_text(json.dumps(out, indent=1) + "\n")
+    tmp_path.replace(path)                       # atomic: a killed run never leaves half a cache file
+    return out
 
 
-def t_quantile(df: int) -> float:
+# -- statistics --------------------------------------------------------------------------------------
+def t_quantile(df: float) -> float:
     from scipy import stats
 
     return float(stats.t.ppf(0.975, df))
@@ -133,107 +193,272 @@ def t_quantile(df: int) -> float:
 def mean_ci(values) -> tuple[float, float]:
     v = np.asarray(values, dtype=float)
     if len(v) < 2:
-        return float(v.mean()), float("nan")
+        return float(v.mean()) if len(v) else float("nan"), float("nan")
     return float(v.mean()), t_quantile(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
 
 
 def welch(a, b) -> tuple[float, float]:
     """Difference of means a − b and the half-width of its 95% CI (Welch–Satterthwaite)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        return float(a.mean() - b.mean()) if len(a) and len(b) else float("nan"), float("nan")
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se = math.sqrt(va + vb)
     if se == 0:
         return float(a.mean() - b.mean()), 0.0
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return float(a.mean() - b.mean()), t_quantile(max(1, int(df))) * se
+    return float(a.mean() - b.mean()), t_quantile(df) * se
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget")
-    parser.add_argument("--workers", type=int, default=1, help="processes (default 1: the machine is shared)")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--out", default=str(ROOT / "reports"))
-    args = parser.parse_args(argv)
-    jobs = [(t, v, s, args.scale) for t in args.tasks for v in variants(t) for s in range(args.seeds)]
-    start = time.perf_counter()
-    results = []
-    if args.workers > 1:
-        with ProcessPoolExecutor(args.workers) as pool:
-            results = list(pool.map(run_one, jobs))
+def wilson(successes: int, n: int) -> tuple[float, float, float]:
+    """A proportion and its 95% Wilson score interval."""
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    z, p = 1.959964, successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe(s1: int, n1: int, s2: int, n2: int) -> tuple[float, float, float]:
+    """Difference of two proportions p1 − p2 and its 95% CI (Newcombe's hybrid score method)."""
+    p1, l1, u1 = wilson(s1, n1)
+    p2, l2, u2 = wilson(s2, n2)
+    d = p1 - p2
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def verdict(lo: float, hi: float) -> str:
+    if lo != lo or hi != hi:
+        return ""
+    return " **better**" if lo > 0 else " **worse**" if hi < 0 else ""
+
+
+# -- the report --------------------------------------------------------------------------------------
+def load_cache(smoke: bool) -> dict:
+    by: dict = {}
+    root = cache_dir(smoke)
+    for path in sorted(root.glob("*/*/seed*.json")):
+        r = json.loads(path.read_text())
+        by.setdefault((r["task"], r["variant"]), {})[r["seed"]] = r
+    return by
+
+
+def task_section(task: str, by: dict, seeds: int, smoke: bool) -> tuple[list[str], list[str]]:
+    spec = TASKS[task]
+    rl = "target" in spec
+    rows = {v: [by.get((task, v), {}).get(s) for s in range(seeds)] for v in variants(task)}
+    done = {v: [r for r in rs if r is not None] for v, rs in rows.items()}
+    missing = [f"{task}/{v}/seed{s}" for v, rs in rows.items() for s, r in enumerate(rs) if r is None]
+    budget = spec["smoke_budget"] if smoke else spec["budget"]
+    job = copy.deepcopy(spec["job"])
+    if smoke:
+        merge(job, spec.get("smoke_job", {}))
+    lines = [f"## {task}", "",
+             f"Job: task `{job['task']}`, ARS `{job['ars']}` per learner, population K = {K}, epoch "
+             f"{job['population']['epoch']} iterations. Budget: {budget:,} training "
+             f"{spec['budget_key'].replace('_', ' ')} per run (`[stop]`). Seeds 0..{seeds - 1}; "
+             f"{sum(len(d) for d in done.values())} of {seeds * len(rows)} runs in the cache.", ""]
+    if not any(done.values()):
+        return lines + ["No runs cached yet.", ""], missing
+    singles = [v for v in ("single_n", "single_kn") if done[v]]
+    if rl:
+        target = spec["target"]
+        lines += [f"Success = an evaluation return ≥ {target:g} within the budget (evaluation every "
+                  f"{job['eval'].get('every_episodes')} training episodes, {job['task']['eval_episodes']} episodes). "
+                  "Success rate with its 95% Wilson interval; episodes to target: mean ± 95% CI over the seeds "
+                  "that succeeded; final return: mean ± 95% CI (t).", ""]
+
+        def rate(v):
+            return sum(r["reached"] for r in done[v]), len(done[v])
+        best_single = max(singles, key=lambda v: rate(v)[0] / max(1, rate(v)[1])) if singles else None
+        lines += [f"| variant | runs | success rate [95% CI] | Δ rate vs {best_single} [95% CI] | Δ rate vs none "
+                  "[95% CI] | episodes to target | final return |", "|---|---|---|---|---|---|---|"]
+        for v in rows:
+            if not done[v]:
+                lines.append(f"| {v} | 0 | — | — | — | — | — |")
+                continue
+            s, n = rate(v)
+            p, lo, hi = wilson(s, n)
+            cells = []
+            for ref in (best_single, "none"):
+                if ref is None or ref == v or not done[ref]:
+                    cells.append("—")
+                    continue
+                d, dlo, dhi = newcombe(s, n, *rate(ref))
+                cells.append(f"{d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]{verdict(dlo, dhi)}")
+            hits = [r["to_target"] for r in done[v] if r["reached"]]
+            m, ci = mean_ci(hits)
+            fm, fci = mean_ci([r["score"] for r in done[v]])
+            lines.append(f"| {v} | {n} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {cells[0]} | {cells[1]} | "
+                         f"{f'{m:.0f} ± {ci:.0f}' if hits else '—'} | {fm:.4g} ± {fci:.2g} |")
     else:
-        for j in jobs:
-            results.append(run_one(j))
-            r = results[-1]
-            print(f"{r['task']:8s} {r['variant']:10s} seed {r['seed']}: {r['score']:.4f} "
-                  f"({r['iterations']} it, {r['seconds']:.1f}s)", flush=True)
-    wall = time.perf_counter() - start
-    write_report(results, args, wall, Path(args.out))
-    return 0
+        lines += [f"Score: `{spec['metric']}` of the best learner when the budget is spent; mean ± half-width "
+                  "of the 95% CI (t); differences with Welch's 95% CI. A difference whose CI contains 0 is not "
+                  "a measured effect.", ""]
+
+        def scores(v):
+            return [r["score"] for r in done[v]]
+        best_single = max(singles, key=lambda v: np.mean(scores(v))) if singles else None
+        lines += [f"| variant | runs | mean ± 95% CI | Δ vs {best_single} ± 95% CI | Δ vs none ± 95% CI | "
+                  "iterations | per-seed |", "|---|---|---|---|---|---|---|"]
+        for v in rows:
+            if not done[v]:
+                lines.append(f"| {v} | 0 | — | — | — | — | — |")
+                continue
+            m, ci = mean_ci(scores(v))
+            cells = []
+            for ref in (best_single, "none"):
+                if ref is None or ref == v or not done[ref]:
+                    cells.append("—")
+                    continue
+                d, h = welch(scores(v), scores(ref))
+                cells.append(f"{d:+.3f} ± {h:.3f}{verdict(d - h, d + h)}")
+            its = np.mean([r["iterations"] for r in done[v]])
+            lines.append(f"| {v} | {len(done[v])} | {m:.4f} ± {ci:.3f} | {cells[0]} | {cells[1]} | {its:.0f} | "
+                         f"{', '.join(f'{s:.3f}' for s in scores(v))} |")
+    lines += ["", summary_lines(task, done, best_single, rl), ""]
+    return lines, missing
 
 
-def write_report(results, args, wall, out: Path) -> None:
+def summary_lines(task: str, done: dict, best_single: str | None, rl: bool) -> str:
+    """The issue's two criteria for this task, read off the cached runs."""
+    if best_single is None:
+        return "Verdict: no single-learner runs cached yet."
+    pops = [v for v in done if v not in ("single_n", "single_kn") and done[v]]
+    beats, harms = [], []
+    for v in pops:
+        if rl:
+            s = sum(r["reached"] for r in done[v]), len(done[v])
+            _, lo, _ = newcombe(*s, sum(r["reached"] for r in done[best_single]), len(done[best_single]))
+            if lo > 0:
+                beats.append(v)
+            if done["none"] and v != "none":
+                _, _, hi = newcombe(*s, sum(r["reached"] for r in done["none"]), len(done["none"]))
+                if hi < 0:
+                    harms.append(v)
+        else:
+            d, h = welch([r["score"] for r in done[v]], [r["score"] for r in done[best_single]])
+            if d - h > 0:
+                beats.append(v)
+            if done["none"] and v != "none":
+                d, h = welch([r["score"] for r in done[v]], [r["score"] for r in done["none"]])
+                if d + h < 0:
+                    harms.append(v)
+    return (f"Verdict ({task}): population configurations that beat the best single learner ({best_single}) "
+            f"with the CI of the difference excluding 0: {', '.join(beats) or 'none'}. Strategies significantly "
+            f"worse than `none`: {', '.join(harms) or 'none'}.")
+
+
+def plot(by: dict, tasks: list[str], seeds: int, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
-    by = {}
-    for r in results:
-        by.setdefault((r["task"], r["variant"]), []).append(r)
-    lines = ["# Population strategies: ablation", "",
-             f"Regenerate: `nice -n 10 python benchmarks/ablation.py --seeds {args.seeds} --scale {args.scale}"
-             f"{' --workers ' + str(args.workers) if args.workers > 1 else ''}` "
-             f"({wall / 60:.1f} min wall-clock here, {args.workers} process(es), 2 shared CPU cores, "
-             "torch.set_num_threads(1)).", "",
-             "What is measured: the held-out score of the best learner after an **equal budget** per run "
-             "(forward passes of single examples on digits, including annealing's extra scoring and the "
-             "priority updates of prioritised sampling; training episodes on Swimmer, including annealing's). "
-             "Each variant is run with seeds 0.." + str(args.seeds - 1) + "; the table gives the mean ± the "
-             "half-width of the 95% confidence interval (Student t), and the difference to `none` (the same "
-             "population with no strategy) with its 95% CI (Welch). A difference whose CI contains 0 is not "
-             "a measured effect.", ""]
-    fig, axes = plt.subplots(1, len(args.tasks), figsize=(6 * len(args.tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], args.tasks):
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
+    colors = plt.get_cmap("tab20").colors
+    for ax, task in zip(axes[0], tasks):
         spec = TASKS[task]
-        job = spec["job"]
-        lines += [f"## {task}", "",
-                  f"Job: `{job['task']}`, ARS `{job['ars']}`, population size {job['population']['size']}, "
-                  f"epoch {job['population']['epoch']} iterations. Strategy settings: "
-                  + ", ".join(f"{s} `{job['population'][s]}`" for s in STRATEGIES) + ".",
-                  f"Budget: {budget(task, args.scale):,} {spec['budget_key'].replace('_', ' ')} per run "
-                  f"(what `none` spends in {int(round(spec['iterations'] * args.scale))} iterations). "
-                  f"Score: `{spec['metric']}` of the best learner.", "",
-                  "| variant | mean ± 95% CI | Δ vs none ± 95% CI | iterations | per-seed scores |",
-                  "|---|---|---|---|---|"]
-        base = [r["score"] for r in by[(task, "none")]]
-        names, means, cis = [], [], []
-        for v in variants(task):
-            rows = by.get((task, v), [])
-            scores = [r["score"] for r in rows]
-            m, ci = mean_ci(scores)
-            d, dci = welch(scores, base) if v != "none" else (0.0, 0.0)
-            verdict = "" if v == "none" else (" (better)" if d - dci > 0 else " (worse)" if d + dci < 0 else "")
-            its = f"{np.mean([r['iterations'] for r in rows]):.0f}"
-            lines.append(f"| {v} | {m:.4g} ± {ci:.2g} | {'—' if v == 'none' else f'{d:+.3g} ± {dci:.2g}{verdict}'} "
-                         f"| {its} | {', '.join(f'{s:.3g}' for s in scores)} |")
-            names.append(v)
-            means.append(m)
-            cis.append(ci)
-        lines.append("")
-        ax.bar(names, means, yerr=cis, capsize=4, color=["#888"] + ["#4a7ab5"] * (len(names) - 1))
-        ax.set_title(f"{task}: {spec['metric']} at equal budget ({args.seeds} seeds, 95% CI)")
-        ax.tick_params(axis="x", rotation=30)
-        lo = min(m - (c if c == c else 0) for m, c in zip(means, cis))
-        hi = max(m + (c if c == c else 0) for m, c in zip(means, cis))
-        ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
+        for i, v in enumerate(variants(task)):
+            runs = [r for s, r in sorted(by.get((task, v), {}).items()) if s < seeds]
+            if not runs:
+                continue
+            # the curves are on each run's own evaluation grid: interpolate onto a common spend grid
+            top = max(r["curve"][-1][0] for r in runs if r["curve"])
+            grid = np.linspace(0, top, 50)
+            ys = []
+            for r in runs:
+                xs, vals = zip(*r["curve"]) if r["curve"] else ((0.0,), (float("nan"),))
+                # a run stopped at its target keeps its last value
+                ys.append(np.interp(grid, xs, vals, left=np.nan, right=vals[-1]))
+            ys = np.array(ys)
+            mean = np.nanmean(ys, 0)
+            style = "--" if v.startswith("single") else "-"
+            ax.plot(grid, mean, style, color=colors[i % len(colors)], label=v, lw=1.6 if style == "--" else 1.1)
+            if len(runs) > 1:
+                half = np.nanstd(ys, 0, ddof=1) / np.sqrt(len(runs)) * t_quantile(len(runs) - 1)
+                ax.fill_between(grid, mean - half, mean + half, color=colors[i % len(colors)], alpha=0.08)
+        if "target" in spec:
+            ax.axhline(spec["target"], color="k", lw=0.8, ls=":")
+        ax.set_title(f"{task}: {spec['metric']} against spend (mean, 95% CI band)")
+        ax.set_xlabel(f"training {spec['budget_key'].replace('_', ' ')}")
+        ax.set_ylabel(spec["metric"])
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(out / "ablation.png", dpi=110)
-    lines += ["![ablation](ablation.png)", ""]
-    (out / "ablation.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / 'ablation.md'} and {out / 'ablation.png'}")
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def write_report(tasks: list[str], seeds: dict, smoke: bool, note: str) -> Path:
+    by = load_cache(smoke)
+    name = "ablation-smoke" if smoke else "ablation"
+    out = ROOT / "reports"
+    lines = [f"# Population strategies against single learners{' (smoke run: tiny budgets, not a measurement)' if smoke else ''}",
+             "", "<!-- generated by benchmarks/ablation.py from the runs cached under "
+             f"reports/data/{name}/; do not edit by hand -->", "",
+             "Regenerate (resumable: cached runs are skipped, the report is rebuilt from the cache):",
+             "`nice -n 10 python benchmarks/ablation.py --task digits` · `--task swimmer --seeds 10` · "
+             "`--task hopper --seeds 5` (add `--workers P` on a larger machine); `--report-only` rebuilds this file.",
+             "", note, ""]
+    all_missing = []
+    for task in tasks:
+        section, missing = task_section(task, by, seeds[task], smoke)
+        lines += section
+        all_missing += missing
+    lines += [f"![score against spend]({name}.png)", "", "## Missing cells", ""]
+    if all_missing:
+        by_task: dict = {}
+        for m in all_missing:
+            t, v, s = m.split("/")
+            by_task.setdefault((t, v), []).append(s)
+        lines += [f"- {t}/{v}: {', '.join(s)}" for (t, v), s in by_task.items()]
+    else:
+        lines.append("None: every (task, variant, seed) cell is cached.")
+    lines.append("")
+    plot(by, tasks, max(seeds.values()), out / f"{name}.png")
+    path = out / f"{name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", nargs="+", choices=list(TASKS), default=None,
+                        help="tasks to run (default: digits when not --smoke; every task with --smoke)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..S-1 (default: the task's own)")
+    parser.add_argument("--variants", nargs="+", default=None, help="only these variants")
+    parser.add_argument("--workers", type=int, default=1, help="processes (default 1: the machine is shared)")
+    parser.add_argument("--smoke", action="store_true", help="tiny budgets, 2 seeds, separate cache and report")
+    parser.add_argument("--report-only", action="store_true", help="run nothing; rebuild the report from the cache")
+    args = parser.parse_args(argv)
+    tasks = args.task or (list(TASKS) if args.smoke else ["digits"])
+    seeds = {t: args.seeds or (2 if args.smoke else TASKS[t]["seeds"]) for t in TASKS}
+    jobs = [] if args.report_only else [
+        (t, v, s, args.smoke) for t in tasks for v in variants(t) if not args.variants or v in args.variants
+        for s in range(seeds[t]) if not cache_path(t, v, s, args.smoke).exists()]
+    print(f"{len(jobs)} runs to do ({'smoke' if args.smoke else 'full'}); cache {cache_dir(args.smoke)}", flush=True)
+    start = time.perf_counter()
+
+    def show(r):
+        extra = f", reached at {r['to_target']:.0f}" if r.get("reached") else ""
+        print(f"{r['task']:8s} {r['variant']:13s} seed {r['seed']}: {r['score']:.4g} "
+              f"({r['iterations']} it, {r['spent']:.0f} spent, {r['seconds']:.1f}s{extra})", flush=True)
+    if args.workers > 1 and jobs:
+        with ProcessPoolExecutor(args.workers) as pool:
+            for f in as_completed([pool.submit(run_one, j) for j in jobs]):
+                show(f.result())
+    else:
+        for j in jobs:
+            show(run_one(j))
+    wall = time.perf_counter() - start
+    report_tasks = list(TASKS) if not args.smoke else tasks
+    note = (f"Last invocation: {len(jobs)} runs in {wall / 60:.1f} min wall-clock with {args.workers} process(es) "
+            f"on {os.cpu_count()} CPU cores, torch.set_num_threads(1) per run.")
+    path = write_report(report_tasks, seeds if args.seeds else {t: (2 if args.smoke else TASKS[t]["seeds"])
+                                                                   for t in TASKS}, args.smoke, note)
+    print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
