@@ -6,8 +6,9 @@
     python benchmarks/ablation.py --report-only                             # rebuild the report from the cache
     python benchmarks/ablation.py --smoke                                   # every task and variant, tiny budgets
 
-Every run (task, variant, seed) is cached as JSON under ``reports/data/ablation/<task>/`` and
-skipped when it is there, so an interrupted or partial campaign resumes where it stopped and
+Every run (task, variant, seed) is cached as JSON under ``reports/data/ablation/<task>/`` with
+its fully resolved job config, and skipped when it is there with the same config (a run cached
+before a default changed is stale and runs again), so an interrupted or partial campaign resumes where it stopped and
 several invocations (one per task, on different machines) fill the same cache. The report
 (``reports/ablation.md`` and ``reports/ablation.png``) is rebuilt from whatever the cache holds
 after every invocation, and lists the cells still missing. ``--smoke`` writes to
@@ -148,6 +149,23 @@ def cache_path(task: str, variant: str, seed: int, smoke: bool) -> Path:
     return cache_dir(smoke) / task / variant / f"seed{seed}.json"
 
 
+def resolved(task: str, variant: str, seed: int, smoke: bool) -> dict:
+    """The fully resolved job config of a run (code defaults included), as cached with its result:
+    a cached run whose config differs (a default changed since) is stale and runs again."""
+    from arsearch.config import load_job, to_dict
+
+    data = to_dict(load_job(data=job_data(task, variant, seed, smoke, "-")))
+    data.pop("checkpoint", None)
+    return json.loads(json.dumps(data))
+
+
+def cached(task: str, variant: str, seed: int, smoke: bool) -> bool:
+    path = cache_path(task, variant, seed, smoke)
+    if not path.exists():
+        return False
+    return json.loads(path.read_text()).get("config") == resolved(task, variant, seed, smoke)
+
+
 def run_one(args) -> dict:
     task, variant, seed, smoke = args
     import torch
@@ -168,7 +186,8 @@ def run_one(args) -> dict:
     out = {"task": task, "variant": variant, "seed": seed, "smoke": smoke,
            "score": float(result[spec["metric"]]), "spent": float(result[key]),
            "iterations": int(result["iterations"]), "stop": result.get("stop/reason"),
-           "seconds": time.perf_counter() - start, "curve": curve, "job": data}
+           "seconds": time.perf_counter() - start, "curve": curve,
+           "config": resolved(task, variant, seed, smoke)}
     if "target" in spec:
         hit = next((spent for spent, value in curve if value >= spec["target"]), None)
         out["reached"] = hit is not None
@@ -240,6 +259,10 @@ def load_cache(smoke: bool) -> dict:
     root = cache_dir(smoke)
     for path in sorted(root.glob("*/*/seed*.json")):
         r = json.loads(path.read_text())
+        if r.get("variant") not in variants(r.get("task", "")) if r.get("task") in TASKS else True:
+            continue
+        if r.get("config") != resolved(r["task"], r["variant"], r["seed"], smoke):
+            continue                                  # stale: cached under other defaults
         by.setdefault((r["task"], r["variant"]), {})[r["seed"]] = r
     return by
 
@@ -436,7 +459,7 @@ def main(argv=None) -> int:
     seeds = {t: args.seeds or (2 if args.smoke else TASKS[t]["seeds"]) for t in TASKS}
     jobs = [] if args.report_only else [
         (t, v, s, args.smoke) for t in tasks for v in variants(t) if not args.variants or v in args.variants
-        for s in range(seeds[t]) if not cache_path(t, v, s, args.smoke).exists()]
+        for s in range(seeds[t]) if not cached(t, v, s, args.smoke)]
     print(f"{len(jobs)} runs to do ({'smoke' if args.smoke else 'full'}); cache {cache_dir(args.smoke)}", flush=True)
     start = time.perf_counter()
 
