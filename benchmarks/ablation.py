@@ -47,6 +47,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -281,7 +282,9 @@ def task_section(task: str, by: dict, seeds: int, smoke: bool) -> tuple[list[str
              f"Job: task `{job['task']}`, ARS `{job['ars']}` per learner, population K = {K}, epoch "
              f"{job['population']['epoch']} iterations. Budget: {budget:,} training "
              f"{spec['budget_key'].replace('_', ' ')} per run (`[stop]`). Seeds 0..{seeds - 1}; "
-             f"{sum(len(d) for d in done.values())} of {seeds * len(rows)} runs in the cache.", ""]
+             f"{sum(len(d) for d in done.values())} of {seeds * len(rows)} runs in the cache, "
+             f"{sum(r['seconds'] for d in done.values() for r in d) / 60:.1f} min of run time in all "
+             "(one thread per run).", ""]
     if not any(done.values()):
         return lines + ["No runs cached yet.", ""], missing
     singles = [v for v in ("single_n", "single_kn") if done[v]]
@@ -396,18 +399,24 @@ def plot(by: dict, tasks: list[str], seeds: int, out: Path) -> None:
                 # a run stopped at its target keeps its last value
                 ys.append(np.interp(grid, xs, vals, left=np.nan, right=vals[-1]))
             ys = np.array(ys)
-            mean = np.nanmean(ys, 0)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)      # grid points before any run's first evaluation
+                mean = np.nanmean(ys, 0)
+                half = (np.nanstd(ys, 0, ddof=1) / np.sqrt(len(runs)) * t_quantile(len(runs) - 1)
+                        if len(runs) > 1 else None)
             style = "--" if v.startswith("single") else "-"
             ax.plot(grid, mean, style, color=colors[i % len(colors)], label=v, lw=1.6 if style == "--" else 1.1)
-            if len(runs) > 1:
-                half = np.nanstd(ys, 0, ddof=1) / np.sqrt(len(runs)) * t_quantile(len(runs) - 1)
+            if half is not None:
                 ax.fill_between(grid, mean - half, mean + half, color=colors[i % len(colors)], alpha=0.08)
         if "target" in spec:
             ax.axhline(spec["target"], color="k", lw=0.8, ls=":")
+        if not ax.lines or len(ax.lines) == ("target" in spec):
+            ax.text(0.5, 0.5, "no runs cached yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(f"{task}: {spec['metric']} against spend (mean, 95% CI band)")
         ax.set_xlabel(f"training {spec['budget_key'].replace('_', ' ')}")
         ax.set_ylabel(spec["metric"])
-        ax.legend(fontsize=7, ncol=2)
+        if len(ax.lines) > ("target" in spec):
+            ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -476,8 +485,9 @@ def main(argv=None) -> int:
             show(run_one(j))
     wall = time.perf_counter() - start
     report_tasks = list(TASKS) if not args.smoke else tasks
-    note = (f"Last invocation: {len(jobs)} runs in {wall / 60:.1f} min wall-clock with {args.workers} process(es) "
-            f"on {os.cpu_count()} CPU cores, torch.set_num_threads(1) per run.")
+    note = (f"Each run: one process thread (torch.set_num_threads(1)); the machine that ran the last "
+            f"invocation had {os.cpu_count()} CPU cores. Run times are per run, wall clock.")
+    print(f"{len(jobs)} runs in {wall / 60:.1f} min wall-clock", flush=True)
     path = write_report(report_tasks, seeds if args.seeds else {t: (2 if args.smoke else TASKS[t]["seeds"])
                                                                    for t in TASKS}, args.smoke, note)
     print(f"wrote {path}")
