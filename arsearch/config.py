@@ -59,13 +59,36 @@ class ARSSection:
     backend: str = choice("vectorized", *BACKENDS)        # the backend registry's names
     noise_source: str = choice("seed", "seed", "table")
     table_size: int = number(10_000_000, 1)
-    vector_chunk: int = number(0, 0)     # vectorized: candidates per batched call (0 = all at once)
-    devices: list[str] = listof([])     # vectorized: spread candidates over these devices
-    workers: int = number(2, 1)          # hogwild: worker processes
-    nproc: int = number(1, 1)            # distributed: ranks (`arsearch train --nproc` overrides)
-    # hogwild / distributed: seconds without progress from a worker or rank before the job is
-    # stopped as hung (a worker that dies is detected at once, whatever this is)
-    timeout: float = number(300.0, 0.0, low_open=True)
+    # + every registered backend's own keys (vector_chunk, devices, workers, nproc, timeout): below
+
+
+def _copy_field(f: dataclasses.Field) -> dataclasses.Field:
+    if f.default_factory is not dataclasses.MISSING:
+        return field(default_factory=f.default_factory, metadata=f.metadata)
+    return field(default=f.default, metadata=f.metadata)
+
+
+def _with_backend_keys(core: type) -> type:
+    """``[ars]``: the core keys, then the keys of each registered backend's ``Config`` (the dataclass
+    beside its class), flat as before (``ars.workers``); a key two backends share (``timeout``) is
+    declared alike by both and appears once."""
+    from .backends import backend_class
+
+    spec = {f.name: (f.name, typing.get_type_hints(core)[f.name], _copy_field(f)) for f in dataclasses.fields(core)}
+    for name in BACKENDS:
+        try:
+            cfg = backend_class(name).Config
+        except ValueError:          # a backend that cannot be imported here has no keys to offer
+            continue
+        hints = typing.get_type_hints(cfg)
+        for f in dataclasses.fields(cfg):
+            spec.setdefault(f.name, (f.name, hints[f.name], _copy_field(f)))
+    cls = dataclasses.make_dataclass(core.__name__, list(spec.values()))
+    cls.__module__, cls.__doc__ = __name__, core.__doc__
+    return cls
+
+
+ARSSection = _with_backend_keys(ARSSection)
 
 
 # [population]: its own keys, then one table per registered strategy, each the ``Config``

@@ -157,3 +157,13 @@ def test_config_tables_come_from_the_registries():
         load_job(data={"population": {"pbt": {"resample": 2.0}}})
     with pytest.raises(ConfigError, match="ars.backend"):
         load_job(data={"ars": {"backend": "quantum"}})
+    # each backend's keys come from the Config dataclass beside its class, flat in [ars]
+    from arsearch.backends import backend_class
+    from arsearch.config import ARSSection
+
+    ars_keys = {f.name for f in dataclasses.fields(ARSSection)}
+    for name in backend_registry:
+        assert {f.name for f in dataclasses.fields(backend_class(name).Config)} <= ars_keys
+    assert {"workers", "timeout", "nproc", "vector_chunk", "devices"} <= ars_keys
+    with pytest.raises(ConfigError, match="ars.workers"):
+        load_job(data={"ars": {"workers": 0}})

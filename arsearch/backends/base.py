@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..noise import SeedNoise
 from ..spaces import ParameterSpace
+
+
+@dataclass
+class BackendConfig:
+    """The ``[ars]`` keys a backend reads beyond the core ones (none here). Each backend declares its
+    own beside its class; `arsearch.config` adds every registered backend's keys to ``[ars]``."""
 
 
 class WorkerLost(RuntimeError):
@@ -25,6 +32,7 @@ class Backend:
 
     name = "base"
     learner = "ars"     # the learner (arsearch.learner.REGISTRY) that drives this backend without a population
+    Config: type = BackendConfig
 
     @classmethod
     def from_config(cls, config) -> Backend:

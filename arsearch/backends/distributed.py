@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import datetime
 import os
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from ..fields import number
 from ..normalizer import StateStats
-from .vectorized import VectorizedBackend
+from .vectorized import VectorizedBackend, VectorizedConfig
 
 
 def launched() -> bool:
@@ -63,8 +65,18 @@ def shares(n: int, world: int) -> list[list[int]]:
     return [part.tolist() for part in torch.tensor_split(torch.arange(n), world)]
 
 
+@dataclass
+class DistributedConfig(VectorizedConfig):
+    """``[ars]`` keys of the distributed backend."""
+
+    nproc: int = number(1, 1)            # ranks (`arsearch train --nproc` overrides)
+    # seconds without progress from a rank before the job is stopped as hung
+    timeout: float = number(300.0, 0.0, low_open=True)
+
+
 class DistributedBackend(VectorizedBackend):
     name = "distributed"
+    Config = DistributedConfig
 
     def __init__(self, timeout: float = 300.0, chunk: int = 0, device: str | torch.device = "cpu"):
         super().__init__(chunk=chunk)

@@ -32,18 +32,30 @@ import queue
 import signal
 import time
 import traceback
+from dataclasses import dataclass
 
 import torch
 import torch.multiprocessing as mp
 
 from ..ars import DivergenceError, normalizes_states
+from ..fields import number
 from ..learner import ARSLearner, Hyper
 from ..normalizer import RunningNorm
 from .base import WorkerLost
-from .vectorized import VectorizedBackend
+from .vectorized import VectorizedBackend, VectorizedConfig
 
 POLL_S = 0.1          # how often the main process checks its workers while waiting
 _NORM_BUFFERS = ("count", "mean", "m2")
+
+
+@dataclass
+class HogwildConfig(VectorizedConfig):
+    """``[ars]`` keys of the hogwild backend."""
+
+    workers: int = number(2, 1)          # worker processes
+    # seconds without progress from a worker before the job is stopped as hung (a worker that
+    # dies is detected at once, whatever this is)
+    timeout: float = number(300.0, 0.0, low_open=True)
 
 
 class HogwildBackend(VectorizedBackend):
@@ -51,6 +63,7 @@ class HogwildBackend(VectorizedBackend):
 
     name = "hogwild"
     learner = "hogwild"
+    Config = HogwildConfig
 
     def __init__(self, workers: int = 2, timeout: float = 300.0, chunk: int = 0):
         super().__init__(chunk=chunk)

@@ -16,14 +16,25 @@ directions stay on the task's device; each slice of candidates is copied to its 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 
-from .base import Backend
+from ..fields import listof, number
+from .base import Backend, BackendConfig
+
+
+@dataclass
+class VectorizedConfig(BackendConfig):
+    """``[ars]`` keys of the vectorized backend (and of the backends built on it)."""
+
+    vector_chunk: int = number(0, 0)     # candidates per batched call (0 = all at once)
+    devices: list[str] = listof([])      # spread candidates over these devices
 
 
 class VectorizedBackend(Backend):
     name = "vectorized"
+    Config = VectorizedConfig
 
     def __init__(self, chunk: int = 0, devices: list[str] | None = None):
         self.chunk = chunk          # candidates per batched call; 0 = all at once
