@@ -71,8 +71,11 @@ def cmd_train(args) -> int:
             return _fail(f"rank {rank}: a collective operation failed, so a peer rank probably died or hung "
                          f"(ars.timeout = {config.ars.timeout} s): {type(e).__name__}: {first}", 1)
         return _fail(f"rank {rank} failed: {type(e).__name__}: {first}", 1)
-    if trainer.is_writer:
-        print(json.dumps(result, indent=2))
+    if trainer.is_writer:   # a population's lineage can run to thousands of events: it is in metrics.json
+        shown = {k: v for k, v in result.items() if k != "lineage"}
+        if "lineage" in result:
+            shown["lineage_events"] = len(result["lineage"])
+        print(json.dumps(shown, indent=2))
     return 0
 
 
