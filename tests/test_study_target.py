@@ -175,3 +175,31 @@ def test_bad_spend_settings_are_refused(tmp_cwd, study, base_extra, match):
     (tmp_cwd / "base.toml").write_text((tmp_cwd / "base.toml").read_text() + base_extra)
     with pytest.raises(ConfigError, match=match):
         load_study(path)
+
+
+@pytest.mark.parametrize("name", ["swimmer_target", "hopper_target"])
+def test_shipped_target_studies_validate_and_run_a_tiny_trial(tmp_cwd, name):
+    pytest.importorskip("gymnasium")
+    from arsearch.config import apply_overrides
+    from tests._study_util import REPO
+
+    spec = load_study(REPO / "studies" / f"{name}.toml", {"n_trials": 1, "tracking": False})
+    s = spec.settings
+    assert (s.objective, s.spend, s.metrics, s.directions) == ("spend_to_target", "episodes",
+                                                               ["episodes_to_target"], ["minimize"])
+    assert {"ars.version", "ars.directions", "ars.top", "ars.step_size", "ars.noise", "task.shift",
+            "population.strategies", "population.annealing.t0"} <= {p.key for p in spec.params}
+    # a tiny version of a trial: short episodes, a 24-episode budget, every strategy switched on
+    apply_overrides(spec.base, {"task.horizon": 20, "task.eval_episodes": 1, "stop.episodes": 24,
+                                "eval.every_episodes": 8, "checkpoint.every": 1000})
+    study, _ = open_study(spec)
+    study.enqueue_trial({"ars.directions": 4, "population.size": 2,
+                         **{f"population.strategies.{k}": True for k in ("culling", "annealing", "tabu", "pso")}})
+    run_study(spec)
+    (t,) = study.get_trials()
+    assert t.state == COMPLETE, t.user_attrs.get("fail_reason")
+    result = t.user_attrs["result"]
+    assert result["count/episodes"] >= 24 and t.user_attrs["censored"]   # 20 steps never reach the target
+    assert t.value == 2.0 * 24
+    # K·2N + 2K (annealing) = 20 episodes an iteration: reports on the 8-episode grid at 16 and 40
+    assert t.intermediate_values and all(step % 8 == 0 for step in t.intermediate_values)
