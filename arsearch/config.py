@@ -222,6 +222,10 @@ class JobConfig:
             self._check_stop(self.stop)
 
     def _check_stop(self, stop: StopConfig) -> None:
+        if stop.seconds and self.ars.backend == "distributed":
+            # every rank decides to stop on its own: clocks differ, counters and evaluations do not
+            raise ConfigError(f"stop.seconds = {stop.seconds} cannot be used with ars.backend = 'distributed': ranks "
+                              f"would stop at different iterations; use stop.episodes, env_steps or forward_examples")
         if self.task.kind != "rl":
             for name in ("episodes", "env_steps"):
                 if getattr(stop, name):

@@ -77,12 +77,15 @@ def markdown_table(study: optuna.Study, top: int = 10) -> str:
     keys = sorted({k for t in rows for k in t.user_attrs.get("overrides", t.params)})
     if len(rows) > 1:       # keys every row shares (the study's fixed values) say nothing here
         keys = [k for k in keys if len({repr(t.user_attrs.get("overrides", t.params).get(k)) for t in rows}) > 1]
-    head = ["trial", *metrics, "iterations", *keys]
+    # spend-to-target studies: a censored trial's value is its budget × penalty, not a spend it reached
+    target = any("censored" in t.user_attrs for t in rows)
+    head = ["trial", *metrics, *(["target"] if target else []), "iterations", *keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in rows:
         values = t.user_attrs.get("overrides", t.params)
         its = t.user_attrs.get("result", {}).get("iterations", "")
-        cells = [str(t.number), *(f"{v:.5g}" for v in t.values), str(its),
+        cells = [str(t.number), *(f"{v:.5g}" for v in t.values),
+                 *([("censored" if t.user_attrs.get("censored") else "reached")] if target else []), str(its),
                  *(_fmt(values.get(k, "")) for k in keys)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -130,6 +133,10 @@ def write_report(study: optuna.Study, out_root: str | Path = "reports", top: int
              f"Regenerate: `arsearch report --storage <URL> --study-name {study.study_name}`", "",
              f"Objective(s): {', '.join(f'{m} ({d.name.lower()})' for m, d in zip(metrics, study.directions))}  ",
              "Trials: " + ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n), ""]
+    censored = [t for t in trials if t.user_attrs.get("censored")]
+    if censored:
+        lines += [f"Censored: {len(censored)} completed trial(s) did not reach the target within their budget; "
+                  f"their value is the budget × study.censored_penalty, marked `censored` below.", ""]
     rows = trial_rows(study, top)
     if rows:
         best = rows[0]

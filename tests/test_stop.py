@@ -110,6 +110,14 @@ def test_population_annealing_and_prioritised_sampling_spend_counts(tmp_path):
     assert result["iterations"] == 2 and result["stop/reason"] == "forward_examples"
 
 
+def test_a_hogwild_job_stops_at_its_budget(tmp_path):
+    # the workers' counts reach the trainer with each relayed step, so the budget is met as with one process
+    cfg = job(tmp_path, **{"ars.backend": "hogwild", "ars.iterations": 40, "stop.forward_examples": 10 * PER_ITERATION})
+    result = Trainer(cfg, progress=False).run()
+    assert result["stop/reason"] == "forward_examples"
+    assert result["iterations"] == 10 and result["count/forward_examples"] == 10 * PER_ITERATION
+
+
 class Interrupt(Callback):
     def __init__(self, iteration):
         self.iteration = iteration
@@ -160,6 +168,7 @@ def test_resume_is_bit_exact_with_a_target_and_a_budget(tmp_path):
     ({"stop.episodes": 100}, "stop.episodes = 100: a supervised task spends no episodes"),
     ({"eval.every_episodes": 100}, "eval.every_episodes = 100: a supervised task spends no episodes"),
     ({"eval.every_episodes": -1}, "eval.every_episodes = -1 is out of range"),
+    ({"ars.backend": "distributed", "stop.seconds": 5}, "stop.seconds = 5.0 cannot be used with ars.backend = 'dist"),
 ])
 def test_bad_stop_values_are_refused_naming_the_key(tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match):

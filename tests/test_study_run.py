@@ -41,8 +41,9 @@ def test_study_trials_are_tracked_as_nested_runs(tmp_cwd):
     trials = study.get_trials()
     assert [t.state for t in trials] == [COMPLETE] * 3
     for t in trials:
-        assert sorted(t.intermediate_values) == [5, 10]          # every evaluation reached Optuna
-        assert t.value == t.intermediate_values[10]
+        # every evaluation reached Optuna, stepped by forward examples spent (2·4 candidates × 64 an iteration)
+        assert sorted(t.intermediate_values) == [5 * 512, 10 * 512]
+        assert t.value == t.intermediate_values[10 * 512]
     client, runs = mlflow_runs("tiny")
     parents = [r for r in runs if r.data.tags.get("arsearch.role") == "study"]
     children = [r for r in runs if r.data.tags.get("arsearch.role") == "trial"]
@@ -94,7 +95,7 @@ def test_pruner_stops_a_bad_trial(tmp_cwd):
     run_study(spec)
     first, second = study.get_trials()
     assert first.state == COMPLETE and second.state == PRUNED
-    assert max(second.intermediate_values) < 20
+    assert max(second.intermediate_values) < 20 * 512          # steps are forward examples spent
 
 
 def test_pruning_callback_stops_training(tmp_cwd):
@@ -129,7 +130,7 @@ def test_subprocess_trials_stream_evaluations_to_optuna_and_mlflow(tmp_cwd):
                        space='"task.device" = "auto"\n')
     assert main(["study", "run", str(path), "--quiet"]) == 0
     (trial,) = optuna.load_study(study_name="tiny", storage="sqlite:///optuna.db").trials
-    assert trial.state == COMPLETE and sorted(trial.intermediate_values) == [5, 10, 15]
+    assert trial.state == COMPLETE and sorted(trial.intermediate_values) == [5 * 512, 10 * 512, 15 * 512]
     assert trial.user_attrs["devices"] == [7]
     assert (tmp_cwd / "runs/studies/tiny/trial_00000/evals.jsonl").exists()
     client, runs = mlflow_runs("tiny")

@@ -37,15 +37,69 @@ class TrialFailed(RuntimeError):
     """A trial that could not produce its objective values (the reason is stored on the trial)."""
 
 
-class PruningCallback(Callback):
-    """Reports evaluations of the study's metric to the trial (every `every` iterations) and raises
-    TrialPruned when the pruner says so."""
+class Reporter:
+    """Sends a trial's evaluations to Optuna (`trial.report`) and raises TrialPruned when the pruner says so.
 
-    def __init__(self, trial: optuna.Trial, metric: str, report: bool = True, every: int = 1):
+    The step is the iteration (``spend=None``, one report every `every` iterations) or the trial's
+    spend (`arsearch.study.spend`): with a `grid`, the spend rounded down to it, one report per grid
+    step, so that trials of different N meet at the same steps; without, the raw spend at every
+    `every` iterations. With a `target` (value, whether it is a loss), the reported value is the
+    gap to it (lower is better, as the spend-to-target objective), and a trial is never pruned at
+    the evaluation where it reaches the target.
+    """
+
+    def __init__(self, trial, metric: str, report: bool = True, every: int = 1, spend: str | None = None,
+                 grid: int = 0, target: tuple[float, bool] | None = None):
         self.trial, self.metric, self.report, self.every = trial, metric, report, every
+        self.spend, self.grid, self.target = spend, grid, target
+        self.last_step = -1
+
+    def __call__(self, iteration: int, row: dict) -> None:
+        value = row.get(self.metric)
+        if not self.report or value is None or not math.isfinite(value):
+            return
+        if self.spend is None:
+            if iteration % self.every:
+                return
+            step = int(iteration)
+        else:
+            from .spend import SPEND_KEYS, as_step
+
+            spent = row.get(SPEND_KEYS[self.spend])
+            if spent is None:
+                return
+            step = as_step(self.spend, spent)
+            if self.grid:
+                step = step // self.grid * self.grid
+                if step == 0:           # less than one grid step spent: no equal-spend peer to compare with
+                    return
+            elif iteration % self.every:
+                return
+            if step <= self.last_step:
+                return
+        reached = False
+        if self.target is not None:
+            goal, is_loss = self.target
+            value = value - goal if is_loss else goal - value
+            reached = value <= 0
+        self.trial.report(float(value), step=step)
+        self.last_step = step
+        if not reached and self.trial.should_prune():
+            at = f"{self.spend} {step}" if self.spend else f"iteration {iteration}"
+            raise optuna.TrialPruned(f"pruned at {at} with {self.metric} = {row.get(self.metric):.6g}")
+
+
+class PruningCallback(Callback):
+    """Reports evaluations of the study's metric to the trial (every `every` iterations, or through a
+    spend-stepped `reporter`) and raises TrialPruned when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, report: bool = True, every: int = 1,
+                 reporter: Reporter | None = None):
+        self.reporter = reporter or Reporter(trial, metric, report, every)
 
     def on_eval(self, trainer, iteration: int, metrics: dict[str, float]) -> None:
-        report_and_check(self.trial, self.metric, iteration, metrics, self.report, self.every)
+        row = trainer.history[-1] if trainer.history else {}
+        self.reporter(iteration, {**row, **metrics})
 
 
 def report_every(config: JobConfig, max_reports: int) -> int:
@@ -57,15 +111,6 @@ def report_every(config: JobConfig, max_reports: int) -> int:
     if max_reports <= 0 or evals <= max_reports:
         return every
     return every * math.ceil(evals / max_reports)
-
-
-def report_and_check(trial, metric: str, iteration: int, metrics: dict, report: bool, every: int = 1) -> None:
-    value = metrics.get(metric)
-    if not report or value is None or not math.isfinite(value) or iteration % every:
-        return
-    trial.report(float(value), step=int(iteration))
-    if trial.should_prune():
-        raise optuna.TrialPruned(f"pruned at iteration {iteration} with {metric} = {value:.6g}")
 
 
 class EvalLogCallback(Callback):
@@ -187,8 +232,10 @@ def devices_needed(config: JobConfig, pool: DevicePool) -> int:
 
 
 def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str, report: bool,
-                         pool: DevicePool, on_line=None, poll: float = 0.2, every: int = 1) -> tuple[dict, list[dict]]:
+                         pool: DevicePool, on_line=None, poll: float = 0.2, every: int = 1,
+                         reporter: Reporter | None = None) -> tuple[dict, list[dict]]:
     """Run `arsearch train` for this trial; returns (metrics.json, history). Raises TrialPruned/TrialFailed."""
+    reporter = reporter or Reporter(trial, metric, report, every)
     trial_dir.mkdir(parents=True, exist_ok=True)
     config_path = trial_dir / "config.toml"
     config_path.write_text(to_toml(config))
@@ -228,8 +275,8 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
                             _merge(history, event)
                             if on_line is not None:
                                 on_line(event)
-                            if "metrics" in event:
-                                report_and_check(trial, metric, event["iteration"], event["metrics"], report, every)
+                            if "metrics" in event:   # the merged row: this iteration's counters and its evaluation
+                                reporter(event["iteration"], history[-1])
                     if done:
                         break
                     time.sleep(poll)
@@ -289,12 +336,12 @@ class Objective:
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("checkpoint_dir", str(trial_dir))
         report = not self.spec.multi_objective          # Optuna prunes single-objective studies only
-        every = report_every(config, s.max_reports)
         child = self.tracker.child(trial, config) if self.tracker is not None else None
         history: list[dict] = []
         result: dict = {}
         state, reason = "FAIL", ""
         try:
+            reporter = self._reporter(trial, config, report)
             if s.subprocess or config.ars.backend == "distributed":
                 def on_line(event):
                     if child is not None and "train" in event:
@@ -302,11 +349,11 @@ class Objective:
                     if child is not None and "metrics" in event:
                         child.on_eval(None, event["iteration"], event["metrics"])
                 result, history = run_subprocess_trial(trial, config, trial_dir, s.metric, report, self.pool,
-                                                       on_line=on_line, every=every)
+                                                       on_line=on_line, reporter=reporter)
             else:
                 from ..trainer import Trainer
 
-                callbacks: list[Callback] = [PruningCallback(trial, s.metric, report, every)]
+                callbacks: list[Callback] = [PruningCallback(trial, s.metric, reporter=reporter)]
                 if child is not None:
                     # per-iteration metrics only: the child run is finished below, once the state is known
                     callbacks.insert(0, _MetricsOnly(child))
@@ -319,6 +366,12 @@ class Objective:
                         result = {"iterations": trainer.iteration, **trainer.last_eval}
                         trainer.task.close()
                         trainer.backend.close()
+            if s.objective == "spend_to_target":
+                value = self._spend_to_target(trial, config, result)
+                result[f"study/{s.metric}"] = value
+                state = "COMPLETE"
+                trial.set_user_attr("result", {k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+                return value
             values = []
             for m in s.metrics:
                 v = result.get(m)
@@ -340,3 +393,36 @@ class Objective:
         finally:
             if child is not None:
                 self.tracker.finish_child(child, trial, state, result, history, reason)
+
+    def _reporter(self, trial, config: JobConfig, report: bool) -> Reporter:
+        """Reports stepped by spend; for spend-to-target, the gap to the target is what is reported."""
+        from .spend import report_grid
+
+        s = self.spec.settings
+        grid = report_grid(config, s.spend, s.report_grid, s.max_reports)
+        if s.objective != "spend_to_target":
+            return Reporter(trial, s.metric, report, report_every(config, s.max_reports), s.spend, grid)
+        target = self._target(config)
+        return Reporter(trial, target.metric, report, report_every(config, s.max_reports), s.spend, grid,
+                        target=(target.value, "loss" in target.metric))
+
+    def _target(self, config: JobConfig):
+        spend = self.spec.settings.spend
+        if config.stop is None or config.stop.target is None or not getattr(config.stop, spend):
+            raise TrialFailed(f"objective = 'spend_to_target' needs stop.target and stop.{spend} > 0, but this "
+                              f"trial's config has [stop] = {config.stop}")
+        return config.stop.target
+
+    def _spend_to_target(self, trial, config: JobConfig, result: dict) -> float:
+        """The spend when the target was reached; a trial that missed it is censored at budget × penalty."""
+        from .spend import SPEND_KEYS
+
+        s = self.spec.settings
+        self._target(config)
+        spent = result.get(SPEND_KEYS[s.spend])
+        reached = result.get("stop/target_reached") == 1.0
+        trial.set_user_attr("censored", not reached)
+        trial.set_user_attr("spend", spent)
+        if reached:
+            return float(spent)
+        return float(getattr(config.stop, s.spend)) * s.censored_penalty

@@ -97,7 +97,10 @@ def _make_sampler(name: str, seed: int | None, multi_objective: bool, startup_tr
     raise ConfigError(f"study.sampler = {name!r} is not allowed")
 
 
-def make_pruner(name: str, iterations: int, eval_every: int, startup_trials: int = 5, warmup_steps: int = 0):
+def make_pruner(name: str, iterations: int | str, eval_every: int, startup_trials: int = 5, warmup_steps: int = 0):
+    """A pruner by name. Its resources are in the steps trials report at (see `arsearch.study.spend`):
+    `iterations` the most a trial spends ("auto": the first finished trial's), `eval_every` the spend
+    between two reports, `warmup_steps` the spend before a trial may be pruned."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_steps)
     if name == "hyperband":
@@ -248,12 +251,15 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
     created = s.name not in names
     # a joining worker draws a fresh sampler seed, else two workers would propose the same trials
     seed = s.seed if created else int.from_bytes(os.urandom(4), "little")
-    iterations = spec.config_for({}).ars.iterations
+    from .spend import pruner_resources, report_grid
+
+    base = spec.config_for({})
+    grid = report_grid(base, s.spend, s.report_grid, s.max_reports)
+    max_resource, min_resource, warmup = pruner_resources(base, s.spend, grid, s.warmup_steps)
     study = optuna.create_study(
         study_name=s.name, storage=storage, load_if_exists=True, directions=s.directions,
         sampler=make_sampler(s.sampler, seed, spec.multi_objective, s.startup_trials),
-        pruner=make_pruner(s.pruner, max(iterations, 1), spec.config_for({}).eval.every, s.startup_trials,
-                           s.warmup_steps))
+        pruner=make_pruner(s.pruner, max_resource, min_resource, s.startup_trials, warmup))
     if created or "arsearch.base" not in study.user_attrs:
         study.set_user_attr("arsearch.base", spec.base)
         study.set_user_attr("arsearch.metrics", s.metrics)

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, JobConfig, apply_overrides, from_dict, load_job, load_toml
+from ..config import BUDGETS, ConfigError, JobConfig, apply_overrides, from_dict, load_job, load_toml
 
 SAMPLERS = ("tpe", "cmaes", "gp", "random", "nsga2")
 PRUNERS = ("median", "hyperband", "successive_halving", "wilcoxon", "none")
+OBJECTIVES = ("score", "spend_to_target")
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -232,6 +233,12 @@ class StudySettings:
     tracking: bool = True                    # MLflow parent + child runs (uri/experiment: base [tracking])
     tracking_uri: str = ""                   # default: the base config's tracking.uri
     experiment: str = ""                     # default: the study name
+    # "score": the trial's value is `metric` at its end; "spend_to_target": the value is what the trial
+    # spent when it reached the base config's [stop] target (minimised)
+    objective: str = "score"
+    spend: str = ""                          # episodes | env_steps | forward_examples | seconds; default by task
+    censored_penalty: float = 2.0            # a trial missing the target scores budget × this
+    report_grid: int = 0                     # spend between intermediate reports (0: eval.every_episodes or none)
 
 
 @dataclass
@@ -286,6 +293,15 @@ def _settings(raw: dict) -> StudySettings:
                  "grace_period", "timeout", "max_reports"):
         if getattr(s, name) < (1 if name in ("n_jobs", "heartbeat_interval") else 0):
             raise ConfigError(f"study.{name} = {getattr(s, name)} is out of range")
+    if s.objective not in OBJECTIVES:
+        raise ConfigError(f"study.objective = {s.objective!r} is not allowed; allowed: {', '.join(OBJECTIVES)}")
+    if s.spend and s.spend not in BUDGETS:
+        raise ConfigError(f"study.spend = {s.spend!r} is not allowed; allowed: {', '.join(BUDGETS)}")
+    if s.censored_penalty < 1:
+        raise ConfigError(f"study.censored_penalty = {s.censored_penalty} is out of range; allowed: >= 1 "
+                          f"(a censored trial must not look better than one that used its whole budget)")
+    if s.report_grid < 0:
+        raise ConfigError(f"study.report_grid = {s.report_grid} is out of range; allowed: >= 0")
     if s.metric and s.metrics:
         raise ConfigError("study: give either metric or metrics, not both")
     if s.direction and s.directions:
@@ -323,8 +339,37 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
             if later:
                 raise ConfigError(f"space.{p.key!r}.when: {parent!r} must be declared before {p.key!r}")
         seen.add(p.key)
+    spec = StudySpec(settings, base, params, path)
+    _complete_spend(settings, spec.config_for({}))
     _complete_objectives(settings, base_config)
-    return StudySpec(settings, base, params, path)
+    return spec
+
+
+def _complete_spend(s: StudySettings, config: JobConfig) -> None:
+    """Default the spend by task; a spend-to-target study needs a target and a budget in that spend."""
+    from .spend import default_spend
+
+    s.spend = s.spend or default_spend(config)
+    if s.spend in ("episodes", "env_steps") and config.task.kind != "rl":
+        raise ConfigError(f"study.spend = {s.spend!r}: the base job is a {config.task.kind} task, which spends no "
+                          f"{s.spend.replace('_', ' ')}; use forward_examples or seconds")
+    if s.objective != "spend_to_target":
+        return
+    if s.metric or s.metrics:
+        raise ConfigError("study: objective = 'spend_to_target' is scored by its spend; drop metric/metrics "
+                          "(the target's metric is the base config's stop.target.metric)")
+    if s.direction not in ("", "minimize") or s.directions:
+        raise ConfigError("study: objective = 'spend_to_target' is minimised; drop direction/directions")
+    stop = config.stop
+    if stop is None or stop.target is None:
+        raise ConfigError("study.objective = 'spend_to_target' needs stop.target in the base config (or a fixed "
+                          "space value), e.g. [stop] target = { metric = \"eval/return\", value = 325 }")
+    if not getattr(stop, s.spend):
+        raise ConfigError(f"study.objective = 'spend_to_target' needs a budget stop.{s.spend} > 0 in the base "
+                          f"config: a trial that misses the target is censored at that budget × "
+                          f"study.censored_penalty")
+    s.metrics = [f"{s.spend}_to_target"]
+    s.directions = ["minimize"]
 
 
 def _complete_objectives(s: StudySettings, base: JobConfig) -> None:

@@ -1,0 +1,427 @@
+"""Tuned against the paper: a spend-to-target study's best configuration next to the ARS paper's, on fresh seeds.
+
+Stages, each resumable and run by flag (any order, several at once):
+
+    python benchmarks/tuned_vs_paper.py --study swimmer [--n-trials 60] [--n-jobs 2] [--timeout S]
+    python benchmarks/tuned_vs_paper.py --study hopper  [--n-trials 30] [--n-jobs 2] [--timeout S]
+    python benchmarks/tuned_vs_paper.py --fresh-seeds 5 [--task swimmer] [--jobs 2]
+    python benchmarks/tuned_vs_paper.py --report        # only regenerate the report from the cache
+    python benchmarks/tuned_vs_paper.py --smoke --study swimmer --study hopper --fresh-seeds 2
+
+- ``--study T`` runs studies/T_target.toml (the spend-to-target objective: training episodes to
+  the paper's threshold, censored at the budget) until it holds ``--n-trials`` finished trials.
+  The Optuna storage (``<data>/optuna.db``) is the resumable state; each stage also writes
+  ``<data>/study_T.json`` (every trial, the best configuration, the wall clock of each session).
+- ``--fresh-seeds K`` trains the best configuration of each finished study and the paper's
+  configuration (the study's base, configs/T_target.toml) on seeds 1000..1000+K−1. The study's
+  trials all ran with seed 0, so these seeds were never seen by the search. Each finished run is
+  cached as ``<data>/T/<tuned|paper>/seed_S.json`` and skipped on a rerun (a tuned run is redone
+  when the study's best configuration has changed since).
+- Every invocation ends by regenerating ``reports/tuned_vs_paper.md`` (and the learning-curve
+  PNGs) from whatever is cached, saying what is still missing.
+- ``--smoke``: the same pipeline at toy size (30-step episodes, a 48-episode budget, 3 trials, a
+  toy target) into ``reports/data/tuned_vs_paper_smoke/`` and ``reports/tuned_vs_paper_smoke.md``;
+  it checks the plumbing, not the claim.
+
+Data root: reports/data/tuned_vs_paper/ (smoke: reports/data/tuned_vs_paper_smoke/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import REPORTS, ROOT, write_report  # noqa: E402
+
+TASKS = {
+    # task: (study file, paper's episodes to the threshold (Table 1), criterion)
+    "swimmer": ("studies/swimmer_target.toml", 100, "tuned succeeds on >= 90% of fresh seeds within 1000 episodes"),
+    "hopper": ("studies/hopper_target.toml", 1973, "tuned median episodes to 3120 <= 0.5 x the paper's 1973"),
+}
+FRESH_SEED_BASE = 1000
+SMOKE = {   # job keys for the toy version: short episodes, a tiny budget and a target a few iterations reach
+    "swimmer": {"task.horizon": 30, "task.eval_episodes": 1, "stop.episodes": 48, "eval.every_episodes": 8,
+                "stop.target.value": 5.0, "checkpoint.every": 10 ** 6},
+    "hopper": {"task.horizon": 30, "task.eval_episodes": 1, "stop.episodes": 48, "eval.every_episodes": 8,
+               "stop.target.value": 40.0, "checkpoint.every": 10 ** 6},
+}
+SMOKE_TRIALS = 3
+
+
+def data_root(smoke: bool) -> Path:
+    return REPORTS / "data" / ("tuned_vs_paper_smoke" if smoke else "tuned_vs_paper")
+
+
+def write_json(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# -- stage 1: the study ----------------------------------------------------------------------------
+def load_spec(task: str, smoke: bool, root: Path, n_jobs: int = 1):
+    from arsearch.config import apply_overrides
+    from arsearch.study import load_study
+
+    study_file, _, _ = TASKS[task]
+    spec = load_study(ROOT / study_file, {
+        "storage": f"sqlite:///{root / 'optuna.db'}", "tracking": False, "n_jobs": n_jobs,
+        # threads share one interpreter: parallel trials run as `arsearch train` processes
+        "subprocess": n_jobs > 1, "output": str(ROOT / "runs" / root.name / "studies")})
+    if smoke:
+        apply_overrides(spec.base, SMOKE[task])
+    return spec
+
+
+def finished(study) -> list:
+    import optuna
+
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return [t for t in study.get_trials(deepcopy=False) if t.state in done]
+
+
+def run_study_stage(task: str, args, root: Path) -> None:
+    from arsearch.study import open_study, run_study
+
+    spec = load_spec(task, args.smoke, root, args.n_jobs)
+    wanted = args.n_trials or (SMOKE_TRIALS if args.smoke else spec.settings.n_trials)
+    study, _ = open_study(spec)
+    remaining = wanted - len(finished(study))
+    start = time.time()
+    if remaining > 0:
+        spec.settings.n_trials = remaining
+        spec.settings.timeout = args.timeout or 0.0
+        print(f"[{task}] study {spec.settings.name}: {remaining} more trial(s) to reach {wanted}", flush=True)
+        study = run_study(spec)
+    else:
+        print(f"[{task}] study {spec.settings.name}: already {len(finished(study))} finished trials", flush=True)
+    summarise_study(task, spec, study, root, session=(start, time.time(), max(remaining, 0)))
+
+
+def summarise_study(task: str, spec, study, root: Path, session=None) -> dict:
+    """Write <root>/study_<task>.json: every trial, the best configuration, the wall clock per session."""
+    import optuna
+
+    path = root / f"study_{task}.json"
+    old = read_json(path) or {}
+    sessions = old.get("sessions", [])
+    if session is not None and session[2] > 0:
+        sessions.append({"start": _iso(session[0]), "end": _iso(session[1]), "seconds": session[1] - session[0],
+                         "trials_asked": session[2]})
+    trials = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == optuna.trial.TrialState.RUNNING:
+            continue
+        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        trials.append({"number": t.number, "state": t.state.name, "value": t.value,
+                       "censored": t.user_attrs.get("censored"), "overrides": t.user_attrs.get("overrides", {}),
+                       "seconds": duration, "episodes": t.user_attrs.get("result", {}).get("count/episodes"),
+                       "fail_reason": t.user_attrs.get("fail_reason")})
+    done = [t for t in trials if t["state"] == "COMPLETE"]
+    best = min(done, key=lambda t: t["value"]) if done else None
+    summary = {"task": task, "study": spec.settings.name, "study_file": TASKS[task][0], "base": spec.base,
+               "objective": f"{spec.settings.spend} to target (censored at budget x {spec.settings.censored_penalty})",
+               "sessions": sessions, "trials": trials, "best": best}
+    write_json(path, summary)
+    return summary
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- stage 2: fresh seeds ----------------------------------------------------------------------------
+def run_one(job: dict) -> dict:
+    """Train one configuration on one seed until its target or budget; cache the run as JSON."""
+    import torch
+
+    torch.set_num_threads(1)
+    from arsearch.callbacks import Callback
+    from arsearch.config import load_job
+    from arsearch.trainer import Trainer
+
+    cfg = load_job(data=job["config"])
+    cfg.seed = job["seed"]
+    cfg.tracking.enabled = False
+    cfg.checkpoint.dir = job["checkpoint_dir"]
+    cfg.checkpoint.every = 10 ** 9
+
+    class Curve(Callback):
+        def __init__(self):
+            self.points: list[tuple[int, float]] = []
+
+        def on_eval(self, trainer, iteration, metrics):
+            self.points.append((int(trainer.task.counters.get("episodes", 0)), float(metrics["eval/return"])))
+
+    curve = Curve()
+    start = time.perf_counter()
+    result = Trainer(cfg, callbacks=[curve], progress=False).run()
+    record = {"task": job["task"], "label": job["label"], "seed": job["seed"], "overrides": job["overrides"],
+              "reached": result["stop/target_reached"] == 1.0, "stop_reason": result["stop/reason"],
+              "episodes": int(result["count/episodes"]), "iterations": result["iterations"],
+              "final_return": result.get("eval/return"), "wall_s": time.perf_counter() - start,
+              "train_s": result["time/elapsed_s"], "budget": cfg.stop.episodes, "target": cfg.stop.target.value,
+              "curve": curve.points}
+    write_json(Path(job["out"]), record)
+    return record
+
+
+def fresh_jobs(task: str, seeds: int, root: Path) -> list[dict]:
+    from arsearch.config import apply_overrides, load_job, to_dict
+
+    summary = read_json(root / f"study_{task}.json")
+    if not summary or not summary.get("best"):
+        print(f"[{task}] no finished study yet: run --study {task} first; fresh seeds skipped", flush=True)
+        return []
+    base = summary["base"]
+    configs = {"tuned": summary["best"]["overrides"], "paper": {}}
+    jobs = []
+    for label, overrides in configs.items():
+        config = to_dict(load_job(data=apply_overrides(copy.deepcopy(base), dict(overrides))))
+        for seed in range(FRESH_SEED_BASE, FRESH_SEED_BASE + seeds):
+            out = root / task / label / f"seed_{seed}.json"
+            cached = read_json(out)
+            if cached is not None and cached.get("overrides") == overrides:
+                continue
+            jobs.append({"task": task, "label": label, "seed": seed, "overrides": overrides, "config": config,
+                         "out": str(out), "checkpoint_dir": str(ROOT / "runs" / root.name / task / label / str(seed))})
+    return jobs
+
+
+def run_fresh_stage(tasks: list[str], args, root: Path) -> None:
+    jobs = [j for task in tasks for j in fresh_jobs(task, args.fresh_seeds, root)]
+    print(f"fresh seeds: {len(jobs)} run(s) to do", flush=True)
+    if not jobs:
+        return
+    if args.jobs > 1:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            for record in pool.imap_unordered(run_one, jobs):
+                _print_run(record)
+    else:
+        for job in jobs:
+            _print_run(run_one(job))
+
+
+def _print_run(r: dict) -> None:
+    print(f"  [{r['task']}] {r['label']} seed {r['seed']}: "
+          f"{'reached at ' + str(r['episodes']) if r['reached'] else 'missed (' + str(r['episodes']) + ')'} "
+          f"episodes, {r['wall_s']:.0f} s", flush=True)
+
+
+# -- the report ----------------------------------------------------------------------------------
+def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """Median and a distribution-free CI from order statistics (censored runs = +inf): (median, low, high,
+    achieved coverage). With fewer than 6 values no interval reaches 95%; [min, max] is given with its coverage."""
+    x = sorted(values)
+    n = len(x)
+    med = x[n // 2] if n % 2 else (x[n // 2 - 1] + x[n // 2]) / 2
+    chosen = (1, 1 - 2 * 0.5 ** n)
+    for k in range(1, n // 2 + 1):
+        coverage = 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
+        if coverage >= confidence:
+            chosen = (k, coverage)
+    k, coverage = chosen
+    return med, x[k - 1], x[n - k], coverage
+
+
+def _fmt_ep(v: float, budget: int) -> str:
+    return f">{budget}" if math.isinf(v) else f"{v:.0f}"
+
+
+def runs_of(root: Path, task: str, label: str) -> list[dict]:
+    return [r for r in (read_json(p) for p in sorted((root / task / label).glob("seed_*.json"))) if r]
+
+
+def _hyper(base: dict, overrides: dict) -> str:
+    from arsearch.config import apply_overrides, load_job
+
+    c = load_job(data=apply_overrides(copy.deepcopy(base), dict(overrides)))
+    a = c.ars
+    text = f"{a.version}, N={a.directions}, b={a.top}, α={a.step_size:.3g}, ν={a.noise:.3g}, shift={c.task.shift:g}"
+    if c.population is not None and c.population.size > 1:
+        text += f", population {c.population.size} × [{'+'.join(c.population.strategies) or 'none'}]"
+    return text
+
+
+def plot_curves(root: Path, task: str, out: Path, target: float) -> Path | None:
+    runs = {label: runs_of(root, task, label) for label in ("tuned", "paper")}
+    if not any(runs.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, color in (("tuned", "tab:blue"), ("paper", "tab:orange")):
+        for i, r in enumerate(runs[label]):
+            if r["curve"]:
+                eps, ret = zip(*r["curve"])
+                ax.plot(eps, ret, color=color, alpha=0.7, lw=1.2, marker=".", label=f"{label} ({len(runs[label])} seeds)" if i == 0 else None)
+    ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target:g}")
+    ax.set_xlabel("training episodes")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(f"{task}: tuned vs the paper's configuration, fresh seeds")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def build_report(root: Path, smoke: bool, seeds_wanted: int) -> Path:
+    name = "tuned_vs_paper_smoke" if smoke else "tuned_vs_paper"
+    lines = [f"# Tuned against the paper: episodes to the ARS paper's thresholds{' (SMOKE: toy sizes)' if smoke else ''}",
+             "", "{HEADER}",
+             "Each task's spend-to-target study (training episodes to the paper's threshold, trials that miss "
+             "censored at budget × 2) is searched with seed 0; its best configuration and the paper's "
+             f"configuration then train on fresh seeds {FRESH_SEED_BASE}, {FRESH_SEED_BASE + 1}, ... that the "
+             "study never saw, each run stopping at the threshold or the episode budget. Episodes are training "
+             "episodes (2N per learner and iteration, plus annealing's re-scoring), as in the paper; evaluation "
+             "episodes (5 per check, every `eval.every_episodes`) are not counted. Environments are Gymnasium "
+             "MuJoCo v5, not the paper's v1.", ""]
+    if smoke:
+        lines += ["**Smoke run**: 30-step episodes, a 48-episode budget, toy targets and 3 trials. It checks that "
+                  "every stage runs and the report fills in; its numbers say nothing about the claim.", ""]
+    missing = []
+    for task, (study_file, paper_episodes, criterion) in TASKS.items():
+        summary = read_json(root / f"study_{task}.json")
+        lines += [f"## {task.capitalize()}", ""]
+        if not summary:
+            missing.append(f"{task}: the study (`--study {task}`)")
+            lines += [f"Study `{study_file}` not run yet.", ""]
+            continue
+        trials = summary["trials"]
+        states = {s: sum(t["state"] == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+        censored = sum(bool(t["censored"]) for t in trials if t["state"] == "COMPLETE")
+        seconds = sum(s["seconds"] for s in summary["sessions"])
+        trial_seconds = [t["seconds"] for t in trials if t["seconds"]]
+        lines += [f"Study `{summary['study']}` ({study_file}): {len(trials)} trials — {states['COMPLETE']} complete "
+                  f"({censored} censored), {states['PRUNED']} pruned, {states['FAIL']} failed; "
+                  f"{seconds / 3600:.2f} h of study wall clock over {len(summary['sessions'])} session(s); "
+                  f"median trial {_median(trial_seconds):.0f} s.", ""]
+        best = summary["best"]
+        budget = summary["base"]["stop"]["episodes"]
+        target = summary["base"]["stop"]["target"]["value"]
+        if best:
+            lines += [f"Best trial {best['number']}: {best['value']:.0f} episodes"
+                      f"{' (censored)' if best['censored'] else ''} — {_hyper(summary['base'], best['overrides'])}.", ""]
+        rows = []
+        stats = {}
+        for label in ("tuned", "paper"):
+            runs = runs_of(root, task, label)
+            overrides = best["overrides"] if (label == "tuned" and best) else {}
+            runs = [r for r in runs if r["overrides"] == overrides]
+            if len(runs) < seeds_wanted:
+                missing.append(f"{task}: {label} on fresh seeds ({len(runs)}/{seeds_wanted} done; `--fresh-seeds "
+                               f"{seeds_wanted}`)")
+            if not runs:
+                continue
+            eps = [r["episodes"] if r["reached"] else math.inf for r in runs]
+            med, low, high, cov = median_ci(eps)
+            within = sum(e <= 1000 for e in eps)
+            walls = sorted(r["wall_s"] for r in runs)
+            stats[label] = {"n": len(runs), "reached": sum(r["reached"] for r in runs), "median": med,
+                            "within1000": within}
+            rows.append(f"| {label} | {_hyper(summary['base'], overrides)} | {sum(r['reached'] for r in runs)}/{len(runs)} "
+                        f"| {within}/{len(runs)} | {_fmt_ep(med, budget)} | [{_fmt_ep(low, budget)}, "
+                        f"{_fmt_ep(high, budget)}] ({cov:.1%}) | {', '.join(_fmt_ep(e, budget) for e in eps)} "
+                        f"| {_median(walls):.0f} s ({walls[0]:.0f}–{walls[-1]:.0f}) |")
+        if rows:
+            lines += [f"Threshold {target:g}, budget {budget} episodes, paper (Table 1, v1 environments): "
+                      f"{paper_episodes} episodes.", "",
+                      "| configuration | hyperparameters | success (within budget) | success within 1000 episodes "
+                      "| median episodes to target | CI of the median (coverage) | episodes per seed | wall clock per run, median (range) |",
+                      "|---|---|---|---|---|---|---|---|", *rows, ""]
+            png = plot_curves(root, task, REPORTS / f"{name}_{task}.png", target)
+            if png:
+                lines += [f"![{task} learning curves]({png.name})", ""]
+        lines += [f"Target: {criterion}. " + _verdict(task, stats, seeds_wanted), ""]
+    lines += ["## Still missing", ""]
+    lines += [f"- {m}" for m in missing] or ["- nothing: every stage is cached."]
+    lines += ["", "`>B` means the threshold was not reached within the budget of B training episodes (a censored "
+              "run: it counts as +∞ in the median). The CI of the median is the distribution-free one from order "
+              "statistics; with 5 runs the widest, [min, max], covers 93.8%, so that is what it shows.", ""]
+    return write_report(name, "\n".join(lines))
+
+
+def _median(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    return median_ci(values)[0]
+
+
+def _verdict(task: str, stats: dict, seeds_wanted: int) -> str:
+    tuned = stats.get("tuned")
+    if not tuned or tuned["n"] < seeds_wanted:
+        return "Not decided yet: the tuned configuration has not run on every fresh seed."
+    if task == "swimmer":
+        rate = tuned["within1000"] / tuned["n"]
+        paper = stats.get("paper")
+        extra = f" (paper's configuration: {paper['within1000']}/{paper['n']})" if paper else ""
+        return f"**{'Met' if rate >= 0.9 else 'Missed'}**: tuned {tuned['within1000']}/{tuned['n']} = {rate:.0%}{extra}."
+    limit = 0.5 * TASKS["hopper"][1]
+    med = tuned["median"]
+    shown = "not reached" if math.isinf(med) else f"{med:.0f}"
+    return f"**{'Met' if med <= limit else 'Missed'}**: tuned median {shown} episodes against the limit {limit:.0f}."
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--study", action="append", choices=sorted(TASKS), default=[],
+                        help="run (or continue) this task's spend-to-target study (repeatable)")
+    parser.add_argument("--n-trials", type=int, default=0, help="finished trials the study should hold "
+                                                                   "(default: the study file's n_trials)")
+    parser.add_argument("--n-jobs", type=int, default=1, help="trials in parallel (as subprocesses when > 1)")
+    parser.add_argument("--timeout", type=float, default=0.0, help="stop starting trials after this many seconds")
+    parser.add_argument("--fresh-seeds", type=int, default=0, help="run tuned and paper configurations on K fresh seeds")
+    parser.add_argument("--task", action="append", choices=sorted(TASKS), default=[],
+                        help="tasks for --fresh-seeds (default: every task with a finished study)")
+    parser.add_argument("--jobs", type=int, default=1, help="fresh-seed runs in parallel processes")
+    parser.add_argument("--seeds-wanted", type=int, default=5, help="fresh seeds the report expects per configuration")
+    parser.add_argument("--report", action="store_true", help="only regenerate the report from the cache")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, separate data and report")
+    args = parser.parse_args(argv)
+    for name in ("n_trials", "n_jobs", "fresh_seeds", "jobs", "seeds_wanted"):
+        if getattr(args, name) < 0 or (name in ("n_jobs", "jobs", "seeds_wanted") and getattr(args, name) < 1):
+            parser.error(f"--{name.replace('_', '-')} = {getattr(args, name)} is out of range")
+    root = data_root(args.smoke)
+    root.mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        for task in args.study:
+            run_study_stage(task, args, root)
+        if args.fresh_seeds:
+            run_fresh_stage(args.task or sorted(TASKS), args, root)
+    for task in TASKS:     # refresh the study summaries from the storage (trials finished by other workers)
+        if (root / "optuna.db").exists() and (root / f"study_{task}.json").exists() and task not in args.study:
+            from arsearch.study import open_study
+
+            spec = load_spec(task, args.smoke, root)
+            study, _ = open_study(spec)
+            summarise_study(task, spec, study, root)
+    seeds_wanted = args.fresh_seeds or args.seeds_wanted
+    path = build_report(root, args.smoke, seeds_wanted)
+    print(f"report: {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
