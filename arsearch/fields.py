@@ -1,6 +1,6 @@
 """Typed config fields with their allowed values: the metadata `arsearch.config` validates against.
 
-A module of its own (no imports) so that a strategy or backend can declare its config dataclass
+A module of its own (standard library only) so that a strategy or backend can declare its config dataclass
 beside its class without importing `arsearch.config`, which builds its tables from them.
 """
 

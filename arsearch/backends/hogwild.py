@@ -101,7 +101,11 @@ class HogwildLearner:
             raise ValueError("ars.backend = 'hogwild' needs the 'fork' start method (Linux); "
                              "use 'distributed' on this platform")
         self.hyper = Hyper.of(hyper)
-        self.iterations = iterations if iterations is not None else hyper.ars.iterations
+        if iterations is None:
+            if not hasattr(hyper, "ars"):
+                raise ValueError("HogwildLearner needs iterations= (the job's ars.iterations) with a Hyper")
+            iterations = hyper.ars.iterations
+        self.iterations = iterations     # the workers claim iteration numbers below this
         self.task, self.space, self.noise, self.backend = task, space, noise, backend
         _share_space(space)
         if task.normalizer is not None:
