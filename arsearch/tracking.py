@@ -262,7 +262,9 @@ class MlflowCallback(Callback):
         self.log_metrics({**sampled, **metrics}, iteration)
 
     def on_end(self, trainer, result: dict) -> None:
-        self.finish(result, trainer.history, ok=True)
+        # why the job ended ([stop]: a budget, the target, or the iteration cap) is text: a tag, not a metric
+        reason = result.get("stop/reason")
+        self.finish(result, trainer.history, ok=True, tags={"arsearch.stop_reason": reason} if reason else None)
 
     def finish(self, result: dict, history: list[dict], ok: bool = True, status: str | None = None,
                tags: dict[str, str] | None = None) -> None:

@@ -191,3 +191,18 @@ def test_cli_exits_2_naming_the_key(tmp_path, capsys):
                       '[stop]\ntarget = { metric = "time/elapsed_s", value = 3 }\n')
     assert main(["train", str(config), "--quiet"]) == 2
     assert "unknown metric family 'time'" in capsys.readouterr().err
+
+
+def test_an_rl_resume_keeps_the_episode_grid_and_the_budget(tmp_path):
+    overrides = {"stop.episodes": 40, "eval.every_episodes": 10, "checkpoint.every": 3, "ars.version": "v2t",
+                 "ars.top": 2}
+    full = Trainer(rl_job(tmp_path / "full", **overrides), progress=False)
+    full_result = full.run()
+    cfg = rl_job(tmp_path / "cut", **overrides)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, callbacks=[Interrupt(5)], progress=False).run()     # after the iteration-3 checkpoint
+    resumed = Trainer(cfg, progress=False)
+    result = resumed.run(resume=True)
+    assert torch.equal(resumed.space.vector(), full.space.vector())
+    assert comparable(result) == comparable(full_result)
+    assert [h["iteration"] for h in resumed.history if "eval/return" in h] == [4, 5, 7]

@@ -400,11 +400,13 @@ class Objective:
 
         s = self.spec.settings
         grid = report_grid(config, s.spend, s.report_grid, s.max_reports)
+        # without a grid, reports are thinned by iteration; evaluations on an episode grid fall on any
+        # iteration, so then every one is reported
+        every = 1 if config.eval.every_episodes else report_every(config, s.max_reports)
         if s.objective != "spend_to_target":
-            return Reporter(trial, s.metric, report, report_every(config, s.max_reports), s.spend, grid)
+            return Reporter(trial, s.metric, report, every, s.spend, grid)
         target = self._target(config)
-        return Reporter(trial, target.metric, report, report_every(config, s.max_reports), s.spend, grid,
-                        target=(target.value, "loss" in target.metric))
+        return Reporter(trial, target.metric, report, every, s.spend, grid, target=(target.value, "loss" in target.metric))
 
     def _target(self, config: JobConfig):
         spend = self.spec.settings.spend

@@ -178,6 +178,10 @@ class StudyTracker:
 
         cb.log_checkpoint = state == "COMPLETE"
         tags = {STATE_TAG: state}
+        if isinstance(result, dict) and result.get("stop/reason"):
+            tags["arsearch.stop_reason"] = str(result["stop/reason"])
+        if "censored" in trial.user_attrs:        # spend-to-target: missed the target within the budget
+            tags["arsearch.censored"] = str(trial.user_attrs["censored"]).lower()
         if reason:
             tags["arsearch.fail_reason"] = reason[:5000]
         # queued on the study's sending thread: the next trial starts while this one's artifacts upload
