@@ -166,20 +166,43 @@ def cmd_study_run(args) -> int:
     print(show(study, top=5))
     print(f"\nstudy storage: {s.storage}  (arsearch study show --storage {s.storage} --study-name {s.name})")
     if s.tracking:
-        uri = s.tracking_uri or spec.config_for({}).tracking.uri
-        print(f"MLflow runs: mlflow ui --backend-store-uri {uri}   (experiment {s.experiment or s.name!r})")
+        from .tracking import resolve_uri
+
+        uri = resolve_uri(s.tracking_uri or spec.config_for({}).tracking.uri)
+        print(f"MLflow runs: arsearch ui --uri {uri}   (experiment {s.experiment or s.name!r})")
     print(f"report: arsearch report --storage {s.storage} --study-name {s.name}")
     return 0
 
 
 def _load_for_review(args):
+    from .config import ConfigError
     from .study import load_existing, load_study
 
     name, storage = args.study_name, args.storage
     if args.study:
         spec = load_study(args.study)
         name, storage = name or spec.settings.name, storage or spec.settings.storage
-    return load_existing(storage or "sqlite:///optuna.db", name)
+    storage = storage or "sqlite:///optuna.db"
+    missing = _missing_storage_file(storage)
+    if missing:             # opening it would create an empty database and then report "no study"
+        raise ConfigError(f"study storage {storage} does not exist ({missing} is not there); "
+                          f"run the study first or pass --storage")
+    return load_existing(storage, name)
+
+
+def _missing_storage_file(url: str) -> str | None:
+    """The file a file-based storage URL names, when that file does not exist."""
+    from pathlib import Path
+
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path in ("", ":memory:"):
+            return None
+    elif url.startswith("journal:") or url.endswith((".log", ".journal")):
+        path = url.removeprefix("journal:")
+    else:
+        return None
+    return None if Path(path).exists() else path
 
 
 def cmd_study_show(args) -> int:
@@ -208,21 +231,37 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import os
-    import shutil
+    from pathlib import Path
 
-    from .tracking import ui_command
+    from .tracking import TrackingError, experiment_links, resolve_uri, ui_command
 
-    cmd = ui_command(args.uri, args.port)
-    if shutil.which(cmd[0]) is None:
-        return _fail("the mlflow command is not installed (pip install mlflow)", USAGE_ERROR)
+    uri = resolve_uri(args.uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return _fail(f"no MLflow tracking store at {uri}: run a job first (arsearch train ..., "
+                     f"arsearch study run ...), or name the store with --uri or MLFLOW_TRACKING_URI", USAGE_ERROR)
+    if uri.startswith(("http://", "https://")):
+        return _fail(f"{uri} is a tracking server with its own UI: open it in a browser", USAGE_ERROR)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    base = f"http://{shown}:{args.port}"
+    try:
+        links = experiment_links(uri, base)
+    except TrackingError as e:
+        return _fail(str(e), USAGE_ERROR)
+    cmd = ui_command(uri, args.host, args.port, args.workers)
     print(" ".join(cmd), flush=True)
-    os.execvp(cmd[0], cmd)
+    print(f"MLflow UI on {base}  (it takes a few seconds to answer; Ctrl-C stops it)")
+    for name, url, n in links:
+        print(f"  runs of experiment {name!r} ({n} runs): {url}")
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="arsearch", description="Augmented Random Search for PyTorch models.")
+    parser.add_argument("--version", action="version", version=f"arsearch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="run one ARS training job from a TOML config")
@@ -261,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-trials", type=int, help="trials this process runs (each worker runs its own count)")
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     run.add_argument("--n-jobs", type=int, help="trials in parallel threads of this process")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: the base config's tracking.uri)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: the base config's tracking.uri, "
+                     "else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_study_run)
@@ -274,9 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     _review_args(report)
     report.add_argument("--out", default="reports", help="output root (default: reports)")
     report.set_defaults(func=cmd_report)
-    ui = sub.add_parser("ui", help="open the MLflow UI on the tracking store")
-    ui.add_argument("--uri", default="sqlite:///mlflow.db", help="tracking URI (default: sqlite:///mlflow.db)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print each experiment's runs URL")
+    ui.add_argument("--uri", default=None,
+                    help="tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for all)")
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
+    ui.add_argument("--workers", type=int, default=1,
+                    help="server worker processes (default: 1; each costs start-up time and memory)")
     ui.set_defaults(func=cmd_ui)
     return parser
 

@@ -135,7 +135,7 @@ class EvalConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = True
-    uri: str = "sqlite:///mlflow.db"
+    uri: str = ""            # "": the MLFLOW_TRACKING_URI environment variable, else sqlite:///mlflow.db
     experiment: str = "arsearch"
     run_name: str = ""
 
