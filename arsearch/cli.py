@@ -190,6 +190,14 @@ def _load_for_review(args):
     return load_existing(storage, name)
 
 
+def _storage_of(args) -> str:
+    if args.study:
+        from .study import load_study
+
+        return load_study(args.study).settings.storage
+    return "sqlite:///optuna.db"
+
+
 def _missing_storage_file(url: str) -> str | None:
     """The file a file-based storage URL names, when that file does not exist."""
     from pathlib import Path
@@ -223,7 +231,7 @@ def cmd_report(args) -> int:
 
     try:
         study = _load_for_review(args)
-        path = write_report(study, args.out, top=args.top)
+        path = write_report(study, args.out, top=args.top, storage=args.storage or _storage_of(args))
     except (ConfigError, ValueError) as e:
         return _fail(str(e), USAGE_ERROR)
     print(f"report written to {path}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .callbacks import Callback
-from .config import JobConfig, to_dict, to_toml
+from .config import JobConfig, applicable, to_toml
 
 log = logging.getLogger("arsearch.tracking")
 
@@ -62,8 +62,9 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def config_params(config: JobConfig) -> dict[str, str]:
-    """The full resolved config as MLflow params (dotted keys, string values within MLflow's limit)."""
-    return {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()}
+    """The resolved config's keys that apply to the job as MLflow params (dotted keys, string values
+    within MLflow's limit)."""
+    return {k: str(v)[:6000] for k, v in flatten(applicable(config)).items()}
 
 
 def connect(uri: str, timeout: float = 5.0):
@@ -188,6 +189,7 @@ class MlflowCallback(Callback):
         self.failed: str | None = None
         self._last: dict[str, float] = {}
         self._buffer: list = []
+        self._logged: dict[str, float] = {}          # the last value logged per key
         self.sent_batches = 0
 
     # every MLflow call goes through here, so that tracking can never break training
@@ -250,6 +252,7 @@ class MlflowCallback(Callback):
         for k, v in metrics.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf"):
                 self._buffer.append(Metric(k, float(v), now, int(step)))
+                self._logged[k] = v
         if len(self._buffer) >= 1000:
             self.flush()
 
@@ -292,7 +295,10 @@ class MlflowCallback(Callback):
                tags: dict[str, str] | None = None) -> None:
         """Flush, then (on the sending thread) final metrics, tags, artifacts, and close the run."""
         step = int(result.get("iterations", 0) or 0)
-        self.log_metrics({f"final/{k}": v for k, v in result.items() if k not in ("iterations", "checkpoint")}, step)
+        # the result's values under their own names, only those the history has not already logged
+        # with that value (a final/* copy of the last evaluation only repeated it)
+        self.log_metrics({k: v for k, v in result.items() if k not in ("iterations", "checkpoint")
+                          and self._logged.get(k) != v}, step)
         self.flush()
         history = list(history)
         self.submit(lambda: self._finalize(result, history, ok, status, tags or {}))
