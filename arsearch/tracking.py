@@ -341,9 +341,17 @@ def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int
             "--port", str(port), "--workers", str(workers)]
 
 
-def runs_url(base: str, experiment: str) -> str:
-    """The runs table of an experiment in the MLflow UI (not its GenAI overview)."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+def runs_url(base: str, experiment: str, objective: str = "", direction: str = "maximize") -> str:
+    """The runs table of an experiment in the MLflow UI, not its GenAI overview (MLflow 3.17's UI
+    picks the view from the `workflowType` URL parameter, or what the browser last chose), sorted
+    by the study's objective when there is one (which also lists the trials flat, best first)."""
+    from urllib.parse import quote
+
+    url = f"{base.rstrip('/')}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    if objective:
+        url += (f"&orderByKey={quote(f'metrics.`{objective}`', safe='')}"
+                f"&orderByAsc={'true' if direction == 'minimize' else 'false'}")
+    return url
 
 
 def experiment_links(uri: str, base: str) -> list[tuple[str, str, int]]:
@@ -360,7 +368,10 @@ def experiment_links(uri: str, base: str) -> list[tuple[str, str, int]]:
             continue
         if EXPERIMENT_KIND_TAG not in exp.tags:
             experiment_id(client, exp.name)
-        out.append((exp.name, runs_url(base, exp.experiment_id), len(runs)))
+        studies = client.search_runs([exp.experiment_id], f"tags.`{ROLE_TAG}` = 'study'", max_results=1)
+        tags = studies[0].data.tags if studies else {}
+        out.append((exp.name, runs_url(base, exp.experiment_id, tags.get(OBJECTIVE_TAG, ""),
+                                       tags.get("arsearch.direction", "maximize")), len(runs)))
     return out
 
 

@@ -197,6 +197,11 @@ class StudyTracker:
             tags.update({PRUNED_TAG: "true", "arsearch.pruned_at": str(at)})
         if reason:
             tags["arsearch.fail_reason"] = reason[:5000]
+        # the runs table shows no metric column until one is picked, but always the run name: put the
+        # objective (or the pruning) there, so the table reads like the study at a glance
+        name = _run_label(trial.number, state, result or {}, self.spec.settings.metrics, tags.get("arsearch.pruned_at"))
+        if cb.run_id:
+            cb.submit(lambda: cb._safe("rename run", self.client.update_run, cb.run_id, name=name))
         # queued on the study's sending thread: the next trial starts while this one's artifacts upload
         cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
                   tags=tags)
@@ -251,6 +256,16 @@ class StudyTracker:
         except Exception as e:                                     # noqa: BLE001
             log.warning("study plots skipped: %s", e)
         cb._safe("end parent run", self.client.set_terminated, self.parent_id, "FINISHED")
+
+
+def _run_label(number: int, state: str, result: dict, metrics: list[str], pruned_at: str | None) -> str:
+    """A trial run's name once it ended: `trial-3 eval/accuracy=0.9422`, `trial-4 pruned@40`, `trial-5 failed`."""
+    if state == "COMPLETE":
+        values = [f"{m}={result[m]:.4g}" for m in metrics if isinstance(result.get(m), (int, float))]
+        return " ".join([f"trial-{number}", *values])
+    if state == "PRUNED":
+        return f"trial-{number} pruned@{pruned_at}" if pruned_at else f"trial-{number} pruned"
+    return f"trial-{number} {state.lower()}"
 
 
 def _config_params(config: JobConfig) -> dict[str, str]:
