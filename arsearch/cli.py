@@ -261,6 +261,9 @@ def cmd_ui(args) -> int:
     for name, url, n in links:
         print(f"  runs of experiment {name!r} ({n} runs): {url}")
     sys.stdout.flush()
+    # MLflow's job runner (GenAI judges, trace roll-ups) starts ~7 more processes, which arsearch's
+    # runs do not use; the user's own setting wins
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(cmd[0], cmd)
     return 0
 
