@@ -176,7 +176,7 @@ def test_study_parent_run_describes_the_study_and_trials_read_at_a_glance(tmp_cw
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
     assert len(children) == 3
     for r in children:
-        assert r.info.run_name.startswith(f"trial-{r.data.tags['arsearch.trial']} eval/accuracy=")
+        assert r.info.run_name.startswith(f"trial-{r.data.tags['arsearch.trial']} = 0.")
         assert PRUNED_TAG not in r.data.tags
 
 
@@ -184,8 +184,7 @@ def test_pruned_trial_run_is_tagged_and_named(monkeypatch):
     from arsearch.study.runner import StudyTracker, _run_label
 
     assert _run_label(4, "PRUNED", {"iterations": 40}, ["eval/accuracy"], "40") == "trial-4 pruned@40"
-    assert _run_label(2, "COMPLETE", {"eval/accuracy": 0.91234}, ["eval/accuracy"], None) == \
-        "trial-2 eval/accuracy=0.9123"
+    assert _run_label(2, "COMPLETE", {"eval/accuracy": 0.91234}, ["eval/accuracy"], None) == "trial-2 = 0.9123"
     assert _run_label(5, "FAIL", {}, ["eval/accuracy"], None) == "trial-5 fail"
 
     class Child:                        # records what finish_child sends to the run

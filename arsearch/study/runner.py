@@ -259,10 +259,12 @@ class StudyTracker:
 
 
 def _run_label(number: int, state: str, result: dict, metrics: list[str], pruned_at: str | None) -> str:
-    """A trial run's name once it ended: `trial-3 eval/accuracy=0.9422`, `trial-4 pruned@40`, `trial-5 failed`."""
+    """A trial run's name once it ended: `trial-3 = 0.9422` (the objective; the runs-table link sorts
+    by it, so its name is in the header), `trial-4 pruned@40`, `trial-5 fail`. Short, because the
+    UI cuts the name column at ~22 characters."""
     if state == "COMPLETE":
-        values = [f"{m}={result[m]:.4g}" for m in metrics if isinstance(result.get(m), (int, float))]
-        return " ".join([f"trial-{number}", *values])
+        values = [f"{result[m]:.4g}" for m in metrics if isinstance(result.get(m), (int, float))]
+        return f"trial-{number} = {', '.join(values)}" if values else f"trial-{number}"
     if state == "PRUNED":
         return f"trial-{number} pruned@{pruned_at}" if pruned_at else f"trial-{number} pruned"
     return f"trial-{number} {state.lower()}"
