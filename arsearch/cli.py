@@ -132,7 +132,7 @@ def cmd_pretrain(args) -> int:
         torch.manual_seed(config.seed)
         task = build_task(config, resolve_device(config.task.device))
         epochs = args.epochs or config.model.pretrain_epochs or 20
-        losses = pretrain(task, epochs, config.model.pretrain_lr, seed=config.seed)
+        losses = pretrain(task, epochs, config.model.pretrain_lr, seed=config.seed, progress=True)
         ckpt.save(path, base_model(task).state_dict())
     except (ConfigError, ValueError) as e:
         return _fail(str(e), USAGE_ERROR)

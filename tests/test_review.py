@@ -6,6 +6,7 @@ import sys
 
 import optuna
 import pytest
+import tomli_w
 import tomllib
 from _study_util import env, mlflow_db, write_study  # noqa: F401 - a fixture
 
@@ -213,3 +214,20 @@ def test_pruned_trial_run_is_tagged_and_named(monkeypatch):
     status, tags = child.finished
     assert status == "KILLED" and tags["arsearch.pruned"] == "true" and tags["arsearch.pruned_at"] == "20"
     assert child.sent == [("rename run", {"name": "trial-7 pruned@20"})]
+
+
+def test_posttrain_reports_every_phase(tmp_cwd, capsys):
+    job = {"seed": 0, "task": {"dataset": "digits", "hidden": [16], "batch_size": 128},
+           "model": {"factory": "mlp", "checkpoint": "pre.pt", "pretrain_epochs": 2},
+           "compress": {"prune": 0.5},
+           "ars": {"directions": 4, "top": 2, "iterations": 4}, "eval": {"every": 2},
+           "tracking": {"enabled": False}, "checkpoint": {"dir": "out", "every": 100}}
+    (tmp_cwd / "job.toml").write_text(tomli_w.dumps(job))
+    assert main(["posttrain", "job.toml"]) == 0
+    err = capsys.readouterr().err
+    phases = ["pretraining 2 epochs with Adam", "pretrain (Adam)", "evaluating the pretrained model",
+              "compressing the model", "fine-tuning with ARS", "exporting to out"]
+    positions = [err.find(p) for p in phases]
+    assert -1 not in positions and positions == sorted(positions), err
+    assert main(["posttrain", "job.toml", "--quiet", "--set", "checkpoint.dir=\"out2\""]) == 0
+    assert "posttrain:" not in capsys.readouterr().err
