@@ -16,12 +16,13 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _launched() -> bool:
+    """Inside a torchrun rank (`backends.distributed.launched`, without importing torch for it)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
 def cmd_train(args) -> int:
-    from .backends import WorkerLost
-    from .backends.distributed import launched
-    from .checkpoint import CheckpointError
     from .config import ConfigError, load_job
-    from .trainer import Trainer, TrainingDiverged
 
     overrides = list(args.set)
     if args.nproc is not None:
@@ -32,9 +33,19 @@ def cmd_train(args) -> int:
         config = load_job(args.config, overrides)
     except ConfigError as e:
         return _fail(str(e), USAGE_ERROR)
-    if config.ars.backend == "distributed" and config.ars.nproc > 1 and not launched():
+    if config.ars.backend == "distributed" and config.ars.nproc > 1 and not _launched():
+        # torchrun and its ranks import torch; this process only waits for them, so it does not
         return launch_distributed(args, overrides, config.ars.nproc)
-    from .study.objective import eval_log_callback
+    from .backends import WorkerLost
+    from .backends.distributed import launched
+    from .checkpoint import CheckpointError
+    from .trainer import Trainer, TrainingDiverged
+
+    if os.environ.get("ARSEARCH_EVAL_LOG"):     # a study's subprocess trial: only then is Optuna's side needed
+        from .study.objective import eval_log_callback
+    else:
+        def eval_log_callback():
+            return None
     from .tracking import TrackingError, train_callback
 
     try:

@@ -25,6 +25,22 @@ def test_help_and_version_import_neither_torch_nor_mlflow_nor_sklearn():
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
 
 
+def test_train_start_up_imports_only_what_the_job_needs(tmp_cwd):
+    write_study(tmp_cwd, iterations=2)
+    probe = ("import subprocess, sys\nfrom arsearch.cli import main\n"
+             "launched = []\n"
+             "subprocess.run = lambda cmd, **kw: launched.append(cmd) or subprocess.CompletedProcess(cmd, 0)\n"
+             "assert main(['train', 'base.toml', '--quiet', '--nproc', '2']) == 0\n"
+             "print('LAUNCHER', 'torch' in sys.modules, 'torch.distributed.run' in launched[0])\n"
+             "assert main(['train', 'base.toml', '--quiet', '--set', 'tracking.enabled=false']) == 0\n"
+             "print('PLAIN', 'optuna' in sys.modules, 'mlflow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env(), timeout=300)
+    assert out.returncode == 0, out.stderr
+    # the torchrun launcher waits for its ranks and imports no torch; a plain job imports neither
+    # Optuna (a study's subprocess trial only) nor MLflow (tracking off)
+    assert "LAUNCHER False True" in out.stdout and "PLAIN False False" in out.stdout
+
+
 def test_package_attributes_load_on_first_use():
     import arsearch
 
