@@ -71,6 +71,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-nproc", action="store_true", help="skip the --nproc 2 case")
+    ap.add_argument("--baseline", default="",
+                    help="another arsearch console script (e.g. an older checkout's .venv/bin/arsearch) whose "
+                         "--help and 2-iteration train (no tracking) are timed alongside, as the 'before'")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="arsearch-startup-"))
@@ -119,6 +122,16 @@ def main() -> None:
     med = {name: statistics.median(v) for name, v in times.items()}
     job_time = json.loads((work / "runs" / "plain" / "metrics.json").read_text()).get("time/elapsed_s")
 
+    baseline_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}      # its own checkout, not this one
+    if args.baseline:                   # timed again here, in its own environment, interleaved with a rerun of ours
+        for name, cmd, ours in (("baseline: arsearch --help", [args.baseline, "--help"], "arsearch --help"),
+                                ("baseline: train, no tracking", [args.baseline, "train", str(plain), "--quiet"],
+                                 "train, no tracking")):
+            times[name] = []
+            for _ in range(args.reps):
+                times[name].append(timed(cmd, work, baseline_env))
+                times[ours].append(timed(cases[ours][0], work, env))
+            med[name], med[ours] = statistics.median(times[name]), statistics.median(times[ours])
     rows = ["| command | median (s) | min–max (s) |", "|---|---|---|"]
     rows += [f"| `{name}` | {med[name]:.2f} | {min(v):.2f}–{max(v):.2f} |" for name, v in times.items()]
     base = med["train, no tracking"]
@@ -138,6 +151,13 @@ def main() -> None:
         f"{med['train, tracking to a fresh SQLite store'] - base:.1f} s when MLflow first creates the store "
         "(its schema migrations; once per store).",
     ]
+    if args.baseline:
+        notes.append(f"- Before (`{args.baseline}`): `--help` {med['baseline: arsearch --help']:.2f} s, "
+                     f"{med['baseline: arsearch --help'] / med['arsearch --help']:.0f}× this one; a 2-iteration "
+                     f"`train` {med['baseline: train, no tracking']:.1f} s, "
+                     f"{med['baseline: train, no tracking'] / med['train, no tracking']:.2f}× this one.")
+    notes.append(f"- Load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: on a busy machine "
+                 "every figure here grows; the ratios are what carries over.")
     if "train --nproc 2, no tracking" in med:
         notes.append(f"- `--nproc 2` takes {med['train --nproc 2, no tracking']:.1f} s: "
                      f"{med['train --nproc 2, no tracking'] / base:.1f}× the single-process job, for torchrun and two "
