@@ -124,9 +124,13 @@ def main() -> None:
 
     baseline_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}      # its own checkout, not this one
     if args.baseline:                   # timed again here, in its own environment, interleaved with a rerun of ours
-        for name, cmd, ours in (("baseline: arsearch --help", [args.baseline, "--help"], "arsearch --help"),
-                                ("baseline: train, no tracking", [args.baseline, "train", str(plain), "--quiet"],
-                                 "train, no tracking")):
+        pairs = [("baseline: arsearch --help", [args.baseline, "--help"], "arsearch --help"),
+                 ("baseline: train, no tracking", [args.baseline, "train", str(plain), "--quiet"],
+                  "train, no tracking")]
+        if not args.no_nproc:
+            pairs.append(("baseline: train --nproc 2, no tracking",
+                          [args.baseline, "train", str(plain), "--quiet", "--nproc", "2"], "train --nproc 2, no tracking"))
+        for name, cmd, ours in pairs:
             times[name] = []
             for _ in range(args.reps):
                 times[name].append(timed(cmd, work, baseline_env))
@@ -155,7 +159,10 @@ def main() -> None:
         notes.append(f"- Before (`{args.baseline}`): `--help` {med['baseline: arsearch --help']:.2f} s, "
                      f"{med['baseline: arsearch --help'] / med['arsearch --help']:.0f}× this one; a 2-iteration "
                      f"`train` {med['baseline: train, no tracking']:.1f} s, "
-                     f"{med['baseline: train, no tracking'] / med['train, no tracking']:.2f}× this one.")
+                     f"{med['baseline: train, no tracking'] / med['train, no tracking']:.2f}× this one"
+                     + (f"; `--nproc 2` {med['baseline: train --nproc 2, no tracking']:.1f} s, "
+                        f"{med['baseline: train --nproc 2, no tracking'] / med['train --nproc 2, no tracking']:.2f}× "
+                        "this one" if "baseline: train --nproc 2, no tracking" in med else "") + ".")
     notes.append(f"- Load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: on a busy machine "
                  "every figure here grows; the ratios are what carries over.")
     if "train --nproc 2, no tracking" in med:
