@@ -271,6 +271,8 @@ def cmd_ui(args) -> int:
     print(f"MLflow UI on {base}  (it takes a few seconds to answer; Ctrl-C stops it)")
     for name, url, n in links:
         print(f"  runs of experiment {name!r} ({n} runs): {url}")
+    if not links:
+        print(f"  {uri} holds no runs yet")
     sys.stdout.flush()
     # MLflow's job runner (GenAI judges, trace roll-ups) starts ~7 more processes, which arsearch's
     # runs do not use; the user's own setting wins
