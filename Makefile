@@ -17,17 +17,18 @@ $(BIN)/arsearch: pyproject.toml
 install: $(BIN)/arsearch
 
 # The main job: the quickstart study (about 2 minutes on 2 CPU cores), its report, and where to look.
+# Everything it writes (runs/, mlflow.db, optuna.db) is ignored by git: a demo leaves the checkout clean.
 demo: install
 	$(BIN)/arsearch study run studies/quickstart.toml
-	$(BIN)/arsearch report studies/quickstart.toml
-	@echo "review:  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   (or: $(BIN)/arsearch ui)"
-	@echo "report:  reports/quickstart/README.md"
+	$(BIN)/arsearch report studies/quickstart.toml --out runs/reports
+	@echo "review:  $(BIN)/arsearch ui   (or: make ui; it prints the link to the runs table)"
+	@echo "report:  runs/reports/quickstart/README.md"
 
 train: install
 	$(BIN)/arsearch train configs/digits.toml
 
 report: install
-	$(BIN)/arsearch report studies/quickstart.toml
+	$(BIN)/arsearch report studies/quickstart.toml --out runs/reports
 
 ui: install
 	$(BIN)/arsearch ui
@@ -46,6 +47,7 @@ bench: install
 	$(BIN)/python benchmarks/ablation.py
 	$(BIN)/python benchmarks/posttrain_memory.py
 	$(BIN)/python benchmarks/harness_overhead.py
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf runs mlflow.db optuna.db .pytest_cache

@@ -16,12 +16,13 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _launched() -> bool:
+    """Inside a torchrun rank (`backends.distributed.launched`, without importing torch for it)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
 def cmd_train(args) -> int:
-    from .backends import WorkerLost
-    from .backends.distributed import launched
-    from .checkpoint import CheckpointError
     from .config import ConfigError, load_job
-    from .trainer import Trainer, TrainingDiverged
 
     overrides = list(args.set)
     if args.nproc is not None:
@@ -32,9 +33,19 @@ def cmd_train(args) -> int:
         config = load_job(args.config, overrides)
     except ConfigError as e:
         return _fail(str(e), USAGE_ERROR)
-    if config.ars.backend == "distributed" and config.ars.nproc > 1 and not launched():
+    if config.ars.backend == "distributed" and config.ars.nproc > 1 and not _launched():
+        # torchrun and its ranks import torch; this process only waits for them, so it does not
         return launch_distributed(args, overrides, config.ars.nproc)
-    from .study.objective import eval_log_callback
+    from .backends import WorkerLost
+    from .backends.distributed import launched
+    from .checkpoint import CheckpointError
+    from .trainer import Trainer, TrainingDiverged
+
+    if os.environ.get("ARSEARCH_EVAL_LOG"):     # a study's subprocess trial: only then is Optuna's side needed
+        from .study.objective import eval_log_callback
+    else:
+        def eval_log_callback():
+            return None
     from .tracking import TrackingError, train_callback
 
     try:
@@ -135,7 +146,7 @@ def cmd_pretrain(args) -> int:
         torch.manual_seed(config.seed)
         task = build_task(config, resolve_device(config.task.device))
         epochs = args.epochs or config.model.pretrain_epochs or 20
-        losses = pretrain(task, epochs, config.model.pretrain_lr, seed=config.seed)
+        losses = pretrain(task, epochs, config.model.pretrain_lr, seed=config.seed, progress=True)
         ckpt.save(path, base_model(task).state_dict())
     except (ConfigError, ValueError) as e:
         return _fail(str(e), USAGE_ERROR)
@@ -169,20 +180,51 @@ def cmd_study_run(args) -> int:
     print(show(study, top=5))
     print(f"\nstudy storage: {s.storage}  (arsearch study show --storage {s.storage} --study-name {s.name})")
     if s.tracking:
-        uri = s.tracking_uri or spec.config_for({}).tracking.uri
-        print(f"MLflow runs: mlflow ui --backend-store-uri {uri}   (experiment {s.experiment or s.name!r})")
+        from .tracking import resolve_uri
+
+        uri = resolve_uri(s.tracking_uri or spec.config_for({}).tracking.uri)
+        print(f"MLflow runs: arsearch ui --uri {uri}   (experiment {s.experiment or s.name!r})")
     print(f"report: arsearch report --storage {s.storage} --study-name {s.name}")
     return 0
 
 
 def _load_for_review(args):
+    from .config import ConfigError
     from .study import load_existing, load_study
 
     name, storage = args.study_name, args.storage
     if args.study:
         spec = load_study(args.study)
         name, storage = name or spec.settings.name, storage or spec.settings.storage
-    return load_existing(storage or "sqlite:///optuna.db", name)
+    storage = storage or "sqlite:///optuna.db"
+    missing = _missing_storage_file(storage)
+    if missing:             # opening it would create an empty database and then report "no study"
+        raise ConfigError(f"study storage {storage} does not exist ({missing} is not there); "
+                          f"run the study first or pass --storage")
+    return load_existing(storage, name)
+
+
+def _storage_of(args) -> str:
+    if args.study:
+        from .study import load_study
+
+        return load_study(args.study).settings.storage
+    return "sqlite:///optuna.db"
+
+
+def _missing_storage_file(url: str) -> str | None:
+    """The file a file-based storage URL names, when that file does not exist."""
+    from pathlib import Path
+
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path in ("", ":memory:"):
+            return None
+    elif url.startswith("journal:") or url.endswith((".log", ".journal")):
+        path = url.removeprefix("journal:")
+    else:
+        return None
+    return None if Path(path).exists() else path
 
 
 def cmd_study_show(args) -> int:
@@ -203,7 +245,7 @@ def cmd_report(args) -> int:
 
     try:
         study = _load_for_review(args)
-        path = write_report(study, args.out, top=args.top)
+        path = write_report(study, args.out, top=args.top, storage=args.storage or _storage_of(args))
     except (ConfigError, ValueError) as e:
         return _fail(str(e), USAGE_ERROR)
     print(f"report written to {path}")
@@ -211,21 +253,42 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import os
-    import shutil
+    from pathlib import Path
 
-    from .tracking import ui_command
+    from .tracking import TrackingError, experiment_links, resolve_uri, ui_command
 
-    cmd = ui_command(args.uri, args.port)
-    if shutil.which(cmd[0]) is None:
-        return _fail("the mlflow command is not installed (pip install mlflow)", USAGE_ERROR)
+    uri = resolve_uri(args.uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return _fail(f"no MLflow tracking store at {uri}: run a job first (arsearch train ..., "
+                     f"arsearch study run ...), or name the store with --uri or MLFLOW_TRACKING_URI", USAGE_ERROR)
+    if uri.startswith(("http://", "https://")):
+        return _fail(f"{uri} is a tracking server with its own UI: open it in a browser", USAGE_ERROR)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    base = f"http://{shown}:{args.port}"
+    try:
+        links = experiment_links(uri, base)
+    except TrackingError as e:
+        return _fail(str(e), USAGE_ERROR)
+    cmd = ui_command(uri, args.host, args.port, args.workers)
     print(" ".join(cmd), flush=True)
-    os.execvp(cmd[0], cmd)
+    print(f"MLflow UI on {base}  (it takes a few seconds to answer; Ctrl-C stops it)")
+    for name, url, n in links:
+        print(f"  runs of experiment {name!r} ({n} runs): {url}")
+    if not links:
+        print(f"  {uri} holds no runs yet")
+    sys.stdout.flush()
+    # MLflow's job runner (GenAI judges, trace roll-ups) starts ~7 more processes, which arsearch's
+    # runs do not use; the user's own setting wins
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    os.execv(cmd[0], cmd)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="arsearch", description="Augmented Random Search for PyTorch models.")
+    parser.add_argument("--version", action="version", version=f"arsearch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="run one ARS training job from a TOML config")
@@ -264,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-trials", type=int, help="trials this process runs (each worker runs its own count)")
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     run.add_argument("--n-jobs", type=int, help="trials in parallel threads of this process")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: the base config's tracking.uri)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: the base config's tracking.uri, "
+                     "else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_study_run)
@@ -277,9 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     _review_args(report)
     report.add_argument("--out", default="reports", help="output root (default: reports)")
     report.set_defaults(func=cmd_report)
-    ui = sub.add_parser("ui", help="open the MLflow UI on the tracking store")
-    ui.add_argument("--uri", default="sqlite:///mlflow.db", help="tracking URI (default: sqlite:///mlflow.db)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print each experiment's runs URL")
+    ui.add_argument("--uri", default=None,
+                    help="tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for all)")
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
+    ui.add_argument("--workers", type=int, default=1,
+                    help="server worker processes (default: 1; each costs start-up time and memory)")
     ui.set_defaults(func=cmd_ui)
     return parser
 

@@ -152,7 +152,7 @@ class StopConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = True
-    uri: str = "sqlite:///mlflow.db"
+    uri: str = ""            # "": the MLFLOW_TRACKING_URI environment variable, else sqlite:///mlflow.db
     experiment: str = "arsearch"
     run_name: str = ""
 
@@ -345,10 +345,63 @@ def to_dict(obj) -> dict:
     return out
 
 
+def applicable(config: JobConfig) -> dict:
+    """`to_dict(config)` without the keys this job does not read (an RL env in a digits job, the
+    hogwild worker count with another backend, the tables of population strategies not in the
+    list...), so resolved configs, MLflow params and reports show what the job actually uses.
+    Loading the result gives back a config that trains exactly the same way."""
+    out = to_dict(config)
+    task, ars = out["task"], out["ars"]
+    if config.task.kind == "supervised":
+        _drop(task, "env", "policy", "horizon", "shift", "eval_episodes")
+        model = config.model.factory if config.model is not None and config.model.factory else config.task.model
+        if model == "mlp":                  # a user factory may take any of these: keep them all
+            _drop(task, "channels")
+        elif model == "cnn":
+            _drop(task, "hidden")
+    else:
+        _drop(task, "dataset", "model", "channels", "activation", "batch_size", "test_fraction")
+        if config.task.policy == "linear":
+            _drop(task, "hidden")
+    backend = config.ars.backend
+    if backend != "hogwild":
+        _drop(ars, "workers")
+    if backend != "distributed":
+        _drop(ars, "nproc")
+    if backend not in ("hogwild", "distributed"):
+        _drop(ars, "timeout")
+    if backend != "vectorized":
+        _drop(ars, "devices")
+    if backend == "sequential":
+        _drop(ars, "vector_chunk")
+    if config.ars.noise_source != "table":
+        _drop(ars, "table_size")
+    if config.population is not None:
+        _drop(out["population"], *(s for s in ("culling", "annealing", "tabu", "pso")
+                                   if s not in config.population.strategies))
+    if config.compress is not None:
+        c = out["compress"]
+        if config.compress.prune == 0:
+            _drop(c, "prune_scope", "prune_schedule", "prune_iterations", "prune_every")
+        elif config.compress.prune_schedule == "start":
+            _drop(c, "prune_iterations", "prune_every")
+    if not config.tracking.enabled:
+        _drop(out["tracking"], "uri", "experiment", "run_name")
+    else:                               # empty strings are "not set": the defaults say what applies
+        _drop(out["tracking"], *(k for k in ("uri", "run_name") if not out["tracking"][k]))
+    return out
+
+
+def _drop(table: dict, *keys: str) -> None:
+    for key in keys:
+        table.pop(key, None)
+
+
 def to_toml(config: JobConfig) -> str:
+    """The config as a job TOML with only the keys that apply (see `applicable`)."""
     import tomli_w
 
-    return tomli_w.dumps(to_dict(config))
+    return tomli_w.dumps(applicable(config))
 
 
 def parse_value(text: str) -> Any:

@@ -58,10 +58,11 @@ def _supervised(task, what: str):
         raise ValueError(f"{what} needs a supervised task ([task] kind = 'supervised')")
 
 
-def pretrain(task, epochs: int, lr: float = 0.01, batch_size: int = 64, seed: int = 0) -> list[float]:
+def pretrain(task, epochs: int, lr: float = 0.01, batch_size: int = 64, seed: int = 0,
+             progress: bool = False) -> list[float]:
     """Train the task's model with Adam on its training split (the 'gradient-pretrained' model).
 
-    Returns the mean training loss of each epoch.
+    Returns the mean training loss of each epoch; `progress` shows a bar with the loss per epoch.
     """
     _supervised(task, "pretraining")
     model = base_model(task)
@@ -69,6 +70,11 @@ def pretrain(task, epochs: int, lr: float = 0.01, batch_size: int = 64, seed: in
     gen = torch.Generator().manual_seed(seed)
     n = len(task.x_train)
     losses = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=epochs, desc="pretrain (Adam)", unit="epoch", file=sys.stderr)
     for _ in range(epochs):
         total = 0.0
         for idx in torch.randperm(n, generator=gen).split(batch_size):
@@ -79,6 +85,11 @@ def pretrain(task, epochs: int, lr: float = 0.01, batch_size: int = 64, seed: in
             opt.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / n)
+        if bar is not None:
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.update()
+    if bar is not None:
+        bar.close()
     for p in model.parameters():
         p.grad = None
     return losses
@@ -129,7 +140,13 @@ class PosttrainResult:
         return asdict(self)
 
 
-def load_pretrained(config: JobConfig, task) -> bool:
+def _phase(progress: bool, message: str) -> None:
+    """One line on stderr as a phase starts, so a long step is never silent (with progress on)."""
+    if progress:
+        print(f"posttrain: {message}", file=sys.stderr, flush=True)
+
+
+def load_pretrained(config: JobConfig, task, progress: bool = False) -> bool:
     """Load [model] checkpoint into the task's model, pretraining it first if it is missing and allowed.
 
     Returns whether pretraining happened.
@@ -141,7 +158,8 @@ def load_pretrained(config: JobConfig, task) -> bool:
     path = Path(m.checkpoint)
     pretrained = False
     if not path.exists() and m.pretrain_epochs > 0:
-        pretrain(task, m.pretrain_epochs, m.pretrain_lr, seed=config.seed)
+        _phase(progress, f"{path} does not exist: pretraining {m.pretrain_epochs} epochs with Adam first")
+        pretrain(task, m.pretrain_epochs, m.pretrain_lr, seed=config.seed, progress=progress)
         ckpt.save(path, base_model(task).state_dict())
         pretrained = True
     load_weights(task, path)
@@ -160,17 +178,23 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
     from .trainer import Trainer, resolve_device
 
     torch.manual_seed(config.seed)
+    _phase(progress, "building the task and the model")
     task = build_task(config, resolve_device(config.task.device))
-    pretrained = load_pretrained(config, task)
+    pretrained = load_pretrained(config, task, progress)
+    _phase(progress, "evaluating the pretrained model")
     before = task.evaluate()
+    if config.compress is not None:
+        _phase(progress, "compressing the model")
     trainer = Trainer(config, callbacks=callbacks, progress=progress, task=task)
     compressed = task.evaluate() if config.compress is not None else dict(before)
+    _phase(progress, f"fine-tuning with ARS: {trainer.space.dim} searched values, {config.ars.iterations} iterations")
     space = trainer.space
     full_dim = sum(p.numel() for p in base_model(task).parameters())
     search_dim = space.dim
     train = trainer.run()
     after = {k.removeprefix("eval/"): v for k, v in train.items() if k.startswith("eval/")} or task.evaluate()
     out_dir = Path(config.checkpoint.dir)
+    _phase(progress, f"exporting to {out_dir}")
     state = {k: v.detach().clone() for k, v in base_model(task).state_dict().items()}
     exported = ckpt.save(out_dir / "posttrained.pt", state)
     compressed_path = None
@@ -186,6 +210,7 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
                              compressed_checkpoint=compressed_path, stored_bytes=stored, pretrained=pretrained)
     (out_dir / "posttrain.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if (track if track is not None else config.tracking.enabled):
+        _phase(progress, "logging the run to MLflow")
         result.tracking_error = log_to_mlflow(config, result, trainer.history)
         if result.tracking_error:
             print(f"arsearch: warning: MLflow tracking failed ({result.tracking_error}); "

@@ -122,17 +122,107 @@ def _deep(d: dict) -> dict:
     return {k: (_deep(v) if isinstance(v, dict) else v) for k, v in d.items()}
 
 
-def write_report(study: optuna.Study, out_root: str | Path = "reports", top: int = 10) -> Path:
+# Fewer completed trials than this, and fANOVA's importances are mostly noise.
+FEW_TRIALS_FOR_IMPORTANCES = 20
+
+
+def search_lines(study: optuna.Study) -> list[str]:
+    """Sampler, pruner and search space as Markdown lines (recorded by `study run` on the study)."""
+    search = study.user_attrs.get("arsearch.search")
+    if not search:
+        return ["Sampler, pruner and search space: not recorded (the study predates arsearch 0.1's record of them)."]
+    lines = [f"Sampler: `{search['sampler']}` (first {search['startup_trials']} trials random)  ",
+             f"Pruner: `{search['pruner']}`" + (f" (no pruning before iteration {search['warmup_steps']})"
+                                                if search.get("warmup_steps") else ""), "", "Search space:", ""]
+    lines += [f"- `{key}`: {desc}" for key, desc in search.get("space", {}).items()] or ["- (no keys)"]
+    return lines
+
+
+def study_description(study: optuna.Study) -> str:
+    """The study in a few Markdown lines: the MLflow parent run's description."""
+    metrics = study.user_attrs.get("arsearch.metrics") or ["objective"]
+    trials = study.get_trials(deepcopy=False)
+    counts = {st.name.lower(): sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
+    head = [f"Optuna study **{study.study_name}**: "
+            + ", ".join(f"{m} ({d.name.lower()})" for m, d in zip(metrics, study.directions)) + ".  ",
+            "Trials: " + (", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none yet") + ".", ""]
+    return "\n".join(head + search_lines(study))
+
+
+def _duration(t: optuna.trial.FrozenTrial) -> float | None:
+    if t.datetime_start and t.datetime_complete:
+        return (t.datetime_complete - t.datetime_start).total_seconds()
+    return None
+
+
+def _wall_time(trials) -> str:
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    if not starts or not ends:
+        return "n/a"
+    wall = (max(ends) - min(starts)).total_seconds()
+    busy = sum(d for t in trials if (d := _duration(t)) is not None)
+    return f"{wall:.0f} s from the first trial's start to the last trial's end ({busy:.0f} s of trials in all)"
+
+
+def _provenance() -> str:
+    """Date, arsearch version and the git commit of the working directory (when it is a checkout)."""
+    import datetime
+    import subprocess
+
+    from . import __version__
+
+    try:
+        # the checkout this arsearch runs from (not the working directory, which may be anywhere)
+        commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Written {now} by arsearch {__version__} (commit {commit})."
+
+
+def top_learning_curves(study: optuna.Study, path: Path, count: int = 5) -> Path | None:
+    """The objective at each evaluation of the best `count` trials, on one plot."""
+    rows = [t for t in trial_rows(study, count) if t.intermediate_values]
+    if not rows:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    metric = (study.user_attrs.get("arsearch.metrics") or ["objective"])[0]
+    fig = Figure(figsize=(9, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for t in rows:
+        steps = sorted(t.intermediate_values)
+        ax.plot(steps, [t.intermediate_values[k] for k in steps], marker="o", ms=3,
+                label=f"trial {t.number} ({t.values[0]:.4g})")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(metric)
+    ax.set_title(f"learning curves of the top {len(rows)} trials")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def write_report(study: optuna.Study, out_root: str | Path = "reports", top: int = 10,
+                 storage: str | None = None) -> Path:
     out = Path(out_root) / study.study_name
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     counts = {st.name: sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
     metrics = study.user_attrs.get("arsearch.metrics") or ["objective"]
     plots = study_plots(study, out, metrics)
-    lines = [f"# Study `{study.study_name}`", "",
-             f"Regenerate: `arsearch report --storage <URL> --study-name {study.study_name}`", "",
+    curves = top_learning_curves(study, out / "top_learning_curves.png") if len(study.directions) == 1 else None
+    regenerate = (f"arsearch report --storage {storage} --study-name {study.study_name}" if storage
+                  else f"arsearch report --storage STORAGE_URL --study-name {study.study_name}")
+    lines = [f"# Study `{study.study_name}`", "", _provenance() + "  ",
+             f"Regenerate: `{regenerate}" + (f" --out {out_root}`" if str(out_root) != "reports" else "`"), "",
              f"Objective(s): {', '.join(f'{m} ({d.name.lower()})' for m, d in zip(metrics, study.directions))}  ",
-             "Trials: " + ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n), ""]
+             "Trials: " + ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n) + "  ",
+             f"Wall time: {_wall_time(trials)}", "", *search_lines(study), ""]
     censored = [t for t in trials if t.user_attrs.get("censored")]
     if censored:
         lines += [f"Censored: {len(censored)} completed trial(s) did not reach the target within their budget; "
@@ -140,17 +230,46 @@ def write_report(study: optuna.Study, out_root: str | Path = "reports", top: int
     rows = trial_rows(study, top)
     if rows:
         best = rows[0]
-        lines += [f"## Best trial: {best.number}", "", f"Values: {', '.join(f'{v:.6g}' for v in best.values)}", "",
+        lines += [f"## Best trial: {best.number}", "", f"Values: {', '.join(f'{v:.6g}' for v in best.values)}  ",
+                  f"MLflow run: `{best.user_attrs.get('mlflow_run_id', 'not tracked')}`", "",
                   "```toml", best_config_toml(study, best).rstrip(), "```", "",
                   f"## Top {len(rows)} trials", "", markdown_table(study, top), ""]
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    if pruned:
+        lines += ["## Pruned trials", "", "| trial | pruned at iteration | last reported value | after (s) | MLflow run |",
+                  "|---|---|---|---|---|"]
+        for t in pruned:
+            step = t.last_step
+            value = t.intermediate_values.get(step) if step is not None else None
+            d = _duration(t)
+            lines.append(f"| {t.number} | {step if step is not None else 'before its first report'} | "
+                         f"{'' if value is None else f'{value:.5g}'} | {'' if d is None else f'{d:.0f}'} | "
+                         f"`{t.user_attrs.get('mlflow_run_id', '')}` |")
+        lines.append("")
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
     if failed:
         lines += ["## Failed trials", ""]
         lines += [f"- trial {t.number}: {t.user_attrs.get('fail_reason', 'worker died (heartbeat stale)')}"
-                  for t in failed]
+                  f" (MLflow run `{t.user_attrs.get('mlflow_run_id', '')}`)" for t in failed]
         lines.append("")
+    lines += ["## All trials", "", "| trial | state | " + " | ".join(metrics) + " | duration (s) | MLflow run |",
+              "|---|---|" + "---|" * len(metrics) + "---|---|"]
+    for t in trials:
+        values = [f"{v:.5g}" for v in t.values] if t.values else [""] * len(metrics)
+        d = _duration(t)
+        lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(values)
+                     + f" | {'' if d is None else f'{d:.1f}'} | `{t.user_attrs.get('mlflow_run_id', '')}` |")
+    lines.append("")
+    if curves is not None:
+        lines += ["## Learning curves of the top trials", "",
+                  f"The objective at each evaluation reported to Optuna. ![top learning curves]({curves.name})", ""]
     if plots:
-        lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+        lines += ["## Plots", ""]
+        done = counts["COMPLETE"]
+        if any(p.stem == "param_importances" for p in plots) and done < FEW_TRIALS_FOR_IMPORTANCES:
+            lines += [f"Caveat: the parameter importances rest on {done} completed trials (fANOVA on fewer than "
+                      f"{FEW_TRIALS_FOR_IMPORTANCES} is mostly noise); read them as a hint, not a ranking.", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .callbacks import Callback
-from .config import JobConfig, to_dict, to_toml
+from .config import JobConfig, applicable, to_toml
 
 log = logging.getLogger("arsearch.tracking")
 
@@ -28,6 +28,22 @@ ROLE_TAG = "arsearch.role"
 TRIAL_TAG = "arsearch.trial"
 STATE_TAG = "arsearch.state"
 PARENT_TAG = "mlflow.parentRunId"
+PRUNED_TAG = "arsearch.pruned"
+OBJECTIVE_TAG = "arsearch.objective"
+NOTE_TAG = "mlflow.note.content"          # the run's (or experiment's) description in the MLflow UI
+# MLflow 3's UI opens an experiment on its GenAI "Overview" (traces) unless the experiment says it
+# is classic model training; this tag and value are what the UI bundle reads to open the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """The tracking URI to use: the given one (tracking.uri, --tracking-uri, --uri), else the
+    MLFLOW_TRACKING_URI environment variable, else sqlite:///mlflow.db in the working directory."""
+    import os
+
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
 class TrackingError(RuntimeError):
@@ -46,8 +62,9 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def config_params(config: JobConfig) -> dict[str, str]:
-    """The full resolved config as MLflow params (dotted keys, string values within MLflow's limit)."""
-    return {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()}
+    """The resolved config's keys that apply to the job as MLflow params (dotted keys, string values
+    within MLflow's limit)."""
+    return {k: str(v)[:6000] for k, v in flatten(applicable(config)).items()}
 
 
 def connect(uri: str, timeout: float = 5.0):
@@ -55,7 +72,9 @@ def connect(uri: str, timeout: float = 5.0):
 
     For SQLite the database is created here, once, by the calling process (two processes creating
     the same fresh database at once crash), so workers started afterwards find it ready.
+    An empty `uri` means `resolve_uri()`: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.
     """
+    uri = resolve_uri(uri)
     if uri.startswith(("http://", "https://")):
         url = uri.rstrip("/") + "/health"
         try:
@@ -87,11 +106,17 @@ def connect(uri: str, timeout: float = 5.0):
 
 
 def experiment_id(client, name: str) -> str:
+    """The id of experiment `name`, created if needed, and marked as a model-training experiment."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:      # one created by an older arsearch, or by hand
+            try:
+                client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+            except Exception as e:                    # noqa: BLE001 - a read-only store still tracks
+                log.debug("cannot tag experiment %s: %s", name, e)
         return exp.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     except Exception:                                 # noqa: BLE001 - another worker created it first
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -164,6 +189,7 @@ class MlflowCallback(Callback):
         self.failed: str | None = None
         self._last: dict[str, float] = {}
         self._buffer: list = []
+        self._logged: dict[str, float] = {}          # the last value logged per key
         self.sent_batches = 0
 
     # every MLflow call goes through here, so that tracking can never break training
@@ -226,6 +252,7 @@ class MlflowCallback(Callback):
         for k, v in metrics.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf"):
                 self._buffer.append(Metric(k, float(v), now, int(step)))
+                self._logged[k] = v
         if len(self._buffer) >= 1000:
             self.flush()
 
@@ -270,7 +297,10 @@ class MlflowCallback(Callback):
                tags: dict[str, str] | None = None) -> None:
         """Flush, then (on the sending thread) final metrics, tags, artifacts, and close the run."""
         step = int(result.get("iterations", 0) or 0)
-        self.log_metrics({f"final/{k}": v for k, v in result.items() if k not in ("iterations", "checkpoint")}, step)
+        # the result's values under their own names, only those the history has not already logged
+        # with that value (a final/* copy of the last evaluation only repeated it)
+        self.log_metrics({k: v for k, v in result.items() if k not in ("iterations", "checkpoint")
+                          and self._logged.get(k) != v}, step)
         self.flush()
         history = list(history)
         self.submit(lambda: self._finalize(result, history, ok, status, tags or {}))
@@ -318,9 +348,48 @@ def train_callback(config: JobConfig) -> MlflowCallback | None:
     return cb
 
 
-def ui_command(uri: str, port: int = 5000) -> list[str]:
-    return ["mlflow", "ui", "--backend-store-uri", uri, "--port", str(port)]
+def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1) -> list[str]:
+    """`mlflow ui` run by this interpreter (works from a virtualenv that is not activated)."""
+    import sys
+
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
+            "--port", str(port), "--workers", str(workers)]
+
+
+def runs_url(base: str, experiment: str, objective: str = "", direction: str = "maximize") -> str:
+    """The runs table of an experiment in the MLflow UI, not its GenAI overview (MLflow 3.17's UI
+    picks the view from the `workflowType` URL parameter, or what the browser last chose), sorted
+    by the study's objective when there is one (which also lists the trials flat, best first)."""
+    from urllib.parse import quote
+
+    url = f"{base.rstrip('/')}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    if objective:
+        url += (f"&orderByKey={quote(f'metrics.`{objective}`', safe='')}"
+                f"&orderByAsc={'true' if direction == 'minimize' else 'false'}")
+    return url
+
+
+def experiment_links(uri: str, base: str) -> list[tuple[str, str, int]]:
+    """(name, runs-table URL, number of runs) of every experiment in the store that has runs.
+
+    Experiments without the model-training kind tag get it here, so a store written by an older
+    arsearch also opens on its runs.
+    """
+    client = connect(uri)
+    out = []
+    for exp in client.search_experiments():
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        if not runs:
+            continue
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            experiment_id(client, exp.name)
+        studies = client.search_runs([exp.experiment_id], f"tags.`{ROLE_TAG}` = 'study'", max_results=1)
+        tags = studies[0].data.tags if studies else {}
+        out.append((exp.name, runs_url(base, exp.experiment_id, tags.get(OBJECTIVE_TAG, ""),
+                                       tags.get("arsearch.direction", "maximize")), len(runs)))
+    return out
 
 
 __all__ = ["MlflowCallback", "TrackingError", "connect", "config_params", "flatten", "learning_curve_png",
-           "train_callback", "experiment_id", "ui_command", "lineage_table", "LINEAGE_ARTIFACT"]
+           "train_callback", "experiment_id", "experiment_links", "resolve_uri", "runs_url", "ui_command",
+           "lineage_table", "LINEAGE_ARTIFACT"]

@@ -63,7 +63,7 @@ def test_study_trials_are_tracked_as_nested_runs(tmp_cwd):
         assert run.data.params["ars.backend"] == t.params["ars.backend"]
         assert run.data.params["task.hidden"] == "[16]"
         assert len(client.get_metric_history(run.info.run_id, "train/score")) == 10
-        assert run.data.metrics["final/eval/accuracy"] == pytest.approx(t.value)
+        assert run.data.metrics["eval/accuracy"] == pytest.approx(t.value)
         arts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.toml", "learning_curve.png", "checkpoint"} <= arts
         local = client.download_artifacts(run.info.run_id, "config.toml", str(tmp_cwd))

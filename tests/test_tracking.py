@@ -82,7 +82,7 @@ def test_train_logs_one_run_with_batched_metrics(tmp_cwd, monkeypatch):
     points = sum(calls)
     metric_batches = [n for n in calls if n]
     assert points >= 60 * 3 and len(metric_batches) <= 3       # 60 iterations in a handful of requests
-    assert run.data.metrics["final/eval/accuracy"] == json.loads((tmp_cwd / "runs/tiny/metrics.json").read_text())[
+    assert run.data.metrics["eval/accuracy"] == json.loads((tmp_cwd / "runs/tiny/metrics.json").read_text())[
         "eval/accuracy"]
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.toml", "learning_curve.png", "checkpoint"} <= arts

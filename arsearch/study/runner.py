@@ -135,8 +135,14 @@ class StudyTracker:
             except Exception:                                       # noqa: BLE001 - another store
                 run_id = None
         if run_id is None:
+            from ..reports import study_description
+            from ..tracking import NOTE_TAG, OBJECTIVE_TAG
+
             run = client.create_run(self.experiment_id, run_name=study.study_name,
-                                    tags={STUDY_TAG: study.study_name, ROLE_TAG: "study"})
+                                    tags={STUDY_TAG: study.study_name, ROLE_TAG: "study",
+                                          OBJECTIVE_TAG: spec.settings.metrics[0],
+                                          "arsearch.direction": spec.settings.directions[0],
+                                          NOTE_TAG: study_description(study)})
             run_id = run.info.run_id
             study.set_user_attr(key, run_id)
             from ..tracking import MlflowCallback, flatten
@@ -151,10 +157,18 @@ class StudyTracker:
         self.parent_id = run_id
 
     def child(self, trial: optuna.Trial, config: JobConfig):
-        from ..tracking import PARENT_TAG, ROLE_TAG, STATE_TAG, STUDY_TAG, TRIAL_TAG, MlflowCallback
+        from ..tracking import (
+            OBJECTIVE_TAG,
+            PARENT_TAG,
+            ROLE_TAG,
+            STATE_TAG,
+            STUDY_TAG,
+            TRIAL_TAG,
+            MlflowCallback,
+        )
 
         tags = {PARENT_TAG: self.parent_id, STUDY_TAG: self.study.study_name, TRIAL_TAG: str(trial.number),
-                ROLE_TAG: "trial", STATE_TAG: "RUNNING"}
+                ROLE_TAG: "trial", STATE_TAG: "RUNNING", OBJECTIVE_TAG: self.spec.settings.metrics[0]}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
@@ -182,8 +196,19 @@ class StudyTracker:
             tags["arsearch.stop_reason"] = str(result["stop/reason"])
         if "censored" in trial.user_attrs:        # spend-to-target: missed the target within the budget
             tags["arsearch.censored"] = str(trial.user_attrs["censored"]).lower()
+        if state == "PRUNED":       # MLflow's own status for it is KILLED; say what happened
+            from ..tracking import PRUNED_TAG
+
+            at = result.get("iterations") if result else None
+            at = at if at is not None else (history[-1]["iteration"] if history else "")
+            tags.update({PRUNED_TAG: "true", "arsearch.pruned_at": str(at)})
         if reason:
             tags["arsearch.fail_reason"] = reason[:5000]
+        # the runs table shows no metric column until one is picked, but always the run name: put the
+        # objective (or the pruning) there, so the table reads like the study at a glance
+        name = _run_label(trial.number, state, result or {}, self.spec.settings.metrics, tags.get("arsearch.pruned_at"))
+        if cb.run_id:
+            cb.submit(lambda: cb._safe("rename run", self.client.update_run, cb.run_id, name=name))
         # queued on the study's sending thread: the next trial starts while this one's artifacts upload
         cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
                   tags=tags)
@@ -210,13 +235,46 @@ class StudyTracker:
         if done and not self.spec.multi_objective:
             best = self.study.best_trial
             cb.log_metrics({f"best/{s.metric}": best.value, "best/trial": best.number}, step=len(trials))
+            # the best value so far after each completed trial: the study's progress as a chart
+            # (the same points again from another worker's finish are the same curve)
+            maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+            best_so_far = None
+            for t in sorted(done, key=lambda t: t.number):
+                if best_so_far is None or (t.value > best_so_far if maximize else t.value < best_so_far):
+                    best_so_far = t.value
+                cb.log_metrics({f"best_so_far/{s.metric}": best_so_far}, step=t.number)
         cb.flush()
+        from ..reports import best_config_toml, study_description
+        from ..tracking import NOTE_TAG
+
+        cb._safe("set description", self.client.set_tag, self.parent_id, NOTE_TAG, study_description(self.study))
+        if done:
+            try:
+                toml = best_config_toml(self.study)
+                path = out_dir.parent / "best.toml"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(toml)
+                cb.log_artifact(path)
+            except (ValueError, ConfigError) as e:
+                log.warning("best config not logged: %s", e)
         try:
             for png in study_plots(self.study, out_dir, s.metrics):
                 cb.log_artifact(png, "plots")
         except Exception as e:                                     # noqa: BLE001
             log.warning("study plots skipped: %s", e)
         cb._safe("end parent run", self.client.set_terminated, self.parent_id, "FINISHED")
+
+
+def _run_label(number: int, state: str, result: dict, metrics: list[str], pruned_at: str | None) -> str:
+    """A trial run's name once it ended: `trial-3 = 0.9422` (the objective; the runs-table link sorts
+    by it, so its name is in the header), `trial-4 pruned@40`, `trial-5 fail`. Short, because the
+    UI cuts the name column at ~22 characters."""
+    if state == "COMPLETE":
+        values = [f"{result[m]:.4g}" for m in metrics if isinstance(result.get(m), (int, float))]
+        return f"trial-{number} = {', '.join(values)}" if values else f"trial-{number}"
+    if state == "PRUNED":
+        return f"trial-{number} pruned@{pruned_at}" if pruned_at else f"trial-{number} pruned"
+    return f"trial-{number} {state.lower()}"
 
 
 def _config_params(config: JobConfig) -> dict[str, str]:
@@ -268,6 +326,10 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
         study.set_user_attr("arsearch.base", spec.base)
         study.set_user_attr("arsearch.metrics", s.metrics)
         study.set_user_attr("arsearch.study_file", str(spec.path) if spec.path else "")
+    if created or "arsearch.search" not in study.user_attrs:    # what `report` and the parent run describe
+        study.set_user_attr("arsearch.search", {
+            "sampler": s.sampler, "pruner": s.pruner, "startup_trials": s.startup_trials,
+            "warmup_steps": s.warmup_steps, "space": {p.key: _describe(p) for p in spec.params}})
     return study, created
 
 

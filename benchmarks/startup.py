@@ -1,0 +1,180 @@
+"""Start-up cost of the `arsearch` command: --help, --version, and a 2-iteration `train`.
+
+    nice python benchmarks/startup.py              # ~3-5 minutes on 2 cores
+    python benchmarks/startup.py --reps 5
+
+Every figure is the median wall time of `--reps` runs of a fresh process (the way a user meets
+it), interleaved so that machine load drifts hit all of them alike:
+- `arsearch --help` and `arsearch --version` (the target is at most 0.5 s);
+- `arsearch train` of a 2-iteration digits job: without tracking, with tracking into an existing
+  SQLite store, into a fresh one (MLflow creates and migrates its schema), and with `--nproc 2`
+  (torchrun and two ranks);
+- the pieces: `import torch`, `import mlflow`, `import sklearn`, and the job's own training time
+  (`elapsed` in its metrics.json).
+Writes reports/startup.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import write_report  # noqa: E402
+
+JOB = """
+seed = 0
+[task]
+kind = "supervised"
+dataset = "digits"
+[ars]
+iterations = 2
+directions = 8
+top = 4
+[eval]
+every = 2
+[tracking]
+enabled = {tracking}
+uri = "{uri}"
+experiment = "startup"
+[checkpoint]
+dir = "{dir}"
+every = 100
+"""
+
+
+def arsearch() -> list[str]:
+    script = Path(sys.executable).parent / "arsearch"        # the console script a user runs
+    return [str(script)] if script.exists() else [sys.executable, "-m", "arsearch.cli"]
+
+
+def timed(cmd: list[str], cwd: Path, env: dict) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-nproc", action="store_true", help="skip the --nproc 2 case")
+    ap.add_argument("--baseline", default="",
+                    help="another arsearch console script (e.g. an older checkout's .venv/bin/arsearch) whose "
+                         "--help and 2-iteration train (no tracking) are timed alongside, as the 'before'")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="arsearch-startup-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = str(ROOT)
+    cli = arsearch()
+    # an MLflow store that exists already (what every run after the first one meets)
+    template = work / "template.db"
+    subprocess.run([sys.executable, "-c", f"from arsearch.tracking import connect; connect('sqlite:///{template}')"],
+                   env=env, check=True, capture_output=True)
+
+    def job(name: str, tracking: bool, uri: str = "") -> Path:
+        path = work / f"{name}.toml"
+        path.write_text(JOB.format(tracking=str(tracking).lower(), uri=uri, dir=work / "runs" / name))
+        return path
+
+    plain = job("plain", False)
+    existing = job("existing", True, f"sqlite:///{work / 'existing.db'}")
+    fresh = job("fresh", True, f"sqlite:///{work / 'fresh.db'}")
+
+    def reset_existing():
+        shutil.copy(template, work / "existing.db")
+
+    def reset_fresh():
+        (work / "fresh.db").unlink(missing_ok=True)
+
+    cases = {
+        "arsearch --help": ([*cli, "--help"], None),
+        "arsearch --version": ([*cli, "--version"], None),
+        "python -c 'import torch'": ([sys.executable, "-c", "import torch"], None),
+        "python -c 'import mlflow'": ([sys.executable, "-c", "import mlflow"], None),
+        "python -c 'import sklearn'": ([sys.executable, "-c", "import sklearn"], None),
+        "train, no tracking": ([*cli, "train", str(plain), "--quiet"], None),
+        "train, tracking to an existing SQLite store": ([*cli, "train", str(existing), "--quiet"], reset_existing),
+        "train, tracking to a fresh SQLite store": ([*cli, "train", str(fresh), "--quiet"], reset_fresh),
+    }
+    if not args.no_nproc:
+        cases["train --nproc 2, no tracking"] = ([*cli, "train", str(plain), "--quiet", "--nproc", "2"], None)
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for rep in range(args.reps):
+        for name, (cmd, reset) in cases.items():
+            if reset is not None:
+                reset()
+            times[name].append(timed(cmd, work, env))
+            print(f"rep {rep + 1}/{args.reps}  {name}: {times[name][-1]:.2f} s", flush=True)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    job_time = json.loads((work / "runs" / "plain" / "metrics.json").read_text()).get("time/elapsed_s")
+
+    baseline_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}      # its own checkout, not this one
+    if args.baseline:                   # timed again here, in its own environment, interleaved with a rerun of ours
+        pairs = [("baseline: arsearch --help", [args.baseline, "--help"], "arsearch --help"),
+                 ("baseline: train, no tracking", [args.baseline, "train", str(plain), "--quiet"],
+                  "train, no tracking")]
+        if not args.no_nproc:
+            pairs.append(("baseline: train --nproc 2, no tracking",
+                          [args.baseline, "train", str(plain), "--quiet", "--nproc", "2"], "train --nproc 2, no tracking"))
+        for name, cmd, ours in pairs:
+            times[name] = []
+            for _ in range(args.reps):
+                times[name].append(timed(cmd, work, baseline_env))
+                times[ours].append(timed(cases[ours][0], work, env))
+            med[name], med[ours] = statistics.median(times[name]), statistics.median(times[ours])
+    rows = ["| command | median (s) | min–max (s) |", "|---|---|---|"]
+    rows += [f"| `{name}` | {med[name]:.2f} | {min(v):.2f}–{max(v):.2f} |" for name, v in times.items()]
+    base = med["train, no tracking"]
+    notes = [
+        f"- `--help` answers in {med['arsearch --help']:.2f} s and `--version` in {med['arsearch --version']:.2f} s "
+        f"(target ≤ 0.5 s: {'met' if max(med['arsearch --help'], med['arsearch --version']) <= 0.5 else 'missed'}); "
+        f"`--help` is {med['python -c ' + repr('import torch')] / med['arsearch --help']:.0f}× faster than "
+        "importing torch, which it no longer does.",
+        f"- The 2-iteration job itself trains for {job_time:.3f} s" if isinstance(job_time, (int, float))
+        else "- The job's own training time was not recorded",
+        f"  of the {base:.1f} s `train` takes without tracking; the rest is start-up: importing torch "
+        f"({med['python -c ' + repr('import torch')]:.1f} s alone) and scikit-learn "
+        f"({med['python -c ' + repr('import sklearn')]:.1f} s alone, for the dataset and its stratified split), "
+        "building the task, writing checkpoints.",
+        f"- Tracking adds {med['train, tracking to an existing SQLite store'] - base:.1f} s with an existing store "
+        f"(importing MLflow alone: {med['python -c ' + repr('import mlflow')]:.1f} s) and "
+        f"{med['train, tracking to a fresh SQLite store'] - base:.1f} s when MLflow first creates the store "
+        "(its schema migrations; once per store).",
+    ]
+    if args.baseline:
+        notes.append(f"- Before (`{args.baseline}`): `--help` {med['baseline: arsearch --help']:.2f} s, "
+                     f"{med['baseline: arsearch --help'] / med['arsearch --help']:.0f}× this one; a 2-iteration "
+                     f"`train` {med['baseline: train, no tracking']:.1f} s, "
+                     f"{med['baseline: train, no tracking'] / med['train, no tracking']:.2f}× this one"
+                     + (f"; `--nproc 2` {med['baseline: train --nproc 2, no tracking']:.1f} s, "
+                        f"{med['baseline: train --nproc 2, no tracking'] / med['train --nproc 2, no tracking']:.2f}× "
+                        "this one" if "baseline: train --nproc 2, no tracking" in med else "") + ".")
+    notes.append(f"- Load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: on a busy machine "
+                 "every figure here grows; the ratios are what carries over.")
+    if "train --nproc 2, no tracking" in med:
+        notes.append(f"- `--nproc 2` takes {med['train --nproc 2, no tracking']:.1f} s: "
+                     f"{med['train --nproc 2, no tracking'] / base:.1f}× the single-process job, for torchrun and two "
+                     "ranks that each import torch and build the task on the same cores.")
+    body = ("# Start-up of the `arsearch` command\n\n{HEADER}"
+            f"Median of {args.reps} fresh processes per command, interleaved.\n\n" + "\n".join(rows) + "\n\n"
+            + "\n".join(notes) + "\n")
+    print(write_report("startup", body))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
