@@ -34,7 +34,7 @@ def cmd_train(args) -> int:
     except ConfigError as e:
         return _fail(str(e), USAGE_ERROR)
     if config.ars.backend == "distributed" and config.ars.nproc > 1 and not _launched():
-        # torchrun and its ranks import torch; this process only waits for them, so it does not
+        # torchrun and its ranks do the work; this process only waits for them
         return launch_distributed(args, overrides, config.ars.nproc)
     from .backends import WorkerLost
     from .backends.distributed import launched
