@@ -204,18 +204,18 @@ class UserNet(nn.Module):
         return self.b(torch.tanh(self.a(x))).squeeze(-1)
 
 
-def optimizer_reference(model, x, y, steps, *, step_size, noise, directions, top, version, seed):
+def optimizer_reference(model, batches, *, step_size, noise, directions, top, version, seed):
     """The reference ARS with a closure's loss: V2 records every input of the 2N forward passes."""
     layout = reference.Layout(model)
     theta = layout.theta(model)
-    moments = reference.StateMoments(x.shape[1])
+    moments = reference.StateMoments(batches[0][0].shape[1])
     v2 = version in ("v2", "v2t")
-    x, y = x.double().numpy(), y.double().numpy()
     out = []
-    for it in range(steps):
+    for it, (x, y) in enumerate(batches):
+        x, y = x.double().numpy(), y.double().numpy()
         xs = reference.normalise(x, moments.mean(), moments.std()) if v2 else x
 
-        def score(th, xs=xs):
+        def score(th, xs=xs, y=y):
             p = layout.unpack(th)
             h = np.tanh(xs @ p["a.weight"].T + p["a.bias"])
             return -float((((h @ p["b.weight"].T + p["b.bias"])[:, 0] - y) ** 2).mean())
@@ -237,13 +237,15 @@ def test_ars_optimizer_matches_the_reference(version):
     v2 = version in ("v2", "v2t")
     model = UserNet(normalize=v2)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(48, 5, generator=g) * 2 + 1
-    y = x[:, 0] - 0.5 * x[:, 1] * x[:, 2]
+    batches = []
+    for shift in range(4):     # a new mini-batch every step, its distribution drifting
+        x = torch.randn(48, 5, generator=g) * (2 + shift) + shift
+        batches.append((x, x[:, 0] - 0.5 * x[:, 1] * x[:, 2]))
     settings = dict(step_size=0.05, noise=0.03, directions=6, top=3, version=version, seed=7)
-    expected = optimizer_reference(model, x, y, 4, **settings)
+    expected = optimizer_reference(model, batches, **settings)
     opt = ARS(model.parameters(), normalizer=model.norm if v2 else None, **settings)
-    for it, (theta, count, mean, std) in enumerate(expected):
-        opt.step(lambda: nn.functional.mse_loss(model(x), y))
+    for it, ((x, y), (theta, count, mean, std)) in enumerate(zip(batches, expected)):
+        opt.step(lambda x=x, y=y: nn.functional.mse_loss(model(x), y))
         got = np.concatenate([p.detach().double().numpy().ravel() for p in model.parameters()])
         np.testing.assert_allclose(got, theta, **THETA_TOL, err_msg=f"θ after step {it}")
         if v2:
