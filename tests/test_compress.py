@@ -71,6 +71,29 @@ def test_share_weights_linear_init_and_codebook_size():
     nearest = (w[mask].unsqueeze(1) - cb.unsqueeze(0)).abs().argmin(1)
     assert torch.equal(idx[mask], nearest)
     assert (idx[~mask] == 0).all()
+    # ... and every centroid is the mean of its members (the linear initialisation alone is not)
+    live = w[mask].double()
+    for j in range(cb.numel()):
+        members = live[idx[mask] == j]
+        assert members.numel() > 0
+        assert float(cb[j]) == pytest.approx(float(members.mean()), abs=1e-6)
+    # the same fixed point as an independent 1-D Lloyd from the same linear start
+    assert torch.allclose(cb.double(), lloyd_1d(live, cb.numel()), atol=1e-6)
+
+
+def lloyd_1d(values, k, iterations=1000):
+    """Plain Lloyd iterations on a line, from k centroids spaced evenly between min and max."""
+    import numpy as np
+
+    x = values.numpy()
+    c = np.linspace(x.min(), x.max(), k)
+    for _ in range(iterations):
+        label = np.abs(x[:, None] - c[None, :]).argmin(1)
+        new = np.array([x[label == j].mean() if (label == j).any() else c[j] for j in range(k)])
+        if np.array_equal(new, c):
+            break
+        c = new
+    return torch.as_tensor(c)
 
 
 def test_pruning_schedule_is_cubic_and_reaches_target():

@@ -5,6 +5,7 @@ Rank processes cost a few seconds each to start, so the jobs are tiny and groupe
 test_distributed_cli.py.
 """
 
+import math
 import socket
 import sys
 from pathlib import Path
@@ -77,7 +78,12 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
                 torch.testing.assert_close(rank["model"][key], value, rtol=1e-12, atol=1e-12, msg=key)
             assert rank["counters"] == single.task.counters      # counts of both ranks, summed
             assert rank["scores"] == pytest.approx([h["train/score"] for h in single.history], abs=1e-9)
-        assert ranks[0]["bytes"] > 0
+        # the payload the module docstring documents, per iteration and rank: one all_gather of
+        # 2·ceil(N/W) scores + one float per counter, one all_reduce of 1 + 2·obs_dim V2 moments
+        n, iterations = config.ars.directions, config.ars.iterations
+        obs_dim = single.task.normalizer.mean.numel()
+        per_iteration = 2 * math.ceil(n / 2) + len(single.task.counters) + 1 + 2 * obs_dim
+        assert [r["bytes"] for r in ranks] == [8 * iterations * per_iteration] * 2
     # rank 1 wrote nothing: only rank 0's files are there
     assert sorted(p.name for p in (tmp_path / "sup-distributed").iterdir()) == ["final.pt", "metrics.json"]
 

@@ -106,8 +106,26 @@ def test_all_strategies_learn_digits_and_resume_exactly(tmp_path):
     resumed = Trainer(cfg, progress=False)
     resumed.run(resume=True)
     assert resumed.history[0]["iteration"] == 31
-    assert torch.allclose(resumed.learner.thetas, trainer.learner.thetas, atol=1e-6)
+    # exact: θ of every learner, their fitness, each strategy's state, the priorities, the model
+    assert_same_state(resumed.learner.state_dict(), trainer.learner.state_dict())
     assert torch.equal(resumed.task.sampler.priorities, trainer.task.sampler.priorities)
+    assert_same_state(resumed.model.state_dict(), trainer.model.state_dict())
+
+
+def assert_same_state(a, b, where="state"):
+    """Nested dicts/lists of tensors and numbers, equal bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
 
 
 def test_resume_refuses_a_population_of_another_size(tmp_path):
