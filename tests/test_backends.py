@@ -9,7 +9,6 @@ from arsearch.noise import SeedNoise, iteration_seeds
 from arsearch.normalizer import RunningNorm
 from arsearch.spaces import FullSpace
 from arsearch.trainer import Trainer
-from tests.helpers import job
 from tests.support import make_job
 
 
@@ -33,8 +32,8 @@ def test_full_space_round_trips_and_expands():
 def test_sequential_and_vectorized_reach_the_same_parameters(tmp_path, model, version):
     results = {}
     for backend in ("sequential", "vectorized"):
-        cfg = job(tmp_path / backend, **{"ars.backend": backend, "task.model": model, "ars.version": version,
-                                         "ars.iterations": 5})
+        cfg = make_job("digits", tmp_path / backend, **{"ars.backend": backend, "task.model": model,
+                                                      "ars.version": version, "ars.iterations": 5})
         trainer = Trainer(cfg, progress=False)
         trainer.run()
         results[backend] = (trainer.space.vector(), trainer.last_eval)
@@ -44,7 +43,7 @@ def test_sequential_and_vectorized_reach_the_same_parameters(tmp_path, model, ve
 
 
 def test_one_iteration_same_scores_and_step(tmp_path):
-    cfg = job(tmp_path, **{"ars.iterations": 1})
+    cfg = make_job("digits", tmp_path / "run", **{"ars.iterations": 1})
     trainer = Trainer(cfg, progress=False)
     space, task, noise = trainer.space, trainer.task, SeedNoise()
     theta0 = space.vector()
@@ -68,7 +67,8 @@ def test_one_iteration_same_scores_and_step(tmp_path):
 def test_vectorized_split_over_devices_matches_single_call(tmp_path):
     results = []
     for devices in ([], ["cpu", "cpu"]):
-        cfg = job(tmp_path / str(len(devices)), **{"ars.devices": devices, "ars.iterations": 3, "ars.vector_chunk": 5})
+        cfg = make_job("digits", tmp_path / str(len(devices)), **{"ars.devices": devices, "ars.iterations": 3,
+                                                                 "ars.vector_chunk": 5})
         trainer = Trainer(cfg, progress=False)
         trainer.run()
         results.append(trainer.space.vector())
@@ -96,7 +96,7 @@ def test_fused_mlp_forward_equals_vmap_functional_call(tmp_path, version):
 
     from arsearch.tasks.supervised import fused_mlp_forward
 
-    cfg = job(tmp_path, **{"task.hidden": [16, 8], "task.activation": "tanh", "ars.version": version})
+    cfg = make_job("digits", tmp_path / "run", **{"task.hidden": [16, 8], "task.activation": "tanh", "ars.version": version})
     trainer = Trainer(cfg, progress=False)
     trainer.run()       # V2: a normaliser with non-trivial statistics
     space, model = trainer.space, trainer.model

@@ -3,19 +3,17 @@
 import multiprocessing
 import os
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from parallel_helpers import tiny_job  # noqa: E402
+from arsearch.backends import WorkerLost
+from arsearch.callbacks import Callback
+from arsearch.config import ConfigError
+from arsearch.trainer import Trainer, TrainingDiverged
+from tests.support import make_job
 
-from arsearch.backends import WorkerLost  # noqa: E402
-from arsearch.callbacks import Callback  # noqa: E402
-from arsearch.config import ConfigError  # noqa: E402
-from arsearch.trainer import Trainer, TrainingDiverged  # noqa: E402
+pytestmark = pytest.mark.multiprocess
 
 
 def run(config, callbacks=()):
@@ -25,8 +23,8 @@ def run(config, callbacks=()):
 
 @pytest.mark.parametrize("version", ["v1t", "v2t"])
 def test_one_worker_equals_the_vectorized_run(tmp_path, version):
-    single, _ = run(tiny_job(tmp_path / "v", **{"ars.version": version}))
-    hog, result = run(tiny_job(tmp_path / "h", **{"ars.version": version, "ars.backend": "hogwild", "ars.workers": 1}))
+    single, _ = run(make_job("digits", tmp_path / "v", **{"ars.version": version}))
+    hog, result = run(make_job("digits", tmp_path / "h", **{"ars.version": version, "ars.backend": "hogwild", "ars.workers": 1}))
     for (name, a), (_, b) in zip(single.model.state_dict().items(), hog.model.state_dict().items()):
         assert torch.equal(a, b), name
     assert result["iterations"] == 10
@@ -45,7 +43,7 @@ class SnapshotWorkers(Callback):
 
 
 def test_two_workers_learn_and_make_exactly_the_configured_updates(tmp_path):
-    config = tiny_job(tmp_path, **{"ars.backend": "hogwild", "ars.workers": 2, "ars.iterations": 40,
+    config = make_job("digits", tmp_path, **{"ars.backend": "hogwild", "ars.workers": 2, "ars.iterations": 40,
                                    "ars.version": "v2t", "eval.every": 40})
     trainer = Trainer(config, callbacks=[workers_seen := SnapshotWorkers()], progress=False)
     before = trainer.evaluate()["eval/loss"]
@@ -64,7 +62,7 @@ def test_two_workers_learn_and_make_exactly_the_configured_updates(tmp_path):
 
 
 def test_rl_v2_statistics_of_both_workers_are_merged(tmp_path):
-    config = tiny_job(tmp_path, **{"task.kind": "rl", "task.env": "Swimmer-v5", "task.horizon": 30,
+    config = make_job("digits", tmp_path, **{"task.kind": "rl", "task.env": "Swimmer-v5", "task.horizon": 30,
                                    "task.eval_episodes": 1, "ars.version": "v2t", "ars.directions": 3,
                                    "ars.top": 2, "ars.iterations": 6, "ars.backend": "hogwild", "ars.workers": 2})
     trainer, result = run(config)
@@ -76,11 +74,11 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     # one worker is deterministic (it equals the vectorized run), so the resumed θ can be checked
     # bit for bit against an uninterrupted run: it must continue from the checkpoint's θ and V2 state
     overrides = {"ars.backend": "hogwild", "ars.workers": 1, "checkpoint.every": 5, "ars.version": "v2t"}
-    run(tiny_job(tmp_path / "r", **{**overrides, "ars.iterations": 5}))
-    trainer = Trainer(tiny_job(tmp_path / "r", **{**overrides, "ars.iterations": 12}), progress=False)
+    run(make_job("digits", tmp_path / "r", **{**overrides, "ars.iterations": 5}))
+    trainer = Trainer(make_job("digits", tmp_path / "r", **{**overrides, "ars.iterations": 12}), progress=False)
     result = trainer.run(resume=True)
     assert result["iterations"] == 12 and [h["iteration"] for h in trainer.history] == list(range(6, 13))
-    straight, _ = run(tiny_job(tmp_path / "s", **{**overrides, "ars.iterations": 12}))
+    straight, _ = run(make_job("digits", tmp_path / "s", **{**overrides, "ars.iterations": 12}))
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), trainer.model.state_dict().items()):
         assert torch.equal(a, b), name
     assert trainer.task.counters == straight.task.counters
@@ -95,7 +93,7 @@ class KillWorker(SnapshotWorkers):
 
 
 def test_a_killed_worker_stops_the_job_with_a_clear_error(tmp_path):
-    config = tiny_job(tmp_path, **{"ars.backend": "hogwild", "ars.workers": 2, "ars.iterations": 100_000})
+    config = make_job("digits", tmp_path, **{"ars.backend": "hogwild", "ars.workers": 2, "ars.iterations": 100_000})
     trainer = Trainer(config, callbacks=[killer := KillWorker()], progress=False)
     with pytest.raises(WorkerLost, match=r"hogwild worker 0 \(pid \d+\) was killed by signal SIGKILL"):
         trainer.run()
@@ -105,21 +103,21 @@ def test_a_killed_worker_stops_the_job_with_a_clear_error(tmp_path):
 
 
 def test_a_failing_worker_reports_its_error(tmp_path):
-    config = tiny_job(tmp_path, **{"ars.backend": "hogwild", "ars.workers": 2, "ars.iterations": 100_000,
-                                   "task.model": "parallel_helpers:raising_model"})
+    config = make_job("digits", tmp_path, **{"ars.backend": "hogwild", "ars.workers": 2, "ars.iterations": 100_000,
+                                   "task.model": "tests.support.parallel:raising_model"})
     with pytest.raises(WorkerLost, match="boom: a failure inside the worker"):
         run(config)
 
 
 def test_a_hung_worker_is_stopped_after_the_timeout(tmp_path):
-    config = tiny_job(tmp_path, **{"ars.backend": "hogwild", "ars.workers": 1, "ars.iterations": 100,
-                                   "ars.timeout": 1.0, "task.model": "parallel_helpers:hanging_model"})
+    config = make_job("digits", tmp_path, **{"ars.backend": "hogwild", "ars.workers": 1, "ars.iterations": 100,
+                                   "ars.timeout": 1.0, "task.model": "tests.support.parallel:hanging_model"})
     with pytest.raises(WorkerLost, match="no hogwild worker finished a step in ars.timeout = 1.0 s"):
         run(config)
 
 
 def test_divergence_in_a_worker_is_a_training_divergence(tmp_path):
-    config = tiny_job(tmp_path, **{"ars.backend": "hogwild", "ars.workers": 2, "ars.step_size": 1e38,
+    config = make_job("digits", tmp_path, **{"ars.backend": "hogwild", "ars.workers": 2, "ars.step_size": 1e38,
                                    "ars.iterations": 50})
     with pytest.raises(TrainingDiverged):
         run(config)
@@ -127,19 +125,19 @@ def test_divergence_in_a_worker_is_a_training_divergence(tmp_path):
 
 def test_config_refuses_zero_workers(tmp_path):
     with pytest.raises(ConfigError, match="ars.workers"):
-        tiny_job(tmp_path, **{"ars.backend": "hogwild", "ars.workers": 0})
+        make_job("digits", tmp_path, **{"ars.backend": "hogwild", "ars.workers": 0})
 
 
 def test_config_refuses_hogwild_with_a_population(tmp_path):
     with pytest.raises(ConfigError, match="cannot be combined with \\[population\\]"):
-        tiny_job(tmp_path, **{"ars.backend": "hogwild", "population.size": 2})
+        make_job("digits", tmp_path, **{"ars.backend": "hogwild", "population.size": 2})
 
 
 def test_cli_exits_1_with_the_worker_error(tmp_path, capsys):
     from arsearch.cli import main
 
     job = tmp_path / "job.toml"
-    job.write_text('[task]\nmodel = "parallel_helpers:raising_model"\nhidden = [8]\nbatch_size = 32\n'
+    job.write_text('[task]\nmodel = "tests.support.parallel:raising_model"\nhidden = [8]\nbatch_size = 32\n'
                    '[ars]\nbackend = "hogwild"\ndirections = 4\ntop = 2\niterations = 1000\n'
                    f'[tracking]\nenabled = false\n[checkpoint]\ndir = "{tmp_path / "run"}"\n')
     assert main(["train", str(job), "--quiet"]) == 1

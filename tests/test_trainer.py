@@ -9,12 +9,12 @@ from arsearch import checkpoint as ckpt
 from arsearch.callbacks import Callback
 from arsearch.cli import main
 from arsearch.trainer import Trainer, TrainingDiverged
-from tests.helpers import job
+from tests.support import make_job
 
 
 @pytest.mark.parametrize("version", ["v1", "v1t", "v2", "v2t"])
 def test_every_version_learns_digits(tmp_path, version):
-    cfg = job(tmp_path, **{"ars.version": version, "ars.iterations": 40, "task.hidden": [32]})
+    cfg = make_job("digits", tmp_path / "run", **{"ars.version": version, "ars.iterations": 40, "task.hidden": [32]})
     trainer = Trainer(cfg, progress=False)
     before = trainer.task.evaluate()["accuracy"]
     result = trainer.run()
@@ -35,10 +35,10 @@ class StopAt(Callback):
 @pytest.mark.parametrize("backend,extra", [("vectorized", {}), ("sequential", {"ars.version": "v2t"})])
 def test_resume_reaches_the_same_result_as_an_uninterrupted_run(tmp_path, backend, extra):
     overrides = {"ars.backend": backend, "ars.iterations": 12, "checkpoint.every": 4, **extra}
-    full = Trainer(job(tmp_path / "full", **overrides), progress=False)
+    full = Trainer(make_job("digits", tmp_path / "full", **overrides), progress=False)
     full_result = full.run()
 
-    cfg = job(tmp_path / "cut", **overrides)
+    cfg = make_job("digits", tmp_path / "cut", **overrides)
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, callbacks=[StopAt(7)], progress=False).run()
     assert ckpt.latest(cfg.checkpoint.dir).name == "iter_0000004.pt"
@@ -51,11 +51,11 @@ def test_resume_reaches_the_same_result_as_an_uninterrupted_run(tmp_path, backen
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="no checkpoint"):
-        Trainer(job(tmp_path), progress=False).run(resume=True)
+        Trainer(make_job("digits", tmp_path / "run"), progress=False).run(resume=True)
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    cfg = job(tmp_path, **{"ars.iterations": 20, "checkpoint.every": 5})
+    cfg = make_job("digits", tmp_path / "run", **{"ars.iterations": 20, "checkpoint.every": 5})
     trainer = Trainer(cfg, progress=False)
     real = trainer.task.score_params
 
@@ -73,7 +73,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_cli_reports_divergence_with_exit_code_1(tmp_path, capsys):
     cfg = tmp_path / "job.toml"
-    cfg.write_text(f'[task]\ndataset = "tests.helpers:nan_dataset"\nbatch_size = 16\n[ars]\ndirections = 2\ntop = 1\n'
+    cfg.write_text(f'[task]\ndataset = "tests.support:nan_dataset"\nbatch_size = 16\n[ars]\ndirections = 2\ntop = 1\n'
                    f'iterations = 5\n[tracking]\nenabled = false\n[checkpoint]\ndir = "{tmp_path / "run"}"\n')
     assert main(["train", str(cfg), "--quiet"]) == 1
     err = capsys.readouterr().err
@@ -81,7 +81,7 @@ def test_cli_reports_divergence_with_exit_code_1(tmp_path, capsys):
 
 
 def test_metrics_json_and_checkpoint_contents(tmp_path):
-    trainer = Trainer(job(tmp_path), progress=False)
+    trainer = Trainer(make_job("digits", tmp_path / "run"), progress=False)
     result = trainer.run()
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved == result and saved["count/forward_examples"] == 10 * 16 * 64

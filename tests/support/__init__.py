@@ -24,7 +24,7 @@ DIGITS = {
     "ars": {"directions": 8, "top": 4, "iterations": 10, "step_size": 0.05, "noise": 0.03},
     "eval": {"every": 5},
     "tracking": {"enabled": False},
-    "checkpoint": {"every": 5},
+    "checkpoint": {"every": 1000},      # no intermediate checkpoints unless a test asks for them
 }
 
 # The paper's setting, short: Swimmer-v5 with a linear policy starting at zero.
@@ -37,20 +37,39 @@ SWIMMER = {
     "checkpoint": {"every": 100},
 }
 
-# A population of 3 learners on the digits job.
-POPULATION = {**DIGITS, "ars": {**DIGITS["ars"], "directions": 4, "top": 2, "iterations": 6},
-              "population": {"size": 3, "epoch": 2}, "eval": {"every": 3}, "checkpoint": {"every": 3}}
+# Four learners with every strategy, on prioritised digits mini-batches.
+POPULATION = {
+    "seed": 1,
+    "task": {"dataset": "digits", "model": "mlp", "hidden": [16], "batch_size": 64},
+    "ars": {"directions": 6, "top": 3, "iterations": 20, "step_size": 0.05},
+    "population": {"size": 4, "epoch": 5, "strategies": ["culling", "annealing", "tabu", "pso"],
+                   "culling": {"mutation": 0.001}, "annealing": {"t0": 0.05}, "tabu": {"radius": 0.002}},
+    "sampling": {},
+    "eval": {"every": 10},
+    "tracking": {"enabled": False},
+    "checkpoint": {"every": 10},
+}
 
 PRESETS = {"digits": DIGITS, "rl": SWIMMER, "population": POPULATION}
 
 
 def make_job(kind: str = "digits", directory: str | Path | None = None, **dotted_overrides) -> JobConfig:
-    """A validated `JobConfig` from preset `kind`, writing under `directory`, with dotted-key overrides."""
+    """A validated `JobConfig` from preset `kind`, writing under `directory`, with dotted-key overrides.
+
+    An override whose value is None removes that key (or a whole optional table, e.g. "sampling").
+    """
     if kind not in PRESETS:
         raise ValueError(f"unknown test preset {kind!r}; allowed: {', '.join(PRESETS)}")
     data = copy.deepcopy(PRESETS[kind])
     if directory is not None:
         data["checkpoint"]["dir"] = str(directory)
+    for key in [k for k, v in dotted_overrides.items() if v is None]:
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(last, None)
+        del dotted_overrides[key]
     return load_job(data=data, overrides=dotted_overrides)
 
 
