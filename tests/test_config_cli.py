@@ -94,8 +94,8 @@ def test_train_command_end_to_end(tmp_path):
 
 def test_user_dataset_and_model_by_import_path(tmp_path):
     path = write(tmp_path, GOOD.format(dir=tmp_path / "run"))
-    code = main(["train", str(path), "--quiet", "--set", "task.dataset=tests.helpers:user_dataset",
-                 "--set", "task.model=tests.helpers:user_model", "--set", "ars.iterations=20"])
+    code = main(["train", str(path), "--quiet", "--set", "task.dataset=tests.support:user_dataset",
+                 "--set", "task.model=tests.support:user_model", "--set", "ars.iterations=20"])
     assert code == 0
     result = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert result["eval/accuracy"] > 0.9   # two well-separated blobs

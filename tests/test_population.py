@@ -14,28 +14,13 @@ from arsearch.population import Population
 from arsearch.spaces import FullSpace
 from arsearch.tasks import build_task
 from arsearch.trainer import Trainer
+from tests.support import make_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def job(tmp, **over):
-    data = {"seed": 1, "task": {"hidden": [16], "batch_size": 64},
-            "ars": {"directions": 6, "top": 3, "iterations": 20, "step_size": 0.05},
-            "population": {"size": 4, "epoch": 5, "strategies": ["culling", "annealing", "tabu", "pso"],
-                           "culling": {"mutation": 0.001}, "annealing": {"t0": 0.05},
-                           "tabu": {"radius": 0.002}},
-            "sampling": {}, "eval": {"every": 10}, "tracking": {"enabled": False},
-            "checkpoint": {"dir": str(tmp / "run"), "every": 10}}
-    for key, value in over.items():
-        node = data
-        *parts, last = key.split(".")
-        for p in parts:
-            node = node.setdefault(p, {})
-        if value is None:
-            node.pop(last, None)
-        else:
-            node[last] = value
-    return load_job(data=data)
+    return make_job("population", tmp / "run", **over)
 
 
 def parts(cfg):
