@@ -1,7 +1,6 @@
 """Config validation and the `arsearch train` command: usage errors exit 2 before any work."""
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -77,11 +76,11 @@ def test_set_overrides_and_resolved_toml_round_trip(tmp_path):
     assert again == cfg
 
 
-def test_train_command_end_to_end(tmp_path):
+@pytest.mark.multiprocess
+def test_train_command_end_to_end(tmp_path, run_cli):
     run = tmp_path / "run"
     path = write(tmp_path, GOOD.format(dir=run))
-    proc = subprocess.run([sys.executable, "-m", "arsearch.cli", "train", str(path)], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_cli([sys.executable, "-m", "arsearch.cli", "train", str(path)], timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["iterations"] == 6 and 0 <= result["eval/accuracy"] <= 1
