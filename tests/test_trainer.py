@@ -1,7 +1,9 @@
 """Training jobs: learning happens, resume is exact, divergence keeps the last good checkpoint."""
 
+import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,16 +11,22 @@ from arsearch import checkpoint as ckpt
 from arsearch.callbacks import Callback
 from arsearch.cli import main
 from arsearch.trainer import Trainer, TrainingDiverged
-from tests.support import make_job
+from tests.support import make_job, reference
 
 
 @pytest.mark.parametrize("version", ["v1", "v1t", "v2", "v2t"])
 def test_every_version_learns_digits(tmp_path, version):
     cfg = make_job("digits", tmp_path / "run", **{"ars.version": version, "ars.iterations": 40, "task.hidden": [32]})
     trainer = Trainer(cfg, progress=False)
+    start = copy.deepcopy(trainer.model)
     before = trainer.task.evaluate()["accuracy"]
     result = trainer.run()
     assert result["eval/accuracy"] > max(0.4, before + 0.3)
+    # A wrong step size or a wrong normalisation learns too; what must hold is that these 40
+    # iterations land where the paper's algorithm (the NumPy reference) lands from the same seeds.
+    expected = reference.run_supervised(cfg, start)[-1]["thetas"][0]
+    learned = torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()]).double().numpy()
+    np.testing.assert_allclose(learned, expected, rtol=1e-3, atol=1e-4)
     if version.startswith("v2"):
         assert float(trainer.task.normalizer.count) == 40 * 64
 
@@ -87,3 +95,31 @@ def test_metrics_json_and_checkpoint_contents(tmp_path):
     assert saved == result and saved["count/forward_examples"] == 10 * 16 * 64
     state = ckpt.load(tmp_path / "run" / "final.pt")
     assert state["format"] == ckpt.FORMAT and "[ars]" in state["config"]
+
+
+class StopAfter(Callback):
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def on_iteration(self, trainer, iteration, metrics):
+        if iteration == self.iteration:
+            trainer.request_stop()
+
+
+@pytest.mark.parametrize("backend", ["vectorized", pytest.param("hogwild", marks=pytest.mark.multiprocess)])
+def test_request_stop_ends_after_the_current_iteration_and_finishes_normally(tmp_path, backend):
+    cfg = make_job("digits", tmp_path / "run", **{"ars.backend": backend, "ars.workers": 1, "ars.iterations": 50})
+    trainer = Trainer(cfg, callbacks=[StopAfter(3)], progress=False)
+    result = trainer.run()
+    assert result["iterations"] == trainer.iteration == 3 and len(trainer.history) == 3
+    assert result["count/forward_examples"] == 3 * 16 * 64     # nothing spent past the stop
+    assert "eval/accuracy" in result                           # evaluated at the stop, as at a normal end
+    final = ckpt.load(tmp_path / "run" / "final.pt")
+    assert final["iteration"] == 3
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == result
+    if backend == "hogwild":
+        return   # its worker runs ahead of the main process (by design), so θ may hold a later update
+    # the θ it stopped with is that of 3 iterations of an uninterrupted run
+    three = Trainer(make_job("digits", tmp_path / "three", **{"ars.iterations": 3}), progress=False)
+    three.run()
+    assert torch.equal(trainer.space.vector(), three.space.vector())
