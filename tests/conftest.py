@@ -20,6 +20,16 @@ torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` are skipped, saying why, on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def tmp_cwd(tmp_path, monkeypatch):
     """Run the test inside a fresh directory (runs/, mlflow.db, optuna.db land there)."""

@@ -35,19 +35,22 @@ class Record(Callback):
         self.thetas, self.scores, self.norms = [], [], []
 
     def on_iteration(self, trainer, iteration, metrics):
-        self.thetas.append(np.concatenate([p.detach().double().numpy().ravel() for p in trainer.model.parameters()]))
+        self.thetas.append(theta_of(trainer.model))
         self.scores.append(metrics["train/score"])
         norm = trainer.task.normalizer
         if norm is not None:
-            self.norms.append((float(norm.count), norm.mean.clone().numpy(), norm.std().clone().numpy()))
+            self.norms.append((float(norm.count), norm.mean.cpu().numpy().copy(), norm.std().cpu().numpy().copy()))
+
+
+def theta_of(model) -> np.ndarray:
+    return np.concatenate([p.detach().double().cpu().numpy().ravel() for p in model.parameters()])
 
 
 def run_trainer(cfg):
     trainer = Trainer(cfg, callbacks=[record := Record()], progress=False)
     start = copy.deepcopy(trainer.model)     # θ0 and the parameter layout, before any step
     trainer.run()
-    final = np.concatenate([p.detach().double().numpy().ravel() for p in trainer.model.parameters()])
-    return start, record, final, trainer
+    return start, record, theta_of(trainer.model), trainer
 
 
 def compare(record, trajectory, final, *, per_iteration_theta=True, best_of_population=False):
@@ -82,6 +85,16 @@ def test_supervised_backends_match_the_reference(tmp_path, backend, version):
     cfg = digits_job(tmp_path, **{"ars.backend": backend, "ars.version": version})
     start, record, final, _ = run_trainer(cfg)
     assert (len(record.norms) > 0) == (version in ("v2", "v2t"))
+    compare(record, reference.run_supervised(cfg, start), final)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("version", ["v1t", "v2t"])
+@pytest.mark.parametrize("backend", ["sequential", "vectorized", "distributed"])
+def test_supervised_backends_on_cuda_match_the_reference(tmp_path, backend, version):
+    # on the GPU the directions come from the CUDA generator, and the forward runs in CUDA float32
+    cfg = digits_job(tmp_path, **{"ars.backend": backend, "ars.version": version, "task.device": "cuda"})
+    start, record, final, _ = run_trainer(cfg)
     compare(record, reference.run_supervised(cfg, start), final)
 
 

@@ -29,13 +29,14 @@ def seeds(seed: int, iteration: int, n: int, stream: int = 0) -> list[int]:
     return [int(s) for s in np.random.SeedSequence([seed, stream, iteration]).generate_state(n)]
 
 
-def direction(seed: int, sizes: list[int], table: np.ndarray | None = None) -> np.ndarray:
-    """δ for one seed, as float64 (drawn in float32, as the library draws it for a float32 model)."""
+def direction(seed: int, sizes: list[int], table: np.ndarray | None = None, device: str = "cpu") -> np.ndarray:
+    """δ for one seed, as float64 (drawn in float32, as the library draws it for a float32 model;
+    on a CUDA model from that device's generator, whose stream differs from the CPU's)."""
     if table is not None:
         offset = seed % (len(table) - sum(sizes))
         return table[offset:offset + sum(sizes)].astype(np.float64)
-    gen = torch.Generator().manual_seed(seed)
-    return np.concatenate([torch.randn(n, generator=gen).double().numpy() for n in sizes])
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return np.concatenate([torch.randn(n, generator=gen, device=device).double().cpu().numpy() for n in sizes])
 
 
 def noise_table(size: int, seed: int = 12345) -> np.ndarray:
@@ -95,7 +96,7 @@ class Layout:
         self.sizes = [int(np.prod(s)) for s in self.shapes]
 
     def theta(self, model) -> np.ndarray:
-        return np.concatenate([p.detach().double().numpy().ravel() for p in model.parameters()])
+        return np.concatenate([p.detach().double().cpu().numpy().ravel() for p in model.parameters()])
 
     def unpack(self, theta) -> dict[str, np.ndarray]:
         out, at = {}, 0
@@ -148,6 +149,7 @@ def run_supervised(config, model, iterations: int | None = None, learners: int =
     layout = Layout(model)
     thetas = [layout.theta(model) for _ in range(learners)]
     table = noise_table(a.table_size) if a.noise_source == "table" else None
+    device = str(next(model.parameters()).device)
     v2 = a.version in ("v2", "v2t")
     moments = StateMoments(x_train.shape[1])
     trajectory = []
@@ -163,7 +165,7 @@ def run_supervised(config, model, iterations: int | None = None, learners: int =
 
         fitness = []
         for k in range(learners):
-            ds = [direction(s, layout.sizes, table) for s in seeds(config.seed, it, a.directions, stream=k)]
+            ds = [direction(s, layout.sizes, table, device) for s in seeds(config.seed, it, a.directions, stream=k)]
             r_plus = [score(thetas[k] + a.noise * d) for d in ds]
             r_minus = [score(thetas[k] - a.noise * d) for d in ds]
             thetas[k] = ars_update(thetas[k], ds, r_plus, r_minus, a.step_size, a.top, a.version)
