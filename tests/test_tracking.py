@@ -1,77 +1,13 @@
 """MLflow tracking of `arsearch train` and of studies: SQLite, a real `mlflow server` over HTTP, failures."""
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from arsearch.cli import main
-from tests.support.study import mlflow_template, write_study
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_mlflow_server(root: Path):
-    """(process, uri) of an `mlflow server` answering /health, or (None, log tail) when it exited
-    first (e.g. another process took the port between `free_port` and the server binding it)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-                             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-                            cwd=root, stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)     # its own group: its workers are stopped with it
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            with urllib.request.urlopen(uri + "/health", timeout=2):
-                return proc, uri
-        except OSError:
-            if proc.poll() is not None:
-                return None, (root / "server.log").read_text()[-2000:]
-            if time.monotonic() > deadline:
-                _stop_group(proc)
-                pytest.fail("mlflow server did not answer in 300 s:\n" + (root / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
-
-
-def _stop_group(proc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` process (one worker) on loopback, stopped at the end of the session."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("mlflow-server")
-    shutil.copy(mlflow_template(), root / "server.db")
-    for _ in range(3):          # a port lost to another process: try another one
-        proc, uri = _start_mlflow_server(root)
-        if proc is not None:
-            break
-    else:
-        pytest.fail("mlflow server did not start:\n" + uri)
-    yield uri
-    _stop_group(proc)
+from tests.support.study import write_study
 
 
 def runs_of(uri, experiment):
