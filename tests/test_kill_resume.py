@@ -21,7 +21,7 @@ import torch
 from arsearch import checkpoint as ckpt
 from arsearch.cli import main
 from arsearch.config import to_toml
-from tests.support import make_job
+from tests.support import assert_same_state, make_job
 
 pytestmark = pytest.mark.multiprocess
 
@@ -61,21 +61,6 @@ def write_config(directory: Path, preset: str, overrides: dict) -> Path:
     return path
 
 
-def assert_same(a, b, where="checkpoint"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_kill_9_then_resume_is_bit_exact(tmp_path, case):
     if case == "rl":
@@ -109,7 +94,7 @@ def test_kill_9_then_resume_is_bit_exact(tmp_path, case):
     reference = torch.load(straight.parent / "run" / "final.pt", weights_only=True)
     assert resumed["iteration"] == reference["iteration"] == overrides["ars.iterations"]
     for key in ("model", "task", "learner"):            # θ, V2 statistics, counters, sampler, population
-        assert_same(resumed[key], reference[key], key)
+        assert_same_state(resumed[key], reference[key], key)
     if case == "population":      # the adaptive temperature moved, and travelled through the checkpoint
         annealing = next(s["state"] for s in resumed["learner"]["strategies"] if s["name"] == "annealing")
         assert annealing["adaptive_t"] != 0.05      # population preset: t0 = 0.05

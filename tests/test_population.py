@@ -14,7 +14,7 @@ from arsearch.population import Population
 from arsearch.spaces import FullSpace
 from arsearch.tasks import build_task
 from arsearch.trainer import Trainer
-from tests.support import make_job
+from tests.support import assert_same_state, make_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,22 +95,6 @@ def test_all_strategies_learn_digits_and_resume_exactly(tmp_path):
     assert_same_state(resumed.learner.state_dict(), trainer.learner.state_dict())
     assert torch.equal(resumed.task.sampler.priorities, trainer.task.sampler.priorities)
     assert_same_state(resumed.model.state_dict(), trainer.model.state_dict())
-
-
-def assert_same_state(a, b, where="state"):
-    """Nested dicts/lists of tensors and numbers, equal bit for bit."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for key in a:
-            assert_same_state(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_state(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def test_resume_refuses_a_population_of_another_size(tmp_path):

@@ -73,6 +73,24 @@ def make_job(kind: str = "digits", directory: str | Path | None = None, **dotted
     return load_job(data=data, overrides=dotted_overrides)
 
 
+def assert_same_state(a, b, where: str = "state") -> None:
+    """Nested dicts/lists of tensors and plain values (state dicts, checkpoints), equal bit for bit."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
 # -- user callables that jobs name as "tests.support:NAME" (package.module:function) ---------------
 
 def user_dataset():
