@@ -9,7 +9,7 @@ import torch
 
 from arsearch.backends import WorkerLost
 from arsearch.callbacks import Callback
-from arsearch.config import ConfigError
+from arsearch.config import ConfigError, to_toml
 from arsearch.trainer import Trainer, TrainingDiverged
 from tests.support import make_job
 
@@ -137,9 +137,9 @@ def test_cli_exits_1_with_the_worker_error(tmp_path, capsys):
     from arsearch.cli import main
 
     job = tmp_path / "job.toml"
-    job.write_text('[task]\nmodel = "tests.support.parallel:raising_model"\nhidden = [8]\nbatch_size = 32\n'
-                   '[ars]\nbackend = "hogwild"\ndirections = 4\ntop = 2\niterations = 1000\n'
-                   f'[tracking]\nenabled = false\n[checkpoint]\ndir = "{tmp_path / "run"}"\n')
+    job.write_text(to_toml(make_job("digits", tmp_path / "run", **{
+        "task.model": "tests.support.parallel:raising_model", "task.hidden": [8], "task.batch_size": 32,
+        "ars.backend": "hogwild", "ars.directions": 4, "ars.top": 2, "ars.iterations": 1000})))
     assert main(["train", str(job), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "arsearch: error: hogwild worker" in err and "boom" in err

@@ -10,6 +10,7 @@ import torch
 from arsearch import checkpoint as ckpt
 from arsearch.callbacks import Callback
 from arsearch.cli import main
+from arsearch.config import to_toml
 from arsearch.trainer import Trainer, TrainingDiverged
 from tests.support import make_job, reference
 
@@ -81,8 +82,9 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_cli_reports_divergence_with_exit_code_1(tmp_path, capsys):
     cfg = tmp_path / "job.toml"
-    cfg.write_text(f'[task]\ndataset = "tests.support:nan_dataset"\nbatch_size = 16\n[ars]\ndirections = 2\ntop = 1\n'
-                   f'iterations = 5\n[tracking]\nenabled = false\n[checkpoint]\ndir = "{tmp_path / "run"}"\n')
+    cfg.write_text(to_toml(make_job("digits", tmp_path / "run", **{
+        "task.dataset": "tests.support:nan_dataset", "task.batch_size": 16, "ars.directions": 2, "ars.top": 1,
+        "ars.iterations": 5})))
     assert main(["train", str(cfg), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "training diverged at iteration" in err and "scored NaN" in err
