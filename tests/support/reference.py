@@ -141,9 +141,22 @@ def supervised_data(dataset: str, seed: int, test_fraction: float = 0.25):
     return x[train], y[train]
 
 
+def population_fitness(config) -> float:
+    """β of a population's fitness f ← β·f + (1 − β)·(mean of the 2N scores); 0 = the latest mean.
+
+    Configs that predate `population.fitness` rank by the latest mean; "ema" (with `fitness_ema`)
+    averages; "eval" is not modelled here.
+    """
+    pc = getattr(config, "population", None)
+    mode = getattr(pc, "fitness", "last") if pc is not None else "last"
+    assert mode in ("last", "ema"), f"the reference does not model population.fitness = {mode!r}"
+    return float(getattr(pc, "fitness_ema", 0.0)) if mode == "ema" else 0.0
+
+
 def run_supervised(config, model, iterations: int | None = None, learners: int = 1):
-    """Trajectory of a supervised job: per iteration, every learner's θ and mean score, and the
-    V2 moments. `model` is the job's model at iteration 0 (its parameter layout and start θ)."""
+    """Trajectory of a supervised job: per iteration, every learner's θ and fitness (the mean score
+    of its 2N candidates, or its moving average), and the V2 moments. `model` is the job's model at
+    iteration 0 (its parameter layout and start θ)."""
     a, t = config.ars, config.task
     x_train, y_train = supervised_data(t.dataset, config.seed, t.test_fraction)
     layout = Layout(model)
@@ -152,6 +165,8 @@ def run_supervised(config, model, iterations: int | None = None, learners: int =
     device = str(next(model.parameters()).device)
     v2 = a.version in ("v2", "v2t")
     moments = StateMoments(x_train.shape[1])
+    beta = population_fitness(config)
+    fitness = [0.0] * learners
     trajectory = []
     for it in range(iterations if iterations is not None else a.iterations):
         idx = np.random.default_rng([config.seed, it]).choice(len(x_train), size=t.batch_size, replace=False)
@@ -163,14 +178,14 @@ def run_supervised(config, model, iterations: int | None = None, learners: int =
         def score(theta, x=x, y=y):
             return -cross_entropy(mlp_forward(layers_of(layout.unpack(theta)), x, t.activation), y)
 
-        fitness = []
         for k in range(learners):
             ds = [direction(s, layout.sizes, table, device) for s in seeds(config.seed, it, a.directions, stream=k)]
             r_plus = [score(thetas[k] + a.noise * d) for d in ds]
             r_minus = [score(thetas[k] - a.noise * d) for d in ds]
             thetas[k] = ars_update(thetas[k], ds, r_plus, r_minus, a.step_size, a.top, a.version)
-            fitness.append(float(np.mean(r_plus + r_minus)))
-        trajectory.append({"thetas": [th.copy() for th in thetas], "fitness": fitness,
+            mean = float(np.mean(r_plus + r_minus))
+            fitness[k] = mean if it == 0 else beta * fitness[k] + (1 - beta) * mean
+        trajectory.append({"thetas": [th.copy() for th in thetas], "fitness": list(fitness),
                            "mean": moments.mean(), "std": moments.std(),
                            "count": moments.count})
     return trajectory
