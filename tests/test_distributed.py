@@ -72,11 +72,13 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
             assert rank["counters"] == single.task.counters      # counts of both ranks, summed
             assert rank["scores"] == pytest.approx([h["train/score"] for h in single.history], abs=1e-9)
         # the payload the module docstring documents, per iteration and rank: one all_gather of
-        # 2·ceil(N/W) scores + one float per counter, one all_reduce of 1 + 2·obs_dim V2 moments
-        n, iterations = config.ars.directions, config.ars.iterations
-        obs_dim = single.task.normalizer.mean.numel()
-        per_iteration = 2 * math.ceil(n / 2) + len(single.task.counters) + 1 + 2 * obs_dim
-        assert [r["bytes"] for r in ranks] == [8 * iterations * per_iteration] * 2
+        # 2·ceil(N/W) scores + one float per counter the task holds by then (an evaluation may add
+        # one: the history's count/ keys are those), one all_reduce of 1 + 2·obs_dim V2 moments
+        n, obs_dim = config.ars.directions, single.task.normalizer.mean.numel()
+        floats = [2 * math.ceil(n / 2) + sum(k.startswith("count/") for k in h) + 1 + 2 * obs_dim
+                  for h in single.history]
+        assert len(floats) == config.ars.iterations
+        assert [r["bytes"] for r in ranks] == [8 * sum(floats)] * 2
     # rank 1 wrote nothing: only rank 0's files are there
     assert sorted(p.name for p in (tmp_path / "sup-distributed").iterdir()) == ["final.pt", "metrics.json"]
 
