@@ -9,7 +9,7 @@ from arsearch.noise import SeedNoise, iteration_seeds
 from arsearch.normalizer import RunningNorm
 from arsearch.spaces import FullSpace
 from arsearch.trainer import Trainer
-from tests.helpers import job
+from tests.support import make_job
 
 
 def test_full_space_round_trips_and_expands():
@@ -32,8 +32,8 @@ def test_full_space_round_trips_and_expands():
 def test_sequential_and_vectorized_reach_the_same_parameters(tmp_path, model, version):
     results = {}
     for backend in ("sequential", "vectorized"):
-        cfg = job(tmp_path / backend, **{"ars.backend": backend, "task.model": model, "ars.version": version,
-                                         "ars.iterations": 5})
+        cfg = make_job("digits", tmp_path / backend, **{"ars.backend": backend, "task.model": model,
+                                                      "ars.version": version, "ars.iterations": 5})
         trainer = Trainer(cfg, progress=False)
         trainer.run()
         results[backend] = (trainer.space.vector(), trainer.last_eval)
@@ -43,7 +43,7 @@ def test_sequential_and_vectorized_reach_the_same_parameters(tmp_path, model, ve
 
 
 def test_one_iteration_same_scores_and_step(tmp_path):
-    cfg = job(tmp_path, **{"ars.iterations": 1})
+    cfg = make_job("digits", tmp_path / "run", **{"ars.iterations": 1})
     trainer = Trainer(cfg, progress=False)
     space, task, noise = trainer.space, trainer.task, SeedNoise()
     theta0 = space.vector()
@@ -67,7 +67,8 @@ def test_one_iteration_same_scores_and_step(tmp_path):
 def test_vectorized_split_over_devices_matches_single_call(tmp_path):
     results = []
     for devices in ([], ["cpu", "cpu"]):
-        cfg = job(tmp_path / str(len(devices)), **{"ars.devices": devices, "ars.iterations": 3, "ars.vector_chunk": 5})
+        cfg = make_job("digits", tmp_path / str(len(devices)), **{"ars.devices": devices, "ars.iterations": 3,
+                                                                 "ars.vector_chunk": 5})
         trainer = Trainer(cfg, progress=False)
         trainer.run()
         results.append(trainer.space.vector())
@@ -95,7 +96,7 @@ def test_fused_mlp_forward_equals_vmap_functional_call(tmp_path, version):
 
     from arsearch.tasks.supervised import fused_mlp_forward
 
-    cfg = job(tmp_path, **{"task.hidden": [16, 8], "task.activation": "tanh", "ars.version": version})
+    cfg = make_job("digits", tmp_path / "run", **{"task.hidden": [16, 8], "task.activation": "tanh", "ars.version": version})
     trainer = Trainer(cfg, progress=False)
     trainer.run()       # V2: a normaliser with non-trivial statistics
     space, model = trainer.space, trainer.model
@@ -110,3 +111,30 @@ def test_fused_mlp_forward_equals_vmap_functional_call(tmp_path, version):
     assert fused_mlp_forward(nn.Sequential(nn.Linear(64, 4), nn.Sigmoid()), {"0.weight": torch.zeros(2, 4, 64),
                                                                             "0.bias": torch.zeros(2, 4)}, x) is None
     assert fused_mlp_forward(model, {k: v for k, v in params.items() if "bias" not in k}, x) is None
+
+
+# Known bug (found by this test): each chunk's candidates take the RL reset seeds batch[i % N] with i
+# counted from the chunk's start, so with ars.vector_chunk a ± pair no longer shares its start state.
+CHUNKED_RL_BUG = pytest.mark.xfail(strict=True, reason="chunked RL evaluation gives candidates the wrong reset "
+                                                       "seeds (index counted within the chunk)")
+
+
+@pytest.mark.parametrize("kind", ["digits", pytest.param("rl", marks=CHUNKED_RL_BUG)])
+def test_chunked_vectorized_evaluation_equals_the_unchunked_one(tmp_path, kind):
+    """ars.vector_chunk only bounds memory: the scores and the trained θ are the same."""
+    if kind == "rl":
+        pytest.importorskip("gymnasium")
+    runs = {}
+    for chunk in (0, 3):      # 3 does not divide the 2N = 8 candidates: a short last chunk
+        cfg = make_job(kind, tmp_path / str(chunk), **{"ars.vector_chunk": chunk, "ars.iterations": 3,
+                                                        "ars.directions": 4, "ars.top": 2, "ars.version": "v2t"})
+        trainer = Trainer(cfg, progress=False)
+        trainer.run()
+        runs[chunk] = trainer
+    whole, chunked = runs[0], runs[3]
+    assert [h["train/score"] for h in chunked.history] == pytest.approx([h["train/score"] for h in whole.history],
+                                                                        rel=1e-6, abs=1e-9)
+    for (name, a), (_, b) in zip(whole.model.state_dict().items(), chunked.model.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+    assert chunked.task.counters == whole.task.counters
+    assert not torch.equal(whole.space.vector(), Trainer(make_job(kind, tmp_path / "x"), progress=False).space.vector())

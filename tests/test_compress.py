@@ -13,10 +13,11 @@ from arsearch.compress import (
     pruning_schedule,
     share_weights,
 )
-from arsearch.config import ConfigError, load_job
+from arsearch.config import ConfigError
 from arsearch.examples import two_layer_net
 from arsearch.noise import SeedNoise
 from arsearch.trainer import Trainer
+from tests.support import make_job
 
 
 def model(seed=0):
@@ -71,6 +72,29 @@ def test_share_weights_linear_init_and_codebook_size():
     nearest = (w[mask].unsqueeze(1) - cb.unsqueeze(0)).abs().argmin(1)
     assert torch.equal(idx[mask], nearest)
     assert (idx[~mask] == 0).all()
+    # ... and every centroid is the mean of its members (the linear initialisation alone is not)
+    live = w[mask].double()
+    for j in range(cb.numel()):
+        members = live[idx[mask] == j]
+        assert members.numel() > 0
+        assert float(cb[j]) == pytest.approx(float(members.mean()), abs=1e-6)
+    # the same fixed point as an independent 1-D Lloyd from the same linear start
+    assert torch.allclose(cb.double(), lloyd_1d(live, cb.numel()), atol=1e-6)
+
+
+def lloyd_1d(values, k, iterations=1000):
+    """Plain Lloyd iterations on a line, from k centroids spaced evenly between min and max."""
+    import numpy as np
+
+    x = values.numpy()
+    c = np.linspace(x.min(), x.max(), k)
+    for _ in range(iterations):
+        label = np.abs(x[:, None] - c[None, :]).argmin(1)
+        new = np.array([x[label == j].mean() if (label == j).any() else c[j] for j in range(k)])
+        if np.array_equal(new, c):
+            break
+        c = new
+    return torch.as_tensor(c)
 
 
 def test_pruning_schedule_is_cubic_and_reaches_target():
@@ -195,31 +219,47 @@ def test_compressed_form_round_trips_bit_exact():
     assert all(torch.equal(back[k], state[k]) for k in state)
 
 
-def job(tmp_path, **compress):
-    data = {"seed": 0, "task": {"dataset": "digits", "hidden": [32], "batch_size": 64},
-            "ars": {"directions": 4, "top": 2, "iterations": 12, "step_size": 0.02, "noise": 0.03},
-            "eval": {"every": 6}, "tracking": {"enabled": False},
-            "checkpoint": {"dir": str(tmp_path / "run"), "every": 6}, "compress": compress}
-    return data
+def job(directory, overrides=None, **compress):
+    """The digits job with a [compress] table, writing under `directory`."""
+    return make_job("digits", directory, **{"task.hidden": [32], "ars.directions": 4, "ars.top": 2,
+                                            "ars.iterations": 12, "ars.step_size": 0.02, "eval.every": 6,
+                                            "checkpoint.every": 6, "compress": compress, **(overrides or {})})
 
 
-@pytest.mark.parametrize("backend", ["sequential", "vectorized"])
-def test_training_job_keeps_pruned_zero_and_shared_tied(tmp_path, backend):
-    data = job(tmp_path, prune=0.8, share_bits=3, search="all")
-    data["ars"]["backend"] = backend
-    trainer = Trainer(load_job(data=data), progress=False)
-    dim = trainer.space.dim
-    assert dim == 2 * 8 + 32 + 10
+# Known bug (found by this test): hogwild moves the model and the space's plain tensors to shared memory,
+# not its codebooks (a dict), so each worker steps a private codebook and the main process keeps the
+# initial one: its parameters end up untied from the codebooks it checkpoints.
+HOGWILD_CODEBOOK_BUG = pytest.mark.xfail(strict=True, reason="hogwild does not share the compressed space's "
+                                                             "codebooks between workers and the main process")
+
+
+@pytest.mark.parametrize("backend,share_bits", [
+    ("sequential", 3), ("vectorized", 3), ("distributed", 3),
+    pytest.param("hogwild", 0, marks=pytest.mark.multiprocess),
+    pytest.param("hogwild", 3, marks=[pytest.mark.multiprocess, HOGWILD_CODEBOOK_BUG]),
+])
+def test_training_job_keeps_pruned_zero_and_shared_tied(tmp_path, backend, share_bits):
+    # hogwild: two workers write the shared θ without a lock; distributed: a world of one in this process
+    trainer = Trainer(job(tmp_path / "run", {"ars.backend": backend, "ars.workers": 2}, prune=0.8,
+                          share_bits=share_bits, search="all"), progress=False)
+    start = trainer.space.vector().clone()
+    if share_bits:    # two codebooks of 2^3 centroids, and the biases
+        assert trainer.space.dim == 2 * 8 + 32 + 10
+        assert set(trainer.space.codebooks) == {"1.weight", "3.weight"}
     trainer.run()
+    assert not torch.equal(trainer.space.vector(), start)      # it trained
     assert_tied(trainer.space)
     assert_pruned_zero(trainer.space)
+    # and what was checkpointed is the same: the model's zeros and ties, the space's codebooks
+    saved = torch.load(tmp_path / "run" / "final.pt", weights_only=True)
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(saved["model"][name], value), name
     assert trainer.space.summary()["compress/pruned"] == pytest.approx(0.8, abs=1e-3)
 
 
 def test_gradual_pruning_shrinks_the_space_and_resumes_exactly(tmp_path):
-    data = job(tmp_path, prune=0.8, prune_schedule="gradual", prune_iterations=8, prune_every=2, search="unpruned")
-    data["ars"]["backend"] = "sequential"
-    straight = Trainer(load_job(data=data), progress=False)
+    compress = dict(prune=0.8, prune_schedule="gradual", prune_iterations=8, prune_every=2, search="unpruned")
+    straight = Trainer(job(tmp_path / "run", {"ars.backend": "sequential"}, **compress), progress=False)
     full = straight.space.dim
     straight.run()
     dims = [row["compress/search_dim"] for row in straight.history if "compress/search_dim" in row]
@@ -228,10 +268,10 @@ def test_gradual_pruning_shrinks_the_space_and_resumes_exactly(tmp_path):
     assert straight.space.summary()["compress/pruned"] == pytest.approx(0.8, abs=1e-3)
     assert_pruned_zero(straight.space)
 
-    data["checkpoint"]["dir"] = str(tmp_path / "resumed")
-    first = Trainer(load_job(data=data, overrides={"ars.iterations": 6}), progress=False)
+    resumed = tmp_path / "resumed"
+    first = Trainer(job(resumed, {"ars.backend": "sequential", "ars.iterations": 6}, **compress), progress=False)
     first.run()
-    second = Trainer(load_job(data=data), progress=False)
+    second = Trainer(job(resumed, {"ars.backend": "sequential"}, **compress), progress=False)
     second.run(resume=True)
     assert second.space.dim == straight.space.dim
     for (k, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values()):
@@ -243,13 +283,12 @@ def test_gradual_pruning_shrinks_the_space_and_resumes_exactly(tmp_path):
                                              ({"search": "unpruned"}, "compress.prune")])
 def test_inconsistent_compress_tables_fail_before_work(tmp_path, compress, match):
     with pytest.raises(ConfigError, match=match):
-        Trainer(load_job(data=job(tmp_path, **compress)), progress=False)
+        Trainer(job(tmp_path / "run", **compress), progress=False)
 
 
 def test_gradual_needs_iterations(tmp_path):
-    data = job(tmp_path, prune=0.5, prune_schedule="gradual")
     with pytest.raises(ConfigError, match="prune_iterations"):
-        Trainer(load_job(data=data), progress=False)
+        Trainer(job(tmp_path / "run", prune=0.5, prune_schedule="gradual"), progress=False)
 
 
 class WatchingNoise(SeedNoise):

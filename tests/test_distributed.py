@@ -5,38 +5,26 @@ Rank processes cost a few seconds each to start, so the jobs are tiny and groupe
 test_distributed_cli.py.
 """
 
-import socket
-import sys
-from pathlib import Path
+import math
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-from parallel_helpers import distributed_rank, tiny_job  # noqa: E402
+from arsearch.backends.distributed import shares
+from arsearch.trainer import Trainer
+from tests.support import make_job
+from tests.support.parallel import distributed_rank
 
-from arsearch.backends.distributed import shares  # noqa: E402
-from arsearch.trainer import Trainer  # noqa: E402
-
-ROOT = HERE.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.multiprocess
 
 
 def equality_jobs(tmp_path, backend):
     # N = 5 and 3 directions over 2 ranks: uneven shares (3 + 2, 2 + 1) exercise the padding
-    supervised = tiny_job(tmp_path / f"sup-{backend}", **{"ars.backend": backend, "ars.version": "v2t",
-                                                          "ars.directions": 5, "ars.top": 3, "ars.iterations": 6})
-    rl = tiny_job(tmp_path / f"rl-{backend}", **{"ars.backend": backend, "task.kind": "rl", "task.env": "Swimmer-v5",
-                                                 "task.horizon": 30, "task.eval_episodes": 1, "ars.version": "v2t",
-                                                 "ars.directions": 3, "ars.top": 2, "ars.iterations": 3,
-                                                 "eval.every": 3})
+    supervised = make_job("digits", tmp_path / f"sup-{backend}", **{"ars.backend": backend, "ars.version": "v2t",
+                                                                    "ars.directions": 5, "ars.top": 3, "ars.iterations": 6})
+    rl = make_job("rl", tmp_path / f"rl-{backend}", **{"ars.backend": backend, "ars.version": "v2t", "ars.directions": 3,
+                                                       "task.horizon": 30, "task.eval_episodes": 1})
     return {"supervised": supervised, "rl": rl}
 
 
@@ -46,9 +34,9 @@ def test_shares_cover_every_direction_once():
 
 
 def test_world_of_one_equals_the_vectorized_run(tmp_path):
-    a = Trainer(tiny_job(tmp_path / "a", **{"ars.version": "v2t"}), progress=False)
+    a = Trainer(make_job("digits", tmp_path / "a", **{"ars.version": "v2t"}), progress=False)
     a.run()
-    b = Trainer(tiny_job(tmp_path / "b", **{"ars.version": "v2t", "ars.backend": "distributed"}), progress=False)
+    b = Trainer(make_job("digits", tmp_path / "b", **{"ars.version": "v2t", "ars.backend": "distributed"}), progress=False)
     b.run()
     for (name, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert torch.equal(x, y), name
@@ -57,14 +45,20 @@ def test_world_of_one_equals_the_vectorized_run(tmp_path):
 
 def test_two_gloo_ranks_equal_one_process(tmp_path):
     ctx = mp.get_context("spawn")
-    port = free_port()
     jobs = equality_jobs(tmp_path, "distributed")
-    procs = [ctx.Process(target=distributed_rank, args=(r, 2, port, jobs, str(tmp_path))) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=240)
-    assert [p.exitcode for p in procs] == [0, 0]
+    store = tmp_path / "group-store"      # the ranks meet through a file: no port to race for
+    procs = [ctx.Process(target=distributed_rank, args=(r, 2, str(store), jobs, str(tmp_path))) for r in range(2)]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=240)
+        assert [p.exitcode for p in procs] == [0, 0]
+    finally:
+        for p in procs:          # a rank still running after the timeout is killed, not left behind
+            if p.is_alive():
+                p.kill()
+                p.join()
 
     for name, config in equality_jobs(tmp_path, "vectorized").items():
         single = Trainer(config, progress=False)
@@ -77,7 +71,14 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
                 torch.testing.assert_close(rank["model"][key], value, rtol=1e-12, atol=1e-12, msg=key)
             assert rank["counters"] == single.task.counters      # counts of both ranks, summed
             assert rank["scores"] == pytest.approx([h["train/score"] for h in single.history], abs=1e-9)
-        assert ranks[0]["bytes"] > 0
+        # the payload the module docstring documents, per iteration and rank: one all_gather of
+        # 2·ceil(N/W) scores + one float per counter the task holds by then (an evaluation may add
+        # one: the history's count/ keys are those), one all_reduce of 1 + 2·obs_dim V2 moments
+        n, obs_dim = config.ars.directions, single.task.normalizer.mean.numel()
+        floats = [2 * math.ceil(n / 2) + sum(k.startswith("count/") for k in h) + 1 + 2 * obs_dim
+                  for h in single.history]
+        assert len(floats) == config.ars.iterations
+        assert [r["bytes"] for r in ranks] == [8 * sum(floats)] * 2
     # rank 1 wrote nothing: only rank 0's files are there
     assert sorted(p.name for p in (tmp_path / "sup-distributed").iterdir()) == ["final.pt", "metrics.json"]
 

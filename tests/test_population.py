@@ -14,28 +14,13 @@ from arsearch.population import Population
 from arsearch.spaces import FullSpace
 from arsearch.tasks import build_task
 from arsearch.trainer import Trainer
+from tests.support import assert_same_state, make_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def job(tmp, **over):
-    data = {"seed": 1, "task": {"hidden": [16], "batch_size": 64},
-            "ars": {"directions": 6, "top": 3, "iterations": 20, "step_size": 0.05},
-            "population": {"size": 4, "epoch": 5, "strategies": ["culling", "annealing", "tabu", "pso"],
-                           "culling": {"mutation": 0.001}, "annealing": {"t0": 0.05},
-                           "tabu": {"radius": 0.002}},
-            "sampling": {}, "eval": {"every": 10}, "tracking": {"enabled": False},
-            "checkpoint": {"dir": str(tmp / "run"), "every": 10}}
-    for key, value in over.items():
-        node = data
-        *parts, last = key.split(".")
-        for p in parts:
-            node = node.setdefault(p, {})
-        if value is None:
-            node.pop(last, None)
-        else:
-            node[last] = value
-    return load_job(data=data)
+    return make_job("population", tmp / "run", **over)
 
 
 def parts(cfg):
@@ -108,8 +93,10 @@ def test_all_strategies_learn_digits_and_resume_exactly(tmp_path):
     resumed = Trainer(cfg, progress=False)
     resumed.run(resume=True)
     assert resumed.history[0]["iteration"] == 31
-    assert torch.allclose(resumed.learner.thetas, trainer.learner.thetas, atol=1e-6)
+    # exact: θ of every learner, their fitness, each strategy's state, the priorities, the model
+    assert_same_state(resumed.learner.state_dict(), trainer.learner.state_dict())
     assert torch.equal(resumed.task.sampler.priorities, trainer.task.sampler.priorities)
+    assert_same_state(resumed.model.state_dict(), trainer.model.state_dict())
 
 
 def test_resume_refuses_a_population_of_another_size(tmp_path):

@@ -4,20 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from arsearch.config import load_job
 from arsearch.trainer import Trainer
+from tests.support import make_job
 
 pytest.importorskip("gymnasium")
 
 
 def rl_job(tmp_path, **overrides):
-    base = {
-        "task": {"kind": "rl", "env": "Swimmer-v5", "policy": "linear", "horizon": 60, "eval_episodes": 2},
-        "ars": {"directions": 4, "top": 2, "iterations": 3, "step_size": 0.02, "noise": 0.01},
-        "eval": {"every": 3}, "tracking": {"enabled": False},
-        "checkpoint": {"dir": str(tmp_path / "run"), "every": 100},
-    }
-    return load_job(data=base, overrides=overrides)
+    return make_job("rl", tmp_path / "run", **overrides)
 
 
 @pytest.mark.parametrize("version", ["v1t", "v2t"])

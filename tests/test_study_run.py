@@ -6,12 +6,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _study_util import mlflow_db, write_study  # noqa: F401 - a fixture
 
 from arsearch.cli import main
 from arsearch.config import load_job
 from arsearch.study import DevicePool, PruningCallback, load_study, open_study, run_study
 from arsearch.study.objective import TrialFailed, run_subprocess_trial
+from tests.support.study import write_study
 
 COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                           optuna.trial.TrialState.FAIL)
@@ -122,7 +122,8 @@ def test_multi_objective_study(tmp_cwd):
         assert t.values[1] == t.user_attrs["result"]["count/forward_examples"] > 0
 
 
-@pytest.mark.usefixtures("mlflow_db")
+@pytest.mark.multiprocess
+@pytest.mark.usefixtures("mlflow_db", "gpu_lock_dir")
 def test_subprocess_trials_stream_evaluations_to_optuna_and_mlflow(tmp_cwd):
     # task.device = "auto" may use a GPU, so the trial takes one from the pool (gpus = [7]): on a
     # CPU-only machine the child still runs, with CUDA_VISIBLE_DEVICES=7 hiding nothing useful
@@ -139,6 +140,7 @@ def test_subprocess_trials_stream_evaluations_to_optuna_and_mlflow(tmp_cwd):
     assert [m.step for m in client.get_metric_history(child.info.run_id, "eval/accuracy")] == [5, 10, 15]
 
 
+@pytest.mark.multiprocess
 def test_subprocess_trial_is_terminated_when_pruned(tmp_cwd):
     write_study(tmp_cwd)
     config = load_job("base.toml", ["ars.iterations=100000", "checkpoint.dir=runs/sub"])
@@ -164,7 +166,7 @@ def test_device_pool_never_hands_out_a_gpu_twice(tmp_path):
     waiter.join(0.3)
     assert waiter.is_alive() and not got                 # all devices taken: the third trial waits
     DevicePool.release(ha)
-    waiter.join(5)
+    waiter.join(120)                                     # returns as soon as it has the device
     assert got and got[0][0] == a
     DevicePool.release(hb)
     DevicePool.release(got[0][1])

@@ -2,11 +2,11 @@
 
 import optuna
 import pytest
-from _study_util import write_study
 
 from arsearch.config import ConfigError
 from arsearch.study import load_study
 from arsearch.study.space import job_key_type
+from tests.support.study import write_study
 
 
 def test_key_types_come_from_the_job_config():

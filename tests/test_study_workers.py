@@ -8,9 +8,11 @@ import uuid
 
 import optuna
 import pytest
-from _study_util import arsearch_cmd, env, write_study
 
 from arsearch.study import load_existing, load_study, open_study
+from tests.support.study import arsearch_cmd, env, write_study
+
+pytestmark = pytest.mark.multiprocess
 
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
 
@@ -24,14 +26,15 @@ def postgres_url() -> str:
     return url
 
 
-def test_two_workers_share_one_postgres_study(tmp_cwd):
+@pytest.mark.postgres
+def test_two_workers_share_one_postgres_study(tmp_cwd, spawn):
     url = postgres_url()
     name = f"pg-{uuid.uuid4().hex[:8]}"
     path = write_study(tmp_cwd, name=name, study=f'storage = "{url}"\ntracking = false\nsampler = "random"\n'
                                                  'pruner = "none"\n')
     open_study(load_study(path))          # the storage and study are created once, before the workers
-    workers = [subprocess.Popen(arsearch_cmd("study", "run", str(path), "--n-trials", "3", "--quiet"),
-                                env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workers = [spawn(arsearch_cmd("study", "run", str(path), "--n-trials", "3", "--quiet"),
+                     env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for _ in range(2)]
     outputs = [w.communicate(timeout=240)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
@@ -44,28 +47,27 @@ def test_two_workers_share_one_postgres_study(tmp_cwd):
     optuna.delete_study(study_name=name, storage=study._storage)
 
 
-def test_worker_killed_mid_trial_is_retried_by_the_next(tmp_cwd):
+def test_worker_killed_mid_trial_is_retried_by_the_next(tmp_cwd, spawn, run_cli):
     path = write_study(tmp_cwd, study="tracking = false\npruner = \"none\"\nheartbeat_interval = 1\n"
                                       "grace_period = 3\nmax_retry = 1\n",
                        space='"ars.iterations" = { low = 10, high = 1500 }\n')
     study, _ = open_study(load_study(path))
     study.enqueue_trial({"ars.iterations": 10})
     study.enqueue_trial({"ars.iterations": 1500})
-    first = subprocess.Popen(arsearch_cmd("study", "run", str(path), "--n-trials", "2", "--quiet"),
-                             env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
+    first = spawn(arsearch_cmd("study", "run", str(path), "--n-trials", "2", "--quiet"),
+                  env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600            # a bound for a hung worker only: polled, never waited out
     while True:                                  # wait until trial 1 is mid-training (it has reported)
         trials = study.get_trials()
         if len(trials) == 2 and trials[1].state == optuna.trial.TrialState.RUNNING and trials[1].intermediate_values:
             break
-        assert first.poll() is None and time.time() < deadline, "trial 1 never got under way"
+        assert first.poll() is None and time.monotonic() < deadline, "trial 1 never got under way"
         time.sleep(0.2)
     done_before = study.get_trials()[0]
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    time.sleep(3.5)                              # past the grace period: its heartbeat is stale
-    second = subprocess.run(arsearch_cmd("study", "run", str(path), "--n-trials", "1", "--quiet"),
-                            env=env(), capture_output=True, text=True, timeout=300)
+    time.sleep(3.5)   # at least the grace period (3 s): its heartbeat is stale (a busy machine only waits longer)
+    second = run_cli(arsearch_cmd("study", "run", str(path), "--n-trials", "1", "--quiet"), timeout=300, env=env())
     assert second.returncode == 0, second.stdout + second.stderr
     t0, t1, t2 = study.get_trials()
     assert t0.state == COMPLETE and t0.value == done_before.value           # completed trial untouched

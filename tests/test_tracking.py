@@ -2,53 +2,12 @@
 
 import json
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from _study_util import _mlflow_template, mlflow_db, write_study  # noqa: F401 - a fixture
 
 from arsearch.cli import main
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` process (one worker) on loopback, stopped at the end of the session."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("mlflow-server")
-    shutil.copy(_mlflow_template(), root / "server.db")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-                             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-                            cwd=root, stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(uri + "/health", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail("mlflow server did not start:\n" + (root / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
-    yield uri
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+from tests.support.study import write_study
 
 
 def runs_of(uri, experiment):
@@ -116,7 +75,10 @@ def test_tracking_failure_never_loses_the_training_result(tmp_cwd, monkeypatch, 
 
 def test_dead_tracking_server_is_reported_before_training(tmp_cwd, capsys):
     write_study(tmp_cwd)
-    uri = f"http://127.0.0.1:{free_port()}"
+    # a port bound but never listening: connections are refused, and no other process can take it
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    uri = f"http://127.0.0.1:{held.getsockname()[1]}"
     assert main(["train", "base.toml", "--quiet", "--set", f"tracking.uri={uri}"]) == 2
     err = capsys.readouterr().err
     assert f"MLflow tracking server {uri} is not reachable" in err and "tracking.enabled = false" in err
@@ -124,8 +86,10 @@ def test_dead_tracking_server_is_reported_before_training(tmp_cwd, capsys):
     path = write_study(tmp_cwd, study="n_trials = 1\n")
     assert main(["study", "run", str(path), "--tracking-uri", uri, "--quiet"]) == 2
     assert "is not reachable" in capsys.readouterr().err
+    held.close()
 
 
+@pytest.mark.multiprocess
 def test_study_over_http_to_a_real_mlflow_server(mlflow_server, tmp_cwd):
     path = write_study(tmp_cwd, study=f'n_trials = 1\ntracking_uri = "{mlflow_server}"\nexperiment = "http-study"\n')
     assert main(["study", "run", str(path), "--quiet"]) == 0

@@ -1,25 +1,19 @@
 """Vectorized backend over several devices (``ars.devices``): on CPU, ["cpu", "cpu"] must change nothing."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from parallel_helpers import tiny_job  # noqa: E402
-
-from arsearch.trainer import Trainer  # noqa: E402
-
-RL = {"task.kind": "rl", "task.env": "Swimmer-v5", "task.horizon": 30, "task.eval_episodes": 1,
-      "ars.directions": 3, "ars.top": 2, "ars.iterations": 3, "eval.every": 3}
+from arsearch.trainer import Trainer
+from tests.support import make_job
 
 
-@pytest.mark.parametrize("overrides", [{}, RL], ids=["supervised", "rl"])
-def test_two_cpu_devices_equal_one(tmp_path, overrides):
+@pytest.mark.parametrize("preset,overrides", [("digits", {}),
+                                              ("rl", {"task.horizon": 30, "task.eval_episodes": 1, "ars.directions": 3})],
+                         ids=["supervised", "rl"])
+def test_two_cpu_devices_equal_one(tmp_path, preset, overrides):
     runs = []
     for name, devices in [("one", []), ("two", ["cpu", "cpu"])]:
-        trainer = Trainer(tiny_job(tmp_path / name, **{"ars.version": "v2t", "ars.devices": devices, **overrides}),
+        trainer = Trainer(make_job(preset, tmp_path / name, **{"ars.version": "v2t", "ars.devices": devices, **overrides}),
                           progress=False)
         trainer.run()
         runs.append(trainer)

@@ -1,0 +1,77 @@
+"""Study helpers: a tiny digits job (a trial takes well under a second), a study file, subprocess commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+TINY_JOB = """
+seed = 0
+[task]
+kind = "supervised"
+dataset = "digits"
+hidden = [16]
+batch_size = 64
+[ars]
+version = "v1t"
+directions = 4
+top = 2
+iterations = {iterations}
+backend = "vectorized"
+[eval]
+every = 5
+[tracking]
+uri = "sqlite:///mlflow.db"
+experiment = "tiny"
+[checkpoint]
+dir = "runs/tiny"
+every = 1000
+"""
+
+
+def write_study(directory: Path, study: str = "", space: str = "", iterations: int = 10, name: str = "tiny") -> Path:
+    """base.toml (the tiny job) and study.toml in `directory`; `study` and `space` are TOML lines."""
+    directory = Path(directory)
+    (directory / "base.toml").write_text(TINY_JOB.format(iterations=iterations))
+    text = f'[study]\nname = "{name}"\nbase = "base.toml"\n' + study
+    if "storage =" not in study:
+        text += 'storage = "sqlite:///optuna.db"\n'
+    text += "\n[space]\n" + (space or '"ars.step_size" = { low = 0.005, high = 0.05, log = true }\n')
+    path = directory / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def env() -> dict:
+    """Environment for `arsearch` subprocesses: this checkout first on the path, one thread each."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")] + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+def arsearch_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "arsearch.cli", *args]
+
+
+def mlflow_template() -> Path:
+    """A fresh MLflow SQLite database, created once per machine and MLflow version (its schema
+    migrations take 5-25 s, which every test would otherwise pay again)."""
+    import fcntl
+    import tempfile
+
+    import mlflow
+
+    template = Path(tempfile.gettempdir()) / f"arsearch-test-mlflow-{mlflow.__version__}.db"
+    with open(str(template) + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            from arsearch.tracking import connect
+
+            tmp = template.with_suffix(f".tmp{os.getpid()}.db")
+            connect(f"sqlite:///{tmp}")
+            os.replace(tmp, template)
+    return template
