@@ -103,7 +103,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             raise CheckpointError(f"shard index {path} does not exist")
         tensors, metadata = {}, {}
         for shard, names in read_index(path).items():
-            part, meta = _read_file(path.parent / shard, names, what="shard")
+            part, meta = _read_file(path.parent / shard, names, what=f"shard (listed in {path.name})")
             tensors.update(part)
             metadata.update(meta)
         return tensors, metadata
