@@ -89,6 +89,7 @@ def _transformers():
     except ImportError:
         raise ValueError("Hugging Face models need the optional 'hf' extra: pip install 'arsearch[hf]' "
                          "(transformers and safetensors)") from None
+    transformers.utils.logging.disable_progress_bar()   # per-shard bars on every load and save
     return transformers
 
 
@@ -126,6 +127,7 @@ def save_hf(model, tokenizer, directory, max_shard_size: str = "200MB"):
     """
     from pathlib import Path
 
+    _transformers()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory, max_shard_size=max_shard_size)
