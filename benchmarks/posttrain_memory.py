@@ -1,21 +1,29 @@
-"""Post-training benchmark: (a) peak memory of ARS against inference and Adam, (b) digits accuracy
-through compression and fine-tuning. Writes reports/posttrain.md and reports/posttrain_digits.png.
+"""Post-training benchmark: (a) peak memory of ARS against inference and Adam on a 1 GB transformer,
+(b) digits accuracy through compression and fine-tuning, (c) a language model post-trained on the
+exact-match reward of its generated answers, next to Adam on cross-entropy. Writes
+reports/posttrain.md (a part that is skipped keeps its previous section) and reports/posttrain_digits.png.
 
-    nice -n 10 python benchmarks/posttrain_memory.py            # both parts, ~5 minutes on 2 busy cores
-    python benchmarks/posttrain_memory.py --skip-digits          # memory only
-    python benchmarks/posttrain_memory.py --skip-memory          # digits only
+    nice -n 10 python benchmarks/posttrain_memory.py            # all parts (needs the `hf` extra)
+    python benchmarks/posttrain_memory.py --skip-digits --skip-generate   # memory only
+    python benchmarks/posttrain_memory.py --skip-memory --skip-digits     # generate only
 
 (a) Each measurement runs in its own fresh process and reads its peak RSS (ru_maxrss): the same
-model of >= 1 GB of float32 parameters (LAYERS Linear layers WIDTH x WIDTH, then a 10-way head)
-(1) only runs inference, (2) is post-trained by ARS with the sequential backend (perturb in place,
-each direction regenerated from its seed one parameter tensor at a time), (3) is fine-tuned with
-Adam (gradients + two moment buffers). The runtime alone (Python + torch imported) is measured
-too, so the report gives both the ratio of peaks and the ratio of what the method adds.
+GPT-2 of >= 1 GB of float32 parameters, built from a config and saved with save_pretrained (1)
+only generates, (2) is post-trained by ARS with the sequential backend through the whole
+`posttrain()` job (perturb in place, each direction regenerated from its seed one parameter tensor
+at a time; export and save_pretrained included), (3) is fine-tuned with Adam (gradients + two
+moment buffers). The runtime alone (Python + torch + transformers imported) is measured too, so
+the report gives both the ratio of peaks and the ratio of what the method adds.
 
 (b) A digits MLP is pretrained with Adam in the same run, pruned (global magnitude), its weights
 shared by k-means, and fine-tuned by ARS on each search space and by Adam (through the same
 compressed space, so constraints hold) — all from the same starting points, with the search
 dimension of each.
+
+(c) configs/generate_arithmetic.toml end to end: a 2-layer GPT-2 pretrained with Adam on
+cross-entropy until it is partly right, post-trained by ARS on the exact-match reward of its
+greedy answers, and, from the same pretrained model, trained on by Adam on cross-entropy for the
+same number of sequences forwarded; held-out exact match before and after.
 """
 
 from __future__ import annotations
@@ -299,32 +307,115 @@ def plot(rows, path: Path) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------------------------------
+# (c) a language model post-trained on the reward of its generated answers
+
+
+def generate_part(out_dir: Path, config_path: Path = ROOT / "configs" / "generate_arithmetic.toml") -> tuple[list[str], dict]:
+    from arsearch.config import load_job
+    from arsearch.posttrain import posttrain
+    from arsearch.tasks import build_task
+
+    overrides = [f"model.path={json.dumps(str(out_dir / 'pretrained'))}", "tracking.enabled=false"]
+    config = load_job(config_path, [*overrides, f"checkpoint.dir={json.dumps(str(out_dir / 'ars'))}"])
+    t0 = time.perf_counter()
+    result = posttrain(config)      # pretrains the fresh model first (model.path does not exist yet)
+    total_s = time.perf_counter() - t0
+    ars_s = result.train["time/elapsed_s"]
+    budget = int(result.train["count/forward_examples"])
+    # Adam on cross-entropy from the same pretrained directory, for the same sequences forwarded
+    task = build_task(load_job(config_path, [*overrides, f"checkpoint.dir={json.dumps(str(out_dir / 'adam'))}"]))
+    start = task.evaluate()
+    batch = config.task.batch_size
+    steps = budget // batch
+    t0 = time.perf_counter()
+    task.train_cross_entropy(steps, lr=config.model.pretrain_lr, batch_size=batch, seed=1)
+    adam_s = time.perf_counter() - t0
+    adam = task.evaluate()
+    samples = json.loads((out_dir / "ars" / "samples.json").read_text())
+    a, m, t = config.ars, config.model, config.task
+    n_params = result.full_dim
+    lines = ["## (c) Generate: a language model post-trained on the exact-match reward of its answers", "",
+             f"`{config_path.relative_to(ROOT)}`: two-digit sums (\"07+42=\" -> \"049\"), {t.n_prompts} prompts of "
+             f"which {t.test_fraction:.0%} are held out; a GPT-2 of {n_params:,} parameters (2 layers, width 64, "
+             f"character tokenizer), built locally and pretrained with Adam on cross-entropy for "
+             f"{m.pretrain_epochs} epochs. ARS: {a.version}, {a.directions} directions, top {a.top}, step "
+             f"{a.step_size}, noise {a.noise}, {a.iterations} iterations, {t.batch_size} prompts per iteration, "
+             f"greedy decoding of {t.max_new_tokens} tokens, reward = exact match (no gradient). Adam: "
+             f"cross-entropy on the answers (lr {m.pretrain_lr}, batch {batch}) for {steps} steps = the same "
+             f"{budget:,} sequences forwarded (each Adam sequence also costs a backward pass). Held-out exact "
+             f"match on {round(t.n_prompts * t.test_fraction)} prompts.", "",
+             "| model | held-out exact match | sequences forwarded | time (s) |", "|---|---:|---:|---:|",
+             f"| pretrained (Adam, cross-entropy, {m.pretrain_epochs} epochs) | {result.before['reward']:.3f} | - | "
+             f"{total_s - ars_s:.1f} (pretraining, evaluations, export) |",
+             f"| + ARS on the exact-match reward | {result.after['reward']:.3f} | {budget:,} | {ars_s:.1f} |",
+             f"| + Adam on cross-entropy, same budget | {adam['reward']:.3f} | {steps * batch:,} | {adam_s:.1f} |", "",
+             f"(The Adam row's starting point re-evaluated: {start['reward']:.3f}.)", "",
+             "Sample held-out prompts, the model's answer before and after ARS:", "",
+             "| prompt | reference | before | after |", "|---|---|---|---|"]
+    for row in samples[:8]:
+        lines.append(f"| `{row['prompt']}` | {row['reference']} | {row['before']} | {row['after']} |")
+    lines.append("")
+    return lines, {"before": result.before, "ars": result.after, "adam": adam, "budget": budget, "adam_steps": steps,
+                   "seconds": {"total": total_s, "ars": ars_s, "adam": adam_s}, "samples": samples[:8]}
+
+
+def keep_sections(previous: str) -> dict[str, str]:
+    """The sections ("## (a) ...") of an earlier report, by letter, for parts not rerun."""
+    out = {}
+    for chunk in previous.split("\n## (")[1:]:
+        out[chunk[0]] = "## (" + chunk.rstrip("\n") + "\n"
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, default=0, help="(a) ARS iterations / Adam steps (default 2); "
                         "(b) fine-tuning iterations (default 300)")
     parser.add_argument("--directions", type=int, default=2, help="(a) ARS directions per iteration")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-digits", action="store_true")
+    parser.add_argument("--skip-generate", action="store_true")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.iterations or 2, args.directions)))
+        print(json.dumps(child(args.child, args.iterations or 2, args.directions, args.model_dir, args.out)))
         return
     REPORT.parent.mkdir(exist_ok=True)
+    previous = keep_sections(REPORT.read_text()) if REPORT.exists() else {}
+    if REPORT.exists():   # a section from before sections carried their own date: give it the report's
+        import re
+
+        found = re.search(r"^Measured ([^,]+),", REPORT.read_text(), re.M)
+        for letter, text in previous.items():
+            if found and "\nMeasured " not in text:
+                head, _, rest = text.partition("\n")
+                previous[letter] = f"{head}\n\nMeasured {found.group(1)}.\n{rest}"
+    old_data = json.loads((REPORT.parent / "posttrain.json").read_text()) if (REPORT.parent / "posttrain.json").exists() else {}
     cmd = "nice -n 10 python benchmarks/posttrain_memory.py" + "".join(
         f" {a}" for a in sys.argv[1:])
-    lines = ["# Post-training benchmark", "", f"Regenerate: `{cmd}` (PYTHONPATH at the repository root).",
+    lines = ["# Post-training benchmark", "", f"Regenerate: `{cmd}` (PYTHONPATH at the repository root; parts "
+             "skipped keep their earlier section and its date).",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch "
              f"{__import__('torch').__version__}, {os.cpu_count()} CPU cores shared with other jobs.", ""]
     data = {}
-    if not args.skip_memory:
-        part, data["memory"] = memory_part(args.iterations or 2, args.directions)
-        lines += part
-        print("\n".join(part), flush=True)
-    if not args.skip_digits:
-        with tempfile.TemporaryDirectory() as tmp:
-            part, data["digits"] = digits_part(args.iterations or 300, Path(tmp))
+    for letter, key, skip in (("a", "memory", args.skip_memory), ("b", "digits", args.skip_digits),
+                              ("c", "generate", args.skip_generate)):
+        if skip:
+            if letter in previous:
+                lines += [previous[letter].rstrip("\n"), ""]
+                if key in old_data:
+                    data[key] = old_data[key]
+            continue
+        if key == "memory":
+            part, data[key] = memory_part(args.iterations or 2, args.directions)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                part, data[key] = (digits_part(args.iterations or 300, Path(tmp)) if key == "digits"
+                                   else generate_part(Path(tmp)))
+        part = [*part[:1], "", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", *part[1:]]
         lines += part
         print("\n".join(part), flush=True)
     REPORT.write_text("\n".join(lines) + "\n")
