@@ -95,6 +95,7 @@ def test_bad_directories_exit_2(tmp_path, model_dir, capsys, monkeypatch):
              ({"model": {"path": str(broken)}}, "cannot be loaded"),
              ({"model": {"path": str(empty)}}, "cannot be loaded"),
              ({"model": {"factory": "transformers:NoSuchModel"}}, "has no model class 'NoSuchModel'"),
+             ({"model": {"factory": "mlp"}}, "model.factory must be"),
              ({"model": {"path": str(tmp_path / "nowhere"), "pretrain_epochs": 1}}, "set [model] init"),
              ({"task": {"reward": "arsearch.tasks.generate:nothing"}}, "has no attribute 'nothing'")]
     for extra, reason in cases:

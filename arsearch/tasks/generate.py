@@ -172,9 +172,12 @@ class GenerateTask(Task):
 
     @classmethod
     def from_config(cls, config, device=None) -> GenerateTask:
-        from ..models import load_hf
+        from ..models import is_hf, load_hf
 
         t, m = config.task, config.model
+        if m.factory and not is_hf(m.factory):
+            raise ValueError(f"task.kind = \"generate\" loads a Hugging Face model: model.factory must be "
+                             f"\"transformers:AutoModelForCausalLM\" (or another Auto class), not {m.factory!r}")
         items = load_prompts(t.prompts, t.n_prompts, config.seed)
         if t.eval_prompts:
             train, test = items, load_prompts(t.eval_prompts, t.n_prompts, config.seed + 1)
