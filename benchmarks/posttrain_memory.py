@@ -312,14 +312,17 @@ def plot(rows, path: Path) -> None:
 
 
 def generate_part(out_dir: Path, config_path: Path = ROOT / "configs" / "generate_arithmetic.toml") -> tuple[list[str], dict]:
+    import torch
+
     from arsearch.config import load_job
     from arsearch.posttrain import posttrain
     from arsearch.tasks import build_task
 
+    torch.set_num_threads(1)   # on shared cores more threads than free cores spin and slow everything down
     overrides = [f"model.path={json.dumps(str(out_dir / 'pretrained'))}", "tracking.enabled=false"]
     config = load_job(config_path, [*overrides, f"checkpoint.dir={json.dumps(str(out_dir / 'ars'))}"])
     t0 = time.perf_counter()
-    result = posttrain(config)      # pretrains the fresh model first (model.path does not exist yet)
+    result = posttrain(config, progress=True)      # pretrains the fresh model first (model.path does not exist yet)
     total_s = time.perf_counter() - t0
     ars_s = result.train["time/elapsed_s"]
     budget = int(result.train["count/forward_examples"])
@@ -344,7 +347,7 @@ def generate_part(out_dir: Path, config_path: Path = ROOT / "configs" / "generat
              f"greedy decoding of {t.max_new_tokens} tokens, reward = exact match (no gradient). Adam: "
              f"cross-entropy on the answers (lr {m.pretrain_lr}, batch {batch}) for {steps} steps = the same "
              f"{budget:,} sequences forwarded (each Adam sequence also costs a backward pass). Held-out exact "
-             f"match on {round(t.n_prompts * t.test_fraction)} prompts.", "",
+             f"match on {round(t.n_prompts * t.test_fraction)} prompts. 1 thread.", "",
              "| model | held-out exact match | sequences forwarded | time (s) |", "|---|---:|---:|---:|",
              f"| pretrained (Adam, cross-entropy, {m.pretrain_epochs} epochs) | {result.before['reward']:.3f} | - | "
              f"{total_s - ars_s:.1f} (pretraining, evaluations, export) |",
