@@ -195,18 +195,19 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
     tracker, tracking_error = None, None
     if track if track is not None else config.tracking.enabled:
         tracker, tracking_error = _tracker(config)
-    trainer = Trainer(config, callbacks=[*(callbacks or []), *([tracker] if tracker else [])], progress=progress,
-                      task=task)
-    compressed = task.evaluate() if config.compress is not None else dict(before)
-    space = trainer.space
-    full_dim = sum(p.numel() for p in base_model(task).parameters())
-    search_dim = space.dim
+    trainer = None
     try:
+        trainer = Trainer(config, callbacks=[*(callbacks or []), *([tracker] if tracker else [])], progress=progress,
+                          task=task)
+        compressed = task.evaluate() if config.compress is not None else dict(before)
+        space = trainer.space
+        full_dim = sum(p.numel() for p in base_model(task).parameters())
+        search_dim = space.dim
         train = trainer.run()
     except BaseException:
         if tracker is not None:        # close the run as failed rather than leave it "running"
             tracker.terminate = True
-            tracker.finish({}, trainer.history, ok=False)
+            tracker.finish({}, trainer.history if trainer is not None else [], ok=False)
         raise
     after = {k.removeprefix("eval/"): v for k, v in train.items() if k.startswith("eval/")} or task.evaluate()
     fmt = config.model.export if config.model is not None else "safetensors"
