@@ -358,7 +358,13 @@ def generate_part(out_dir: Path, config_path: Path = ROOT / "configs" / "generat
              "| prompt | reference | before | after |", "|---|---|---|---|"]
     for row in samples[:8]:
         lines.append(f"| `{row['prompt']}` | {row['reference']} | {row['before']} | {row['after']} |")
-    lines.append("")
+    gain = result.after["reward"] - result.before["reward"]
+    lines += ["", f"Reading: ARS changed held-out exact match by {gain:+.3f} using nothing but the 0/1 reward of "
+              f"its greedy answers. Where a differentiable surrogate exists — here the answers' cross-entropy — "
+              f"Adam with exact gradients does far better for the same sequences forwarded "
+              f"({adam['reward']:.3f}); ARS is for rewards that have none (pass/fail checks, judges, exact "
+              f"match on free-form output). One seed; the ARS settings were picked from three tried "
+              f"(step = noise = 0.002 with N = 8 and 32 prompts; 0.001 / 0.005 with N = 16; and these).", ""]
     return lines, {"before": result.before, "ars": result.after, "adam": adam, "budget": budget, "adam_steps": steps,
                    "seconds": {"total": total_s, "ars": ars_s, "adam": adam_s}, "samples": samples[:8]}
 
