@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class TaskConfig:
-    kind: str = choice("supervised", "supervised", "rl")
+    kind: str = choice("supervised", "supervised", "rl", "generate")
     # supervised
     dataset: str = "digits"          # digits | breast_cancer | regression | "package.module:function"
     model: str = "mlp"               # mlp | cnn | "package.module:function"
@@ -44,6 +44,13 @@ class TaskConfig:
     horizon: int = number(1000, 1)
     shift: float = 0.0
     eval_episodes: int = number(5, 1)
+    # generate: a causal LM's greedy outputs scored by a reward (arsearch.tasks.generate)
+    prompts: str = "arithmetic"      # arithmetic | countdown | a .jsonl file | "package.module:function"
+    eval_prompts: str = ""           # held-out prompts (.jsonl); empty: `test_fraction` of `prompts`
+    n_prompts: int = number(2000, 1)  # built-in generators: how many prompts to make
+    reward: str = "arsearch.tasks.generate:exact_match"   # "package.module:function"
+    max_new_tokens: int = number(8, 1)
+    eval_batch: int = number(256, 1)  # generate: prompts per batched call when evaluating
     # where the model runs: "cpu", "cuda", "cuda:1", or "auto" (cuda when available)
     device: str = "cpu"
 
@@ -171,6 +178,13 @@ class ModelConfig:
     # for this many epochs and saves it there (0: a missing checkpoint is an error)
     pretrain_epochs: int = number(0, 0)
     pretrain_lr: float = number(0.01, 0.0, low_open=True)
+    # a Hugging Face model directory (with `factory = "transformers:AutoModelForCausalLM"` or any
+    # Auto class), loaded with from_pretrained(path, local_files_only=True); its tokenizer too
+    path: str = ""
+    # generate tasks: "package.module:function" building a fresh model and tokenizer, used when
+    # `path` does not exist and pretrain_epochs > 0 (pretrained with Adam, then saved to `path`)
+    init: str = ""
+    export: str = choice("safetensors", "safetensors", "pt")   # format of posttrained / compressed exports
 
 
 @dataclass
@@ -213,6 +227,9 @@ class JobConfig:
                     check_range(name, getattr(self.population.init, name))
                 except ValueError as e:
                     raise ConfigError(str(e)) from None
+        if self.task.kind == "generate" and (self.model is None or not self.model.path):
+            raise ConfigError("task.kind = \"generate\" needs [model] path: a Hugging Face model directory "
+                              "(with factory = \"transformers:AutoModelForCausalLM\")")
         if self.sampling is not None and self.task.kind != "supervised":
             raise ConfigError("[sampling] (prioritised mini-batches) needs task.kind = \"supervised\"")
         if self.eval.every_episodes and self.task.kind != "rl":

@@ -50,6 +50,9 @@ def build_model(name: str, *, input_shape, output_dim: int, hidden=(64,), channe
                 raise ValueError(f"model 'cnn' needs image inputs; got flat inputs of size {shape[0]}")
             shape = (1, side, side)
         return _Reshape(shape, cnn(shape, output_dim, channels, activation))
+    if is_hf(name):
+        raise ValueError(f"model factory {name!r} loads a Hugging Face model directory: it needs [model] path "
+                         f"and task.kind = \"generate\"")
     if is_import_path(name):
         model = call_with_accepted(load_callable(name, "model"), input_dim=input_dim, input_shape=tuple(input_shape),
                                    output_dim=output_dim, hidden=list(hidden))
@@ -67,3 +70,67 @@ class _Reshape(nn.Module):
 
     def forward(self, x):
         return self.net(x.reshape(x.shape[0], *self.shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face transformers (the optional `hf` extra): local directories only, nothing downloaded
+
+HF_PREFIX = "transformers:"
+
+
+def is_hf(factory: str) -> bool:
+    """Whether `factory` names a transformers Auto class, e.g. ``"transformers:AutoModelForCausalLM"``."""
+    return factory.startswith(HF_PREFIX)
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError("Hugging Face models need the optional 'hf' extra: pip install 'arsearch[hf]' "
+                         "(transformers and safetensors)") from None
+    transformers.utils.logging.disable_progress_bar()   # per-shard bars on every load and save
+    return transformers
+
+
+def load_hf(factory: str, path: str, tokenizer: bool = True):
+    """(model, tokenizer or None) from the local directory `path`, with ``from_pretrained(path,
+    local_files_only=True)`` of the Auto class `factory` names. A missing or broken directory is a
+    CheckpointError with the reason."""
+    from pathlib import Path
+
+    from .checkpoint import CheckpointError
+
+    transformers = _transformers()
+    cls_name = factory[len(HF_PREFIX):]
+    cls = getattr(transformers, cls_name, None)
+    if cls is None or not hasattr(cls, "from_pretrained"):
+        raise ValueError(f"model factory {factory!r}: transformers has no model class {cls_name!r} "
+                         f"(use an Auto class such as AutoModelForCausalLM)")
+    if not Path(path).is_dir():
+        raise CheckpointError(f"model.path {path} is not a directory (a Hugging Face model saved with save_pretrained)")
+    try:
+        model = cls.from_pretrained(path, local_files_only=True)
+        tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True) if tokenizer else None
+    except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, SafetensorError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "no detail"
+        raise CheckpointError(f"model.path {path} cannot be loaded by {factory}: {type(e).__name__}: {first}") from None
+    model.eval()   # no dropout: a candidate's score must be a function of its parameters
+    return model, tok
+
+
+def save_hf(model, tokenizer, directory, max_shard_size: str = "200MB"):
+    """``save_pretrained`` of the model (and tokenizer) into `directory`, loadable by plain transformers.
+
+    Small shards keep the export's extra memory to one shard: safetensors' writer builds each
+    file's bytes in memory before writing it.
+    """
+    from pathlib import Path
+
+    _transformers()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory, max_shard_size=max_shard_size)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    return directory

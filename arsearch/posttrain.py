@@ -4,16 +4,24 @@
 
 1. build the user's model from ``[model] factory`` (a built-in name, or ``package.module:function``)
    and the task from ``[task]``;
-2. load ``[model] checkpoint`` safely (``weights_only=True``; a state_dict that does not fit is
-   refused with its missing/unexpected keys and shape mismatches listed). If the file does not
-   exist and ``[model] pretrain_epochs > 0``, pretrain the model with Adam and save it there first;
+2. load ``[model] checkpoint`` safely (a ``.safetensors`` file or shard index with no pickle at all,
+   or a torch file with ``weights_only=True``; a state_dict that does not fit is refused with its
+   missing/unexpected keys and shape mismatches listed). If the file does not exist and
+   ``[model] pretrain_epochs > 0``, pretrain the model with Adam and save it there first. A Hugging
+   Face model comes from ``[model] path`` (``from_pretrained(path, local_files_only=True)``), and is
+   pretrained and saved there the same way when the directory does not exist;
 3. evaluate it; compress it if ``[compress]`` is set (the job's search space shrinks to what is
    left), evaluate again;
 4. fine-tune with ARS (a regular `Trainer` job: checkpoints, callbacks, any backend — the
    sequential one regenerates each direction from its seed, so memory stays near inference);
-5. evaluate, and export ``<checkpoint.dir>/posttrained.pt`` (a plain state_dict of the factory's
-   model) and, if compressed, ``<checkpoint.dir>/compressed.pt`` (masks, codebooks, indices);
-6. log the run to MLflow when ``[tracking] enabled`` (a tracking failure never loses a result).
+5. evaluate, and export ``<checkpoint.dir>/posttrained.safetensors`` (a plain state_dict of the
+   factory's model; ``.pt`` with ``[model] export = "pt"``), if compressed
+   ``<checkpoint.dir>/compressed.safetensors`` (masks, codebooks, indices; its metadata names the
+   format), and for a Hugging Face model ``<checkpoint.dir>/model/`` by ``save_pretrained``;
+6. log the run to MLflow when ``[tracking] enabled``, through the same `MlflowCallback` as
+   ``arsearch train`` (per-iteration metrics, learning curve), plus the before/after evaluations
+   and, for a generate task, a table of sample prompts with their outputs before and after
+   (a tracking failure never loses a result).
 
 The same config also runs under ``arsearch train`` or as a study's base job: the trainer loads
 ``[model] checkpoint`` and applies ``[compress]`` by itself; only the before/after evaluations and
@@ -31,8 +39,9 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from . import weights
 from .callbacks import Callback
-from .config import ConfigError, JobConfig, to_toml
+from .config import ConfigError, JobConfig
 from .spaces import ParameterSpace
 from .tasks import build_task
 
@@ -63,7 +72,10 @@ def pretrain(task, epochs: int, lr: float = 0.01, batch_size: int = 64, seed: in
     """Train the task's model with Adam on its training split (the 'gradient-pretrained' model).
 
     Returns the mean training loss of each epoch; `progress` shows a bar with the loss per epoch.
+    A task with its own ``pretrain`` (a generate task: cross-entropy on the references) uses it.
     """
+    if hasattr(task, "pretrain"):
+        return task.pretrain(epochs, lr, batch_size, seed)
     _supervised(task, "pretraining")
     model = base_model(task)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -152,6 +164,18 @@ def load_pretrained(config: JobConfig, task, progress: bool = False) -> bool:
     Returns whether pretraining happened.
     """
     m = config.model
+    if m is not None and m.path:      # a Hugging Face directory, loaded by the task itself
+        pretrained = bool(getattr(task, "fresh", False))
+        if pretrained:
+            _phase(progress, f"{m.path} does not exist: pretraining {m.pretrain_epochs} epochs with Adam first")
+            pretrain(task, m.pretrain_epochs, m.pretrain_lr, seed=config.seed, progress=progress)
+            task.counters = {}        # the post-training budget starts at zero
+            from .models import save_hf
+
+            save_hf(task.model, getattr(task, "tokenizer", None), m.path)
+        if m.checkpoint:              # weights on top of the directory's, e.g. an earlier posttrained export
+            load_weights(task, m.checkpoint)
+        return pretrained
     if m is None or not m.checkpoint:
         raise ConfigError("post-training needs [model] checkpoint: the pretrained weights to start from "
                           "(with [model] pretrain_epochs > 0 a missing file is pretrained with Adam first)")
@@ -160,7 +184,11 @@ def load_pretrained(config: JobConfig, task, progress: bool = False) -> bool:
     if not path.exists() and m.pretrain_epochs > 0:
         _phase(progress, f"{path} does not exist: pretraining {m.pretrain_epochs} epochs with Adam first")
         pretrain(task, m.pretrain_epochs, m.pretrain_lr, seed=config.seed, progress=progress)
-        ckpt.save(path, base_model(task).state_dict())
+        state = base_model(task).state_dict()
+        if weights.is_safetensors(path):
+            weights.save_safetensors(path, state)
+        else:
+            ckpt.save(path, state)
         pretrained = True
     load_weights(task, path)
     return pretrained
@@ -168,7 +196,7 @@ def load_pretrained(config: JobConfig, task, progress: bool = False) -> bool:
 
 def load_weights(task, path) -> None:
     """A checkpoint of the whole task model (a V2 job's, with its normaliser statistics) or of the user's model."""
-    ckpt.load_into([task.model, base_model(task)], path, map_location=getattr(task, "device", "cpu"))
+    weights.load_into([task.model, base_model(task)], path, map_location=getattr(task, "device", "cpu"))
 
 
 def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progress: bool = False,
@@ -183,79 +211,101 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
     pretrained = load_pretrained(config, task, progress)
     _phase(progress, "evaluating the pretrained model")
     before = task.evaluate()
-    if config.compress is not None:
-        _phase(progress, "compressing the model")
-    trainer = Trainer(config, callbacks=callbacks, progress=progress, task=task)
-    compressed = task.evaluate() if config.compress is not None else dict(before)
-    _phase(progress, f"fine-tuning with ARS: {trainer.space.dim} searched values, {config.ars.iterations} iterations")
-    space = trainer.space
-    full_dim = sum(p.numel() for p in base_model(task).parameters())
-    search_dim = space.dim
-    train = trainer.run()
-    after = {k.removeprefix("eval/"): v for k, v in train.items() if k.startswith("eval/")} or task.evaluate()
+    samples_before = task.samples() if hasattr(task, "samples") else None
     out_dir = Path(config.checkpoint.dir)
+    tracker, tracking_error = None, None
+    if track if track is not None else config.tracking.enabled:
+        tracker, tracking_error = _tracker(config)
+    trainer = None
+    try:
+        if config.compress is not None:
+            _phase(progress, "compressing the model")
+        trainer = Trainer(config, callbacks=[*(callbacks or []), *([tracker] if tracker else [])], progress=progress,
+                          task=task)
+        compressed = task.evaluate() if config.compress is not None else dict(before)
+        space = trainer.space
+        full_dim = sum(p.numel() for p in base_model(task).parameters())
+        search_dim = space.dim
+        _phase(progress, f"fine-tuning with ARS: {search_dim} searched values, {config.ars.iterations} iterations")
+        train = trainer.run()
+    except BaseException:
+        if tracker is not None:        # close the run as failed rather than leave it "running"
+            tracker.terminate = True
+            tracker.finish({}, trainer.history if trainer is not None else [], ok=False)
+        raise
+    after = {k.removeprefix("eval/"): v for k, v in train.items() if k.startswith("eval/")} or task.evaluate()
     _phase(progress, f"exporting to {out_dir}")
-    state = {k: v.detach().clone() for k, v in base_model(task).state_dict().items()}
-    exported = ckpt.save(out_dir / "posttrained.pt", state)
+    fmt = config.model.export if config.model is not None else "safetensors"
+    state = base_model(task).state_dict()      # written as it is: no second copy of a large model
+    exported = weights.export(out_dir / "posttrained", state, fmt)
+    if config.model is not None and config.model.path:
+        from .models import save_hf
+
+        save_hf(task.model, getattr(task, "tokenizer", None), out_dir / "model")
     compressed_path = None
     from .compress import CompressedSpace, compressed_form, form_bytes
 
     stored = {"dense": form_bytes(state)}
     if isinstance(space, CompressedSpace):
         form = compressed_form(space, state, _prefix(task))
-        compressed_path = str(ckpt.save(out_dir / "compressed.pt", form))
+        compressed_path = str(weights.export(out_dir / "compressed", form, fmt))
         stored["compressed"] = form_bytes(form)
     result = PosttrainResult(before=before, compressed=compressed, after=after, search_dim=search_dim,
                              full_dim=full_dim, train=train, checkpoint=str(exported),
                              compressed_checkpoint=compressed_path, stored_bytes=stored, pretrained=pretrained)
     (out_dir / "posttrain.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    if (track if track is not None else config.tracking.enabled):
+    samples = None
+    if samples_before is not None:
+        samples = [{"prompt": b["prompt"], "reference": b["reference"], "before": b["output"], "after": a["output"]}
+                   for b, a in zip(samples_before, task.samples(len(samples_before)))]
+        (out_dir / "samples.json").write_text(json.dumps(samples, indent=2) + "\n")
+    if tracker is not None:
         _phase(progress, "logging the run to MLflow")
-        result.tracking_error = log_to_mlflow(config, result, trainer.history)
-        if result.tracking_error:
-            print(f"arsearch: warning: MLflow tracking failed ({result.tracking_error}); "
-                  f"the results are in {out_dir}", file=sys.stderr)
+        tracking_error = finish_tracking(tracker, result, samples)
+    result.tracking_error = tracking_error
+    if tracking_error:
+        print(f"arsearch: warning: MLflow tracking failed ({tracking_error}); the results are in {out_dir}",
+              file=sys.stderr)
     return result
 
 
 # ---------------------------------------------------------------------------------------------
-# MLflow
+# MLflow: the `train` command's callback, plus post-training's own evaluations and artifacts
 
 
-def log_to_mlflow(config: JobConfig, result: PosttrainResult, history: list[dict]) -> str | None:
-    """One MLflow run: params = the resolved config, metrics per iteration (batched), the
-    before/compressed/after evaluations, artifacts = config TOML and exported checkpoints.
-    Returns None, or the error that stopped tracking (the results on disk are unaffected)."""
+def _tracker(config: JobConfig):
+    """(MlflowCallback with its run started, None), or (None, the error) when the store is unusable."""
     try:
-        import time
+        from .tracking import ROLE_TAG, MlflowCallback, connect
 
-        from mlflow.entities import Metric, Param
+        client = connect(config.tracking.uri)
+        cb = MlflowCallback(client, config, run_name=config.tracking.run_name or Path(config.checkpoint.dir).name,
+                            tags={ROLE_TAG: "posttrain", "arsearch.command": "posttrain"}, background=True,
+                            terminate=False, log_checkpoint=False)
+        if cb.start() is None:
+            return None, cb.failed
+        return cb, None
+    except Exception as e:  # noqa: BLE001 - tracking must never cost a result
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
-        from .tracking import config_params, connect, experiment_id
 
-        t = config.tracking
-        client = connect(t.uri)
-        run = client.create_run(experiment_id(client, t.experiment), run_name=t.run_name or None, tags={"arsearch.command": "posttrain"})
-        run_id = run.info.run_id
-        now = int(time.time() * 1000)
-        params = [Param(k, v) for k, v in config_params(config).items()]
-        metrics = [Metric(k, float(v), now, int(row["iteration"])) for row in history for k, v in row.items()
-                   if k != "iteration" and isinstance(v, (int, float))]
-        for stage in ("before", "compressed", "after"):
-            metrics += [Metric(f"{stage}/{k}", float(v), now, 0) for k, v in getattr(result, stage).items()]
-        metrics += [Metric("posttrain/search_dim", float(result.search_dim), now, 0),
-                    Metric("posttrain/full_dim", float(result.full_dim), now, 0)]
-        metrics += [Metric(f"posttrain/{k}_bytes", float(v), now, 0) for k, v in result.stored_bytes.items()]
-        for i in range(0, len(params), 100):
-            client.log_batch(run_id, params=params[i:i + 100])
-        for i in range(0, len(metrics), 1000):
-            client.log_batch(run_id, metrics=metrics[i:i + 1000])
-        out_dir = Path(config.checkpoint.dir)
-        (out_dir / "config.toml").write_text(to_toml(config))
-        for path in (out_dir / "config.toml", out_dir / "posttrain.json", result.checkpoint, result.compressed_checkpoint):
-            if path:
-                client.log_artifact(run_id, str(path))
-        client.set_terminated(run_id)
-        return None
-    except Exception as e:  # tracking must never cost a result
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+def finish_tracking(tracker, result: PosttrainResult, samples: list[dict] | None = None) -> str | None:
+    """After the trainer's run (the callback has logged per-iteration metrics, final/*, the config
+    and the learning curve): the before/compressed/after evaluations, sizes, exports, the sample
+    table, then the run is closed. Returns the error that stopped tracking, or None."""
+    metrics = {f"{stage}/{k}": v for stage in ("before", "compressed", "after") for k, v in getattr(result, stage).items()}
+    metrics.update({"posttrain/search_dim": result.search_dim, "posttrain/full_dim": result.full_dim,
+                    **{f"posttrain/{k}_bytes": v for k, v in result.stored_bytes.items()}})
+    tracker.log_metrics(metrics, 0)
+    tracker.flush()                  # the trainer's on_end waited for the sending thread: this is synchronous
+    out_dir = Path(tracker.config.checkpoint.dir)
+    for path in (out_dir / "posttrain.json", result.checkpoint, result.compressed_checkpoint):
+        tracker.log_artifact(path)
+    if samples:
+        table = {k: [row[k] if row[k] is not None else "" for row in samples] for k in samples[0]}
+        tracker._safe("log table", tracker.client.log_table, tracker.run_id, data=table, artifact_file="samples.json")
+    if tracker.run_id:
+        tracker._safe("end run", tracker.client.set_terminated, tracker.run_id,
+                      "FAILED" if tracker.failed else "FINISHED")
+    return tracker.failed
+

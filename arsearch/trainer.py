@@ -249,7 +249,9 @@ class Trainer:
         return self._finish()
 
     def _check_finite(self) -> None:
-        if not torch.isfinite(self.space.vector()).all():
+        # tensor by tensor when the space has them: `vector()` would copy the whole model
+        tensors = self.space.params if isinstance(self.space, FullSpace) else [self.space.vector()]
+        if not all(bool(torch.isfinite(t).all()) for t in tensors):
             raise DivergenceError("a parameter became NaN or inf")
 
     def _finish(self) -> dict:

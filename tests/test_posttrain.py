@@ -22,7 +22,7 @@ HIDDEN = [32]
 def config_dict(tmp_path, checkpoint, **extra):
     data = {"seed": 0,
             "task": {"dataset": "digits", "hidden": HIDDEN, "batch_size": 128},
-            "model": {"factory": "mlp", "checkpoint": str(checkpoint)},
+            "model": {"factory": "mlp", "checkpoint": str(checkpoint), "export": "pt"},
             "ars": {"version": "v1t", "directions": 8, "top": 4, "step_size": 0.02, "noise": 0.02,
                     "iterations": 40, "backend": "vectorized"},
             "eval": {"every": 20}, "tracking": {"enabled": False},

@@ -7,6 +7,10 @@ from .supervised import SupervisedTask
 
 def build_task(config, device=None) -> Task:
     """The task of a `JobConfig`."""
+    if config.task.kind == "generate":   # imports transformers: only when asked for
+        from .generate import GenerateTask
+
+        return GenerateTask.from_config(config, device)
     if config.task.kind == "rl":
         return RLTask.from_config(config, device)
     return SupervisedTask.from_config(config, device)

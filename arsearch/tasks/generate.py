@@ -1,0 +1,315 @@
+"""Rewards on generated outputs: a causal language model is scored by what it writes.
+
+``task.kind = "generate"``: each candidate θ greedily completes a mini-batch of prompts
+(``max_new_tokens``, batched over the prompts with left padding) and its score is the mean of a
+reward function over the completions — any ``reward(prompts, outputs, references) -> floats``, no
+gradient needed (exact match, a pass/fail check, a judge's score). Evaluation is the mean reward
+on a held-out prompt set. This is the use of forward-only fine-tuning that MeZO and "Evolution
+Strategies at Scale" (arXiv 2509.24372) made the frontier; here it runs under ARS with any backend.
+
+Prompts come from ``task.prompts``: a built-in synthetic generator (``"arithmetic"``: zero-padded
+two-digit sums, exact-match answers), a ``.jsonl`` file of ``{"prompt": ..., "reference": ...}``
+lines, or ``"package.module:function"`` returning such dicts (called with ``n`` and ``seed`` if it
+accepts them). `tiny_causal_lm` builds a fresh small GPT-2 and a character-level tokenizer from the
+data, for the example's pretraining (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..imports import call_with_accepted, is_import_path, load_callable
+from .base import Task
+
+# ---------------------------------------------------------------------------------------------
+# Data and rewards
+
+
+def arithmetic(n: int = 2000, seed: int = 0) -> list[dict]:
+    """`n` distinct sums ``"07+42="`` -> ``"049"`` of two-digit numbers (fixed width: the answer's
+    length is known, so an exact match is a crisp reward)."""
+    rng = np.random.default_rng(seed)
+    pairs = rng.choice(100 * 100, size=min(n, 100 * 100), replace=False)
+    return [{"prompt": f"{a:02d}+{b:02d}=", "reference": f"{a + b:03d}"} for a, b in (divmod(int(p), 100) for p in pairs)]
+
+
+BUILTIN_PROMPTS = {"arithmetic": arithmetic}
+
+
+def exact_match(prompts: list[str], outputs: list[str], references: list[str]) -> list[float]:
+    """1.0 where the completion, stripped of surrounding whitespace, equals the reference."""
+    return [float(o.strip() == (r or "").strip()) for o, r in zip(outputs, references)]
+
+
+def digit_match(prompts: list[str], outputs: list[str], references: list[str]) -> list[float]:
+    """The fraction of the reference's characters the completion gets right, position by position
+    (a denser reward than exact match, for comparison)."""
+    out = []
+    for o, r in zip(outputs, references):
+        o, r = o.strip(), (r or "").strip()
+        out.append(sum(a == b for a, b in zip(o, r)) / max(len(r), len(o), 1))
+    return out
+
+
+def _items(raw, source: str) -> list[dict]:
+    items = []
+    for i, row in enumerate(raw):
+        if isinstance(row, str):
+            row = {"prompt": row}
+        elif isinstance(row, (tuple, list)) and len(row) == 2:
+            row = {"prompt": row[0], "reference": row[1]}
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise ValueError(f"task.prompts {source!r}: item {i} is not a prompt string or a dict with a 'prompt' string")
+        ref = row.get("reference")
+        items.append({"prompt": row["prompt"], "reference": None if ref is None else str(ref)})
+    if not items:
+        raise ValueError(f"task.prompts {source!r} holds no prompts")
+    return items
+
+
+def load_prompts(source: str, n: int = 2000, seed: int = 0) -> list[dict]:
+    """Prompt dicts (``prompt``, ``reference`` or None) from a built-in name, a .jsonl file or a factory."""
+    if source in BUILTIN_PROMPTS:
+        return BUILTIN_PROMPTS[source](n=n, seed=seed)
+    if is_import_path(source):
+        return _items(call_with_accepted(load_callable(source, "task.prompts"), n=n, seed=seed), source)
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"task.prompts {source!r} is not a built-in ({', '.join(BUILTIN_PROMPTS)}), "
+                         f"a 'package.module:function' or an existing .jsonl file")
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno} is not a JSON line ({e.msg})") from None
+    return _items(rows, source)
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny model for the example (built locally, never downloaded)
+
+
+def char_tokenizer(texts: list[str]):
+    """A character-level tokenizer over the characters of `texts` (plus <pad>, <unk>, <eos>), as a
+    `PreTrainedTokenizerFast` that pads on the left (as generation with a batch needs)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = sorted(set("".join(texts)))
+    vocab = {t: i for i, t in enumerate(["<pad>", "<unk>", "<eos>", *chars])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>",
+                                   padding_side="left")
+
+
+def tiny_causal_lm(texts: list[str], n_layer: int = 2, n_embd: int = 64, n_head: int = 4, n_positions: int = 32,
+                   seed: int = 0):
+    """(a fresh GPT-2 of `n_layer` layers, its character tokenizer) for the data in `texts`."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = char_tokenizer(texts)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(cfg), tok
+
+
+# ---------------------------------------------------------------------------------------------
+# The task
+
+
+class _Generator(nn.Module):
+    """`lm.generate` as a forward, so `torch.func.functional_call` can run it with a candidate's
+    parameters swapped in (the vectorized backend's interface) without touching the model."""
+
+    def __init__(self, lm: nn.Module, kwargs: dict):
+        super().__init__()
+        self.lm, self.kwargs = lm, kwargs
+
+    def forward(self, input_ids, attention_mask):
+        return self.lm.generate(input_ids=input_ids, attention_mask=attention_mask, **self.kwargs)
+
+
+@dataclass
+class PromptBatch:
+    prompts: list[str]
+    references: list[str | None]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+
+class GenerateTask(Task):
+    metric = "reward"
+    metric_direction = "maximize"
+
+    def __init__(self, model: nn.Module, tokenizer, train: list[dict], test: list[dict], reward=exact_match, *,
+                 batch_size: int = 32, max_new_tokens: int = 8, eval_batch: int = 256, seed: int = 0,
+                 device: str | torch.device = "cpu"):
+        super().__init__()
+        if tokenizer is None:
+            raise ValueError("a generate task needs a tokenizer (saved in the model directory)")
+        if tokenizer.pad_token_id is None:          # GPT-2 style tokenizers have none: pad with EOS
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"             # generation continues from the prompt's last token
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer, self.train, self.test, self.reward = tokenizer, train, test, reward
+        self.batch_size, self.max_new_tokens, self.eval_batch, self.seed = batch_size, max_new_tokens, eval_batch, seed
+        self.gen_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1,
+                           "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+        self._generator = _Generator(self.model, self.gen_kwargs)
+        self.fresh = False       # set by from_config when the model was built new (to be pretrained)
+
+    @classmethod
+    def from_config(cls, config, device=None) -> GenerateTask:
+        from ..models import is_hf, load_hf
+
+        t, m = config.task, config.model
+        if m.factory and not is_hf(m.factory):
+            raise ValueError(f"task.kind = \"generate\" loads a Hugging Face model: model.factory must be "
+                             f"\"transformers:AutoModelForCausalLM\" (or another Auto class), not {m.factory!r}")
+        items = load_prompts(t.prompts, t.n_prompts, config.seed)
+        if t.eval_prompts:
+            train, test = items, load_prompts(t.eval_prompts, t.n_prompts, config.seed + 1)
+        else:   # a held-out share of the same prompts
+            n_test = max(1, int(round(len(items) * t.test_fraction)))
+            if n_test >= len(items):
+                raise ValueError(f"task.prompts: {len(items)} prompts leave none for training after holding out "
+                                 f"task.test_fraction = {t.test_fraction}")
+            order = np.random.default_rng(config.seed).permutation(len(items))
+            test, train = [items[i] for i in order[:n_test]], [items[i] for i in order[n_test:]]
+        if any(it["reference"] is None for it in test) and t.reward.endswith(("exact_match", "digit_match")):
+            raise ValueError(f"task.reward {t.reward!r} compares with references, but some prompts have none")
+        reward = load_callable(t.reward, "task.reward")
+        fresh = not Path(m.path).exists() and m.pretrain_epochs > 0
+        if fresh:
+            if not m.init:
+                raise ValueError(f"model.path {m.path} does not exist; to pretrain a fresh model there set "
+                                 f"[model] init (e.g. \"arsearch.tasks.generate:tiny_causal_lm\")")
+            texts = [it["prompt"] + (it["reference"] or "") for it in items + test]
+            model, tok = call_with_accepted(load_callable(m.init, "model.init"), texts=texts, seed=config.seed)
+        else:
+            model, tok = load_hf(m.factory or "transformers:AutoModelForCausalLM", m.path)
+        task = cls(model, tok, train, test, reward, batch_size=t.batch_size, max_new_tokens=t.max_new_tokens,
+                   eval_batch=t.eval_batch, seed=config.seed, device=device or "cpu")
+        task.fresh = fresh
+        return task
+
+    # -- generation --------------------------------------------------------------------------------
+    def encode(self, items: list[dict]) -> PromptBatch:
+        prompts = [it["prompt"] for it in items]
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True)
+        return PromptBatch(prompts, [it["reference"] for it in items], enc["input_ids"].to(self.device),
+                           enc["attention_mask"].to(self.device))
+
+    def _decode(self, batch: PromptBatch, out: torch.Tensor, count: bool) -> list[str]:
+        if count:   # training's cost only: evaluations are not counted, as in the supervised task
+            self.count("forward_examples", len(batch.prompts))
+            self.count("generated_tokens", int(out.shape[0] * (out.shape[1] - batch.input_ids.shape[1])))
+        return self.tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
+
+    @torch.no_grad()
+    def generate(self, batch: PromptBatch, params: dict[str, torch.Tensor] | None = None, count: bool = True) -> list[str]:
+        """Greedy completions of the batch's prompts, by the model or by `params` swapped into it."""
+        if params is None:
+            out = self._generator(batch.input_ids, batch.attention_mask)
+        else:
+            from torch.func import functional_call
+
+            out = functional_call(self._generator, {f"lm.{k}": v for k, v in params.items()},
+                                  (batch.input_ids, batch.attention_mask))
+        return self._decode(batch, out, count)
+
+    def rewards(self, batch: PromptBatch, outputs: list[str]) -> torch.Tensor:
+        values = self.reward(batch.prompts, outputs, batch.references)
+        values = torch.as_tensor([float(v) for v in values], dtype=torch.float64)
+        if values.shape != (len(batch.prompts),):
+            raise ValueError(f"the reward function returned {tuple(values.shape)} values for {len(batch.prompts)} prompts")
+        return values
+
+    # -- Task interface ----------------------------------------------------------------------------
+    def batch(self, iteration: int) -> PromptBatch:
+        rng = np.random.default_rng([self.seed, iteration])
+        idx = rng.choice(len(self.train), size=self.batch_size, replace=self.batch_size > len(self.train))
+        return self.encode([self.train[i] for i in idx])
+
+    def score(self, batch: PromptBatch, index: int = 0) -> float:
+        return float(self.rewards(batch, self.generate(batch)).mean())
+
+    def score_params(self, params: dict[str, torch.Tensor], batch: PromptBatch) -> torch.Tensor:
+        # HF generation does not run under vmap (its loop stops on data): candidates go one after
+        # another, each batched over the prompts, with its parameters swapped in, not copied
+        n = next(iter(params.values())).shape[0]
+        return torch.stack([self.rewards(batch, self.generate(batch, {k: v[i] for k, v in params.items()})).mean()
+                            for i in range(n)])
+
+    def outputs(self, items: list[dict]) -> list[str]:
+        out = []
+        for i in range(0, len(items), self.eval_batch):
+            out += self.generate(self.encode(items[i:i + self.eval_batch]), count=False)
+        return out
+
+    def evaluate(self) -> dict[str, float]:
+        outputs = self.outputs(self.test)
+        batch = PromptBatch([it["prompt"] for it in self.test], [it["reference"] for it in self.test], None, None)
+        return {"reward": float(self.rewards(batch, outputs).mean())}
+
+    def samples(self, n: int = 20) -> list[dict]:
+        """The first `n` held-out prompts with their references and the current model's outputs."""
+        items = self.test[:n]
+        return [{**it, "output": o} for it, o in zip(items, self.outputs(items))]
+
+    # -- gradient baseline: cross-entropy on prompt + reference ------------------------------------
+    def train_cross_entropy(self, steps: int, lr: float = 3e-3, batch_size: int = 64, seed: int = 0) -> list[float]:
+        """Adam on the references' tokens (teacher forcing; the prompt is context, not target).
+
+        Returns the loss of each step. Counts its sequences in ``forward_examples`` like ARS does."""
+        if any(it["reference"] is None for it in self.train):
+            raise ValueError("cross-entropy training needs a reference for every prompt")
+        tok = self.tokenizer
+        eos = tok.eos_token or ""
+        model = self.model
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        rng = np.random.default_rng([seed, 1])
+        losses = []
+        try:
+            for _ in range(steps):
+                idx = rng.choice(len(self.train), size=batch_size, replace=batch_size > len(self.train))
+                items = [self.train[i] for i in idx]
+                prompt_len = [len(tok(it["prompt"])["input_ids"]) for it in items]
+                enc = tok([it["prompt"] + it["reference"] + eos for it in items], return_tensors="pt", padding=True)
+                ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+                labels = ids.clone()
+                labels[mask == 0] = -100
+                pad = (mask == 0).sum(1)
+                for row, (p, n_pad) in enumerate(zip(prompt_len, pad.tolist())):
+                    labels[row, :n_pad + p] = -100       # no loss on padding and prompt
+                position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+                loss = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, labels=labels).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                self.count("forward_examples", batch_size)
+        finally:
+            model.eval()
+            for p in model.parameters():
+                p.grad = None
+        return losses
+
+    def pretrain(self, epochs: int, lr: float = 3e-3, batch_size: int = 64, seed: int = 0) -> list[float]:
+        steps = epochs * max(1, -(-len(self.train) // batch_size))
+        losses = self.train_cross_entropy(steps, lr, batch_size, seed)
+        per_epoch = max(1, steps // max(epochs, 1))
+        return [float(np.mean(losses[i:i + per_epoch])) for i in range(0, len(losses), per_epoch)]

@@ -1,0 +1,163 @@
+"""task.kind = "generate": prompts, rewards, scoring candidates by their greedy outputs, MLflow logging."""
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+from arsearch.config import load_job  # noqa: E402
+from arsearch.models import save_hf  # noqa: E402
+from arsearch.posttrain import posttrain  # noqa: E402
+from arsearch.spaces import FullSpace  # noqa: E402
+from arsearch.tasks import build_task  # noqa: E402
+from arsearch.tasks.generate import (  # noqa: E402
+    GenerateTask,
+    arithmetic,
+    digit_match,
+    exact_match,
+    load_prompts,
+    tiny_causal_lm,
+)
+
+
+def reverse_prompts(n=40, seed=0):
+    """A factory of prompts for `task.prompts = "module:function"` (tuples are accepted)."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["".join(rng.choice("abc") for _ in range(3)) for _ in range(n)]
+    return [(w + ">", w[::-1]) for w in words]
+
+
+def constant_reward(prompts, outputs, references):
+    return [0.5] * len(prompts)
+
+
+def wrong_length_reward(prompts, outputs, references):
+    return [1.0]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gen") / "tiny"
+    items = arithmetic(300)
+    model, tok = tiny_causal_lm([it["prompt"] + it["reference"] for it in items], n_layer=2, n_embd=32, n_head=2)
+    save_hf(model, tok, d)
+    return d
+
+
+def job(tmp_path, path, **extra):
+    data = {"seed": 0,
+            "task": {"kind": "generate", "prompts": "arithmetic", "n_prompts": 100, "batch_size": 8,
+                     "max_new_tokens": 3, "reward": "arsearch.tasks.generate:digit_match"},
+            "model": {"factory": "transformers:AutoModelForCausalLM", "path": str(path)},
+            "ars": {"version": "v1t", "directions": 2, "top": 2, "step_size": 0.05, "noise": 0.05,
+                    "iterations": 2, "backend": "sequential"},
+            "eval": {"every": 1}, "tracking": {"enabled": False},
+            "checkpoint": {"dir": str(tmp_path / "out"), "every": 100}}
+    for key, value in extra.items():
+        data[key] = {**data.get(key, {}), **value}
+    return data
+
+
+def test_arithmetic_data_is_deterministic_distinct_and_correct():
+    a, b = arithmetic(500, seed=3), arithmetic(500, seed=3)
+    assert a == b and a != arithmetic(500, seed=4)
+    assert len({it["prompt"] for it in a}) == 500
+    for it in a[:50]:
+        x, y = it["prompt"].rstrip("=").split("+")
+        assert int(it["reference"]) == int(x) + int(y) and len(it["reference"]) == 3
+
+
+def test_rewards():
+    assert exact_match(["p", "q"], [" 049 ", "048"], ["049", "049"]) == [1.0, 0.0]
+    assert digit_match(["p", "q", "r"], ["049", "048", "9"], ["049", "049", "049"]) == [1.0, pytest.approx(2 / 3), 0.0]
+
+
+def test_prompt_sources(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "a>", "reference": "a"}\n\n{"prompt": "b>"}\n')
+    assert load_prompts(str(path)) == [{"prompt": "a>", "reference": "a"}, {"prompt": "b>", "reference": None}]
+    assert load_prompts("tests.test_generate:reverse_prompts", n=5)[0]["prompt"].endswith(">")
+    assert len(load_prompts("tests.test_generate:reverse_prompts", n=5)) == 5
+    path.write_text('{"prompt": "a>"}\nnot json\n')
+    with pytest.raises(ValueError, match="p.jsonl:2 is not a JSON line"):
+        load_prompts(str(path))
+    path.write_text('{"text": "a>"}\n')
+    with pytest.raises(ValueError, match="item 0 is not a prompt"):
+        load_prompts(str(path))
+    with pytest.raises(ValueError, match="not a built-in"):
+        load_prompts("nowhere.jsonl")
+
+
+def test_candidates_score_alike_in_both_paths_and_leave_the_model_alone(tmp_path, model_dir):
+    task = build_task(load_job(data=job(tmp_path, model_dir)))
+    assert isinstance(task, GenerateTask)
+    batch = task.batch(0)
+    assert batch.input_ids.shape[0] == 8
+    space = FullSpace(task.model)
+    theta = space.vector().clone()
+    gen = torch.Generator().manual_seed(0)
+    thetas = torch.stack([theta, theta + 0.3 * torch.randn(theta.shape, generator=gen)])
+    batched = task.score_params(space.expand(thetas), batch)
+    one_by_one = []
+    for t in thetas:
+        space.load_(t)
+        one_by_one.append(task.score(batch))
+    space.load_(theta)
+    assert batched.tolist() == pytest.approx(one_by_one)
+    params = space.expand(thetas)
+    first, second = (task.generate(batch, {k: v[i] for k, v in params.items()}) for i in range(2))
+    assert first != second                                 # a perturbed model writes something else
+    assert first == task.generate(batch)                   # candidate 0 is the model itself
+    assert torch.equal(space.vector(), theta)
+    assert task.batch(0).prompts == batch.prompts and task.batch(1).prompts != batch.prompts
+
+
+def test_evaluation_is_held_out_and_not_counted(tmp_path, model_dir):
+    task = build_task(load_job(data=job(tmp_path, model_dir)))
+    assert len(task.test) == 25 and len(task.train) == 75
+    assert not {it["prompt"] for it in task.test} & {it["prompt"] for it in task.train}
+    task.evaluate()
+    assert task.counters.get("forward_examples", 0) == 0
+    task.score(task.batch(0))
+    assert task.counters["forward_examples"] == 8
+
+
+def test_reward_contract_is_checked(tmp_path, model_dir):
+    task = build_task(load_job(data=job(tmp_path, model_dir, task={"reward": "tests.test_generate:constant_reward"})))
+    assert task.score(task.batch(0)) == 0.5
+    task = build_task(load_job(data=job(tmp_path, model_dir, task={"reward": "tests.test_generate:wrong_length_reward"})))
+    with pytest.raises(ValueError, match="returned \\(1,\\) values for 8 prompts"):
+        task.score(task.batch(0))
+
+
+def test_cross_entropy_training_learns(tmp_path, model_dir):
+    task = build_task(load_job(data=job(tmp_path, model_dir)))
+    losses = task.train_cross_entropy(30, lr=3e-3, batch_size=16)
+    assert sum(losses[-5:]) < sum(losses[:5])
+    assert not task.model.training and all(p.grad is None for p in task.model.parameters())
+
+
+def test_posttrain_logs_curve_metrics_and_sample_table(tmp_path, model_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = job(tmp_path, model_dir, tracking={"enabled": True, "uri": uri, "experiment": "gen"})
+    result = posttrain(load_job(data=data))
+    assert result.tracking_error is None
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("gen").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["arsearch.role"] == "posttrain"
+    assert run.data.metrics["after/reward"] == pytest.approx(result.after["reward"])
+    assert run.data.metrics["before/reward"] == pytest.approx(result.before["reward"])
+    assert len(client.get_metric_history(run.info.run_id, "train/score")) == 2
+    assert len(client.get_metric_history(run.info.run_id, "eval/reward")) == 2
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"learning_curve.png", "config.toml", "samples.json", "posttrained.safetensors"} <= artifacts
+    table = json.loads((tmp_path / "out" / "samples.json").read_text())
+    assert len(table) == 20 and set(table[0]) == {"prompt", "reference", "before", "after"}
+    logged = json.loads(open(client.download_artifacts(run.info.run_id, "samples.json", str(tmp_path))).read())
+    assert logged["columns"] == ["prompt", "reference", "before", "after"] and len(logged["data"]) == 20
