@@ -17,11 +17,8 @@ def _fail(message: str, code: int) -> int:
 
 
 def cmd_train(args) -> int:
-    from .backends import WorkerLost
     from .backends.distributed import launched
-    from .checkpoint import CheckpointError
     from .config import ConfigError, load_job
-    from .trainer import Trainer, TrainingDiverged
 
     overrides = list(args.set)
     if args.nproc is not None:
@@ -34,33 +31,93 @@ def cmd_train(args) -> int:
         return _fail(str(e), USAGE_ERROR)
     if config.ars.backend == "distributed" and config.ars.nproc > 1 and not launched():
         return launch_distributed(args, overrides, config.ars.nproc)
+    from .interrupt import StopSignals
+
+    with StopSignals():        # Ctrl-C / SIGTERM: finish the iteration, save, end the MLflow run as KILLED
+        return _train(args, config)
+
+
+def _resume_command(args, command: str = "train") -> str:
+    import shlex
+
+    words = ["arsearch", command, args.config]
+    for item in args.set:
+        words += ["--set", item]
+    return shlex.join([*words, "--resume"])
+
+
+def _interrupted_message(e, args, command: str = "train") -> str:
+    import signal
+
+    name = signal.Signals(e.signum).name
+    if e.checkpoint is None:
+        return f"stopped by {name} before the first iteration finished: no checkpoint to resume from"
+    return (f"stopped by {name} at iteration {e.iteration}; the checkpoint is {e.checkpoint}\n"
+            f"resume with: {_resume_command(args, command)}")
+
+
+def _train(args, config) -> int:
+    import signal
+
+    from .backends import WorkerLost
+    from .backends.distributed import launched
+    from .checkpoint import CheckpointError, CheckpointWriteError, prepare_dir
+    from .config import ConfigError
+    from .interrupt import TrainingInterrupted
     from .study.objective import eval_log_callback
     from .tracking import TrackingError, train_callback
+    from .trainer import Trainer, TrainingDiverged
 
+    trainer = tracker = None
     try:
-        tracker = train_callback(config)            # checks the tracking store now, before training
-    except TrackingError as e:
-        return _fail(str(e), USAGE_ERROR)
-    trainer = None
-    try:
-        callbacks = [cb for cb in (eval_log_callback(), tracker) if cb is not None]
+        # in this order, so that bad input is refused before anything is written: the directory
+        # (a file? read-only? another run's checkpoints? in use?), the task (dataset or model
+        # function imported, environment made), the checkpoint to resume, and only then the store
+        if os.environ.get("RANK", "0") == "0":
+            lock = prepare_dir(config.checkpoint.dir, args.resume, args.overwrite)   # noqa: F841 - held until exit
+        callbacks = [cb for cb in (eval_log_callback(),) if cb is not None]
         trainer = Trainer(config, callbacks=callbacks, progress=not args.quiet)
-        result = trainer.run(resume=args.resume)
-    except (ConfigError, CheckpointError, ValueError) as e:
-        if tracker is not None:
-            tracker.finish({}, [], ok=False)
+        if args.resume:
+            trainer.resume()
+        tracker = train_callback(config, resume_run_id=trainer.tracking_run_id)
+    except (ConfigError, CheckpointError, ValueError, TrackingError) as e:
+        _close(trainer)
         return _fail(str(e), USAGE_ERROR)
-    except TrainingDiverged as e:
+    except KeyboardInterrupt:
+        _close(trainer)
+        return _fail("interrupted before training started; nothing was saved", 128 + signal.SIGINT)
+    if tracker is not None:
+        trainer.callbacks.append(tracker)
+        trainer.tracking_run_id = tracker.run_id      # kept in every checkpoint: --resume continues this run
+
+    def end_run(status: str, result: dict | None = None, **tags) -> None:
         if tracker is not None:
-            tracker.finish({}, trainer.history if trainer else [], ok=False)
+            tracker.finish(result or {"iterations": trainer.iteration}, trainer.history, ok=False, status=status,
+                           tags=tags or None)
+    try:
+        result = trainer.run(resume=args.resume)
+    except TrainingInterrupted as e:
+        end_run("KILLED", **{"arsearch.stopped_by": signal.Signals(e.signum).name})
+        print(f"arsearch: {_interrupted_message(e, args)}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:                   # a second signal: stopped at once, the last checkpoint stands
+        end_run("KILLED", **{"arsearch.stopped_by": "SIGINT"})
+        last = trainer.last_checkpoint
+        where = (f"the last checkpoint is {last}\nresume with: {_resume_command(args)}" if last
+                 else "no checkpoint had been written")
+        print(f"arsearch: stopped at once at iteration {trainer.iteration}; {where}", file=sys.stderr, flush=True)
+        return 128 + signal.SIGINT
+    except CheckpointWriteError as e:           # a full disk mid-run: a runtime failure, not a usage error
+        end_run("FAILED")
         return _fail(str(e), 1)
-    except WorkerLost as e:
-        if tracker is not None:
-            tracker.finish({}, trainer.history if trainer else [], ok=False)
+    except (ConfigError, CheckpointError, ValueError) as e:
+        end_run("FAILED")
+        return _fail(str(e), USAGE_ERROR)
+    except (TrainingDiverged, WorkerLost) as e:
+        end_run("FAILED")
         return _fail(str(e), 1)
     except RuntimeError as e:
-        if tracker is not None:
-            tracker.finish({}, [], ok=False)
+        end_run("FAILED")
         if not launched():
             raise
         import torch.distributed as dist
@@ -76,13 +133,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _close(trainer) -> None:
+    if trainer is not None:
+        trainer.task.close()
+        trainer.backend.close()
+
+
 def launch_distributed(args, overrides: list[str], nproc: int) -> int:
     """Run this same `train` command under torchrun with `nproc` ranks on this machine."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "--max-restarts=0", "--monitor-interval=0.5", "-m", "arsearch.cli", "train", args.config]
     for item in overrides:
         cmd += ["--set", item]
-    cmd += ["--resume"] * args.resume + ["--quiet"] * args.quiet
+    cmd += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
         return _fail(f"distributed job failed: torchrun ({nproc} ranks) exited with code {proc.returncode}; "
@@ -91,16 +154,27 @@ def launch_distributed(args, overrides: list[str], nproc: int) -> int:
 
 
 def cmd_posttrain(args) -> int:
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, CheckpointWriteError
     from .config import ConfigError, load_job
+    from .interrupt import StopSignals, TrainingInterrupted
     from .posttrain import posttrain
     from .trainer import TrainingDiverged
 
+    shortcuts = [f"model.{k}={json.dumps(v)}" for k, v in (("checkpoint", args.checkpoint),
+                                                            ("factory", args.factory)) if v]
     try:
-        shortcuts = [f"model.{k}={json.dumps(v)}" for k, v in (("checkpoint", args.checkpoint),
-                                                                ("factory", args.factory)) if v]
-        config = load_job(args.config, [*args.set, *shortcuts])
-        result = posttrain(config, progress=not args.quiet, track=False if args.no_tracking else None)
+        with StopSignals():
+            config = load_job(args.config, [*args.set, *shortcuts])
+            result = posttrain(config, progress=not args.quiet, track=False if args.no_tracking else None,
+                               resume=args.resume)
+    except TrainingInterrupted as e:
+        args.set = [*args.set, *shortcuts]
+        print(f"arsearch: {_interrupted_message(e, args, 'posttrain')}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return _fail("stopped at once; the last periodic checkpoint (if any) stands", 130)
+    except CheckpointWriteError as e:
+        return _fail(str(e), 1)
     except (ConfigError, CheckpointError, ValueError) as e:
         return _fail(str(e), USAGE_ERROR)
     except TrainingDiverged as e:
@@ -230,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set ars.step_size=0.01 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in checkpoint.dir")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the checkpoints already in checkpoint.dir and start again")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--nproc", type=int, default=None, metavar="P",
                        help="run with the distributed backend on P ranks of this machine (launches torchrun)")
@@ -242,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--checkpoint", help="the pretrained weights (sets model.checkpoint)")
     post.add_argument("--factory", help="the model: built-in name or package.module:function (sets model.factory)")
     post.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    post.add_argument("--resume", action="store_true", help="continue the fine-tuning from the latest checkpoint")
     post.add_argument("--quiet", action="store_true", help="no progress bar")
     post.set_defaults(func=cmd_posttrain)
 
@@ -291,7 +368,11 @@ def _review_args(p) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:       # Ctrl-C outside training (a study, a report): one line, no traceback
+        print("arsearch: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def load_weights(task, path) -> None:
 
 
 def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progress: bool = False,
-              track: bool | None = None) -> PosttrainResult:
+              track: bool | None = None, resume: bool = False) -> PosttrainResult:
     """Run one post-training job (see the module docstring). Raises ConfigError / CheckpointError
     on bad input before anything is written to the checkpoint directory."""
     from .trainer import Trainer, resolve_device
@@ -168,7 +168,7 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
     space = trainer.space
     full_dim = sum(p.numel() for p in base_model(task).parameters())
     search_dim = space.dim
-    train = trainer.run()
+    train = trainer.run(resume=resume)
     after = {k.removeprefix("eval/"): v for k, v in train.items() if k.startswith("eval/")} or task.evaluate()
     out_dir = Path(config.checkpoint.dir)
     state = {k: v.detach().clone() for k, v in base_model(task).state_dict().items()}
