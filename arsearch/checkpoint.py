@@ -62,22 +62,27 @@ def _free_bytes(directory: Path) -> int:
 
 
 def check_writable(directory: str | Path, what: str) -> None:
-    """Create `directory` and write (then remove) a probe file in it; CheckpointError naming the path if not.
+    """Write (then remove) a probe file in `directory`, or in its nearest existing parent when it
+    does not exist yet (nothing is left behind); CheckpointError naming the path if that fails.
 
     A real write, not `os.access`: as root, permission bits say yes where a read-only mount says no.
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"{what} {directory} is an existing file, not a directory; choose another path")
-    probe = directory / f".arsearch-write-probe-{os.getpid()}"
+    where = directory.absolute()
+    while not where.exists():
+        where = where.parent
+    if not where.is_dir():
+        raise CheckpointError(f"{what} {directory} cannot be created: {where} is a file")
+    probe = where / f".arsearch-write-probe-{os.getpid()}"
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         with open(probe, "wb") as f:
             f.write(b"0" * 4096)
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise CheckpointError(f"{what} {directory} is not writable: {_write_failure(e, directory)}") from None
+        raise CheckpointError(f"{what} {directory} is not writable: {_write_failure(e, where)}") from None
     finally:
         try:
             probe.unlink(missing_ok=True)
@@ -93,32 +98,48 @@ def existing(directory: str | Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if _NAME.match(p.name) or p.name == "final.pt")
 
 
-def prepare_dir(directory: str | Path, resume: bool, overwrite: bool):
-    """Make `directory` this job's own: refuse a file, an unwritable directory, another run's checkpoints
-    (unless resuming or overwriting) and a directory another `arsearch train` is writing.
-
-    Returns the held lock (a `filelock.FileLock`, released when the process ends, even by kill -9).
-    """
-    from filelock import FileLock, Timeout
-
-    directory = Path(directory)
+def check_dir(directory: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is written: a file, an unwritable directory, and another run's
+    checkpoints unless resuming (--resume) or starting again (--overwrite)."""
     check_writable(directory, "checkpoint.dir")
-    lock = FileLock(directory / ".arsearch.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise CheckpointError(f"checkpoint.dir {directory} is in use by another arsearch train (it holds "
-                              f"{directory / '.arsearch.lock'}); give this run another checkpoint.dir") from None
     found = existing(directory)
-    if found and not resume:
-        if not overwrite:
-            lock.release()
-            names = ", ".join(p.name for p in found[-3:])
-            raise CheckpointError(f"checkpoint.dir {directory} already holds checkpoints ({names}); pass --resume "
-                                  f"to continue that run, or --overwrite to delete them and start again")
-        for p in [*found, directory / "metrics.json"]:
-            p.unlink(missing_ok=True)
-    return lock
+    if found and not resume and not overwrite:
+        names = ", ".join(p.name for p in found[-3:])
+        raise CheckpointError(f"checkpoint.dir {directory} already holds checkpoints ({names}); pass --resume "
+                              f"to continue that run, or --overwrite to delete them and start again")
+
+
+class ClaimedDir:
+    """`directory` locked for this run: a second `arsearch train` into it is refused instead of
+    interleaving its checkpoints. The lock (`filelock`, an flock) is released when the process ends,
+    even by kill -9."""
+
+    def __init__(self, directory: str | Path, overwrite: bool = False):
+        from filelock import FileLock, Timeout
+
+        self.directory = Path(directory)
+        self.created = [d for d in (self.directory, *self.directory.parents) if not d.exists()]   # innermost first
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(self.directory / ".arsearch.lock")
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            raise CheckpointError(f"checkpoint.dir {directory} is in use by another arsearch train (it holds "
+                                  f"{self.lock.lock_file}); give this run another checkpoint.dir") from None
+        if overwrite:
+            for p in [*existing(self.directory), self.directory / "metrics.json"]:
+                p.unlink(missing_ok=True)
+
+    def release(self, remove: bool = False) -> None:
+        """Unlock; with `remove`, also take away the directories this run created, if it left them empty."""
+        self.lock.release()
+        if remove and self.created:
+            Path(self.lock.lock_file).unlink(missing_ok=True)
+            for d in self.created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
 
 
 def peek(path: str | Path, map_location="cpu") -> dict:

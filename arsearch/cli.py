@@ -33,8 +33,15 @@ def cmd_train(args) -> int:
         return launch_distributed(args, overrides, config.ars.nproc)
     from .interrupt import StopSignals
 
+    claims: list = []
+    code = 1
     with StopSignals():        # Ctrl-C / SIGTERM: finish the iteration, save, end the MLflow run as KILLED
-        return _train(args, config)
+        try:
+            code = _train(args, config, claims)
+            return code
+        finally:
+            for claim in claims:
+                claim.release(remove=code == USAGE_ERROR)   # a refused run leaves no empty directory
 
 
 def _resume_command(args, command: str = "train") -> str:
@@ -56,12 +63,12 @@ def _interrupted_message(e, args, command: str = "train") -> str:
             f"resume with: {_resume_command(args, command)}")
 
 
-def _train(args, config) -> int:
+def _train(args, config, claims: list) -> int:
     import signal
 
     from .backends import WorkerLost
     from .backends.distributed import launched
-    from .checkpoint import CheckpointError, CheckpointWriteError, prepare_dir
+    from .checkpoint import CheckpointError, CheckpointWriteError, ClaimedDir, check_dir
     from .config import ConfigError
     from .interrupt import TrainingInterrupted
     from .study.objective import eval_log_callback
@@ -71,14 +78,18 @@ def _train(args, config) -> int:
     trainer = tracker = None
     try:
         # in this order, so that bad input is refused before anything is written: the directory
-        # (a file? read-only? another run's checkpoints? in use?), the task (dataset or model
-        # function imported, environment made), the checkpoint to resume, and only then the store
-        if os.environ.get("RANK", "0") == "0":
-            lock = prepare_dir(config.checkpoint.dir, args.resume, args.overwrite)   # noqa: F841 - held until exit
+        # (a file? read-only? another run's checkpoints?), the task (dataset or model function
+        # imported, environment made), the checkpoint to resume, the directory's lock (another run
+        # in it?), and only then the tracking store
+        writer = os.environ.get("RANK", "0") == "0"
+        if writer:
+            check_dir(config.checkpoint.dir, args.resume, args.overwrite)
         callbacks = [cb for cb in (eval_log_callback(),) if cb is not None]
         trainer = Trainer(config, callbacks=callbacks, progress=not args.quiet)
         if args.resume:
             trainer.resume()
+        if writer:
+            claims.append(ClaimedDir(config.checkpoint.dir, overwrite=args.overwrite and not args.resume))
         tracker = train_callback(config, resume_run_id=trainer.tracking_run_id)
     except (ConfigError, CheckpointError, ValueError, TrackingError) as e:
         _close(trainer)
