@@ -49,7 +49,8 @@ class TaskConfig:
     activation: str = choice("relu", "relu", "tanh")
     channels: list[int] = listof([8, 16])
     batch_size: int = number(256, 1)
-    test_fraction: float = number(0.25, 0.0, 1.0, low_open=True)
+    test_fraction: float = number(0.25, 0.0, 1.0, low_open=True)   # < 1: JobConfig.check
+    test_dataset: str = ""           # "package.module:function" returning the test data (x, y) or a Dataset
     # rl
     env: str = "Swimmer-v5"
     policy: str = choice("linear", "linear", "mlp")
@@ -169,7 +170,7 @@ class CompressConfig:
 
 @dataclass
 class JobConfig:
-    seed: int = 0
+    seed: int = number(0, 0, 2**32 - 1)     # NumPy and scikit-learn take seeds in [0, 2**32)
     task: TaskConfig = field(default_factory=TaskConfig)
     ars: ARSSection = field(default_factory=ARSSection)
     population: PopulationConfig | None = None
@@ -189,6 +190,30 @@ class JobConfig:
             raise ConfigError(f"ars.top = {self.ars.top} must be <= ars.directions = {self.ars.directions}")
         if self.sampling is not None and self.task.kind != "supervised":
             raise ConfigError("[sampling] (prioritised mini-batches) needs task.kind = \"supervised\"")
+        if self.task.test_fraction >= 1.0:
+            raise ConfigError(f"task.test_fraction = {self.task.test_fraction} leaves no training data; "
+                              f"allowed: > 0 and < 1")
+        if self.ars.devices:
+            _check_devices(self.ars.devices)
+
+
+def _check_devices(devices: list[str]) -> None:
+    """ars.devices must exist on this machine (an AssertionError deep in torch otherwise)."""
+    import torch
+
+    for i, name in enumerate(devices):
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"ars.devices[{i}] = {name!r} is not a device name (e.g. \"cpu\", \"cuda:0\")") from None
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise ConfigError(f"ars.devices[{i}] = {name!r} but no CUDA device is available on this machine; "
+                                  f"use \"cpu\" entries or leave ars.devices empty")
+            if device.index is not None and device.index >= count:
+                raise ConfigError(f"ars.devices[{i}] = {name!r} but this machine has {count} CUDA device(s) "
+                                  f"(cuda:0..cuda:{count - 1})")
 
 
 # ---------------------------------------------------------------------------------------------
