@@ -239,21 +239,44 @@ def cmd_study_run(args) -> int:
     from .config import ConfigError
     from .study import load_study, run_study
     from .study.show import show
-    from .tracking import TrackingError
+    from .tracking import TrackingError, redact
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         spec = load_study(args.study, _study_overrides(args))
         study = run_study(spec, progress=not args.quiet)
     except (ConfigError, TrackingError) as e:
-        return _fail(str(e), USAGE_ERROR)
+        return _fail(redact(str(e)), USAGE_ERROR)
     s = spec.settings
+    storage = redact(s.storage)
     print(show(study, top=5))
-    print(f"\nstudy storage: {s.storage}  (arsearch study show --storage {s.storage} --study-name {s.name})")
+    print(f"\nstudy storage: {storage}  (arsearch study show --storage {storage} --study-name {s.name})")
     if s.tracking:
-        uri = s.tracking_uri or spec.config_for({}).tracking.uri
+        uri = redact(s.tracking_uri or spec.config_for({}).tracking.uri)
         print(f"MLflow runs: mlflow ui --backend-store-uri {uri}   (experiment {s.experiment or s.name!r})")
-    print(f"report: arsearch report --storage {s.storage} --study-name {s.name}")
+    print(f"report: arsearch report --storage {storage} --study-name {s.name}")
+    return 0
+
+
+def cmd_study_create(args) -> int:
+    """Create the storage, the study and the MLflow store once, before workers start (safe to repeat)."""
+    import logging
+
+    from .config import ConfigError
+    from .study import load_study
+    from .study.runner import create
+    from .tracking import TrackingError, redact
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        spec = load_study(args.study, _study_overrides(args))
+        study, created = create(spec)
+    except (ConfigError, TrackingError) as e:
+        return _fail(redact(str(e)), USAGE_ERROR)
+    s = spec.settings
+    print(f"study {s.name!r} {'created' if created else 'already exists'} in {redact(s.storage)} "
+          f"({len(study.trials)} trials)" + (f"; MLflow experiment {s.experiment or s.name!r} ready" if s.tracking else ""))
+    print(f"start workers with: arsearch study run {args.study}")
     return 0
 
 
@@ -275,7 +298,9 @@ def cmd_study_show(args) -> int:
         study = _load_for_review(args)
         print(show(study, top=args.top, config_out=args.config_out))
     except (ConfigError, ValueError) as e:
-        return _fail(str(e), USAGE_ERROR)
+        from .tracking import redact
+
+        return _fail(redact(str(e)), USAGE_ERROR)
     return 0
 
 
@@ -353,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_study_run)
+    create = study_sub.add_parser("create", help="create the study storage, the study and the MLflow store "
+                                                 "once, before starting workers")
+    create.add_argument("study", help="study file (TOML)")
+    create.add_argument("--storage", help="Optuna storage URL (default: the study file's)")
+    create.add_argument("--study-name", help="study name (default: study.name, else the file's stem)")
+    create.add_argument("--tracking-uri", help="MLflow tracking URI (default: the base config's tracking.uri)")
+    create.add_argument("--no-tracking", action="store_true", help="do not create the MLflow store")
+    create.set_defaults(func=cmd_study_create)
     for name, func, help_ in (("show", cmd_study_show, "best trial, its config as a job TOML, top trials"),):
         p = study_sub.add_parser(name, help=help_)
         _review_args(p)

@@ -298,6 +298,9 @@ class MlflowCallback(Callback):
         self.terminate = terminate
         self.log_checkpoint = log_checkpoint
         self.log_params = log_params        # False when continuing a run (--resume): params are write-once
+        # the config.toml artifact, when it must differ from the job's (a study trial's points to a
+        # fresh directory and experiment, so that rerunning it cannot touch the trial or the study)
+        self.artifact_config: JobConfig | None = None
         self.failed: str | None = None
         self._last: dict[str, float] = {}
         self._buffer: list = []
@@ -424,7 +427,7 @@ class MlflowCallback(Callback):
             self._safe("set tags", self._set_tags, tags)
         with tempfile.TemporaryDirectory() as tmp:
             cfg = Path(tmp) / "config.toml"
-            cfg.write_text(f"# resolved job config: arsearch train {cfg.name}\n" + to_toml(self.config))
+            cfg.write_text(f"# resolved job config: arsearch train {cfg.name}\n" + to_toml(self.artifact_config or self.config))
             self.log_artifact(cfg)
             png = learning_curve_png(history, Path(tmp) / "learning_curve.png", title=self.run_name)
             self.log_artifact(png)
