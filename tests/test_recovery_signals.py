@@ -146,3 +146,44 @@ def test_second_signal_during_an_iteration_stops_at_once(tmp_path):
         except KeyboardInterrupt:
             pass
     assert trainer.iteration == 3 and trainer.last_checkpoint.name == "iter_0000002.pt"
+
+
+POSTTRAIN = """
+seed = 0
+[task]
+dataset = "digits"
+hidden = [16]
+batch_size = 64
+[model]
+factory = "mlp"
+checkpoint = "runs/p/pretrained.pt"
+pretrain_epochs = 2
+[compress]
+prune = 0.5
+[ars]
+directions = 4
+top = 2
+iterations = 3000
+[eval]
+every = 5
+[tracking]
+enabled = false
+[checkpoint]
+dir = "runs/p"
+every = 2
+"""
+
+
+def test_ctrl_c_in_posttrain_saves_and_resume_continues(tmp_path):
+    (tmp_path / "post.toml").write_text(POSTTRAIN)
+    p = start(tmp_path, "posttrain", "post.toml", "--quiet")
+    wait_for(lambda: len(checkpoints(tmp_path / "runs/p")) >= 2, what="two checkpoints", proc=p)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "resume with: arsearch posttrain post.toml --resume" in err
+    at = ckpt.peek(checkpoints(tmp_path / "runs/p")[-1])["iteration"]
+    done = run(tmp_path, "posttrain", "post.toml", "--quiet", "--resume", "--set", f"ars.iterations={at + 2}")
+    assert done.returncode == 0, done.stderr
+    assert f"resuming from runs/p/iter_{at:07d}.pt (iteration {at})" in done.stderr
+    assert (tmp_path / "runs/p/posttrained.pt").exists()
