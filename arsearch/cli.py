@@ -121,6 +121,9 @@ def _train(args, config, claims: list) -> int:
     except CheckpointWriteError as e:           # a full disk mid-run: a runtime failure, not a usage error
         end_run("FAILED")
         return _fail(str(e), 1)
+    except OSError as e:                        # metrics.json on a full disk, and the like
+        end_run("FAILED")
+        return _fail(f"cannot write {e.filename or 'a file'}: {e.strerror or e}", 1)
     except (ConfigError, CheckpointError, ValueError) as e:
         end_run("FAILED")
         return _fail(str(e), USAGE_ERROR)
@@ -186,6 +189,8 @@ def cmd_posttrain(args) -> int:
         return _fail("stopped at once; the last periodic checkpoint (if any) stands", 130)
     except CheckpointWriteError as e:
         return _fail(str(e), 1)
+    except OSError as e:
+        return _fail(f"cannot write {e.filename or 'a file'}: {e.strerror or e}", 1)
     except (ConfigError, CheckpointError, ValueError) as e:
         return _fail(str(e), USAGE_ERROR)
     except TrainingDiverged as e:
@@ -312,7 +317,9 @@ def cmd_report(args) -> int:
         study = _load_for_review(args)
         path = write_report(study, args.out, top=args.top)
     except (ConfigError, ValueError) as e:
-        return _fail(str(e), USAGE_ERROR)
+        from .tracking import redact
+
+        return _fail(redact(str(e)), USAGE_ERROR)
     print(f"report written to {path}")
     return 0
 

@@ -195,7 +195,7 @@ class StudyTracker:
 
             params = {f"study.{k}": redact(str(v)) for k, v in vars(spec.settings).items()}
             params.update({f"space.{p.key}": _describe(p) for p in spec.params})
-            params.update({f"base.{k}": str(v)[:6000] for k, v in flatten(spec.base).items()})
+            params.update({f"base.{k}": redact(str(v))[:6000] for k, v in flatten(spec.base).items()})
             logger = MlflowCallback(client, JobConfig(), run_id=run_id)
             logger._safe("log study params", logger._log_params, params)
         else:
