@@ -4,8 +4,9 @@ The first SIGINT or SIGTERM (what a scheduler or `kill` sends) only sets a flag:
 loop finishes its current iteration, writes a checkpoint there and raises `TrainingInterrupted`,
 so that resuming from that checkpoint continues bit-exactly. A second signal while the
 iteration is still running stops at once (KeyboardInterrupt; the last periodic checkpoint
-stays valid). Signals that arrive while the checkpoint is being written are ignored until it is
-complete, so a second Ctrl-C can never leave a half-written file (the write is atomic anyway).
+stays valid). A checkpoint write is never interrupted: a first signal during it takes effect
+once it is complete, a second one is ignored, so a Ctrl-C can never leave a half-written file
+(the write is atomic anyway).
 """
 
 from __future__ import annotations
@@ -62,9 +63,14 @@ class StopSignals:
 
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
-        if self.saving:
-            print(f"\narsearch: {name} ignored: the checkpoint is being written and will be complete in a moment",
-                  file=sys.stderr, flush=True)
+        if self.saving:         # never interrupt a checkpoint write: a first signal takes effect after it
+            if self.signum is None:
+                self.signum = signum
+                print(f"\narsearch: {name} received while a checkpoint is being written: stopping once it is "
+                      f"complete", file=sys.stderr, flush=True)
+            else:
+                print(f"\narsearch: {name} ignored: the checkpoint is being written and will be complete in a "
+                      f"moment", file=sys.stderr, flush=True)
             return
         if self.signum is None:
             self.signum = signum

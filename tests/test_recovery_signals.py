@@ -187,3 +187,16 @@ def test_ctrl_c_in_posttrain_saves_and_resume_continues(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"resuming from runs/p/iter_{at:07d}.pt (iteration {at})" in done.stderr
     assert (tmp_path / "runs/p/posttrained.pt").exists()
+
+
+def test_ctrl_c_to_the_process_group_of_a_hogwild_job(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: the workers ignore it, the parent saves."""
+    write_job(tmp_path, tracking=False)
+    p = start(tmp_path, "train", "job.toml", "--quiet", "--set", "ars.backend=hogwild")
+    wait_for(lambda: len(checkpoints(tmp_path / "runs/a")) >= 2, what="two checkpoints", proc=p)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "resume with:" in err
+    last = checkpoints(tmp_path / "runs/a")[-1]
+    assert ckpt.peek(last)["iteration"] == int(last.stem.split("_")[1])
