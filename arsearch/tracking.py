@@ -159,8 +159,7 @@ def _create_sqlite_store(db: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp_uri = "sqlite:///" + str(tmp)
     try:
-        store = SqlAlchemyStore(tmp_uri, os.environ.get("MLFLOW_ARTIFACTS_DESTINATION",
-                                                        DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH))
+        store = SqlAlchemyStore(tmp_uri, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)   # what MlflowClient would use
         store.engine.dispose()
         SqlAlchemyStore._engine_map.pop(tmp_uri, None)
         os.replace(tmp, db)
