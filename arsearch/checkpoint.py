@@ -6,6 +6,7 @@ would import or call something, so a malicious file is rejected before anything 
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -22,14 +23,166 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, unsafe, or not fitting the model."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (full disk, read-only file system): a runtime failure, exit 1."""
+
+
 def save(path: str | Path, payload: dict) -> Path:
-    """Write atomically: a crash mid-write leaves the previous file intact."""
+    """Write atomically: a crash mid-write leaves the previous file intact, a failed write leaves no temporary."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {_write_failure(e, path.parent)}") from None
     return path
+
+
+def _write_failure(e: Exception, directory: Path) -> str:
+    """What went wrong, in words: torch.save reports a full disk as a bare RuntimeError, so ask the file system."""
+    code = getattr(e, "errno", None)
+    if code == errno.ENOSPC or (code is None and _free_bytes(directory) < 1 << 20):
+        return f"no space left on device (file system of {directory})"
+    if code == errno.EROFS:
+        return f"read-only file system ({directory})"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"permission denied ({directory})"
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}"
+
+
+def _free_bytes(directory: Path) -> int:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
+
+def check_writable(directory: str | Path, what: str) -> None:
+    """Write (then remove) a probe file in `directory`, or in its nearest existing parent when it
+    does not exist yet (nothing is left behind); CheckpointError naming the path if that fails.
+
+    A real write, not `os.access`: as root, permission bits say yes where a read-only mount says no.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{what} {directory} is an existing file, not a directory; choose another path")
+    where = directory.absolute()
+    while not where.exists():
+        where = where.parent
+    if not where.is_dir():
+        raise CheckpointError(f"{what} {directory} cannot be created: {where} is a file")
+    probe = where / f".arsearch-write-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise CheckpointError(f"{what} {directory} is not writable: {_write_failure(e, where)}") from None
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def existing(directory: str | Path) -> list[Path]:
+    """The training checkpoints (iter_*.pt, final.pt) already in `directory`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if _NAME.match(p.name) or p.name == "final.pt")
+
+
+def check_dir(directory: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is written: a file, an unwritable directory, and another run's
+    checkpoints unless resuming (--resume) or starting again (--overwrite)."""
+    check_writable(directory, "checkpoint.dir")
+    found = existing(directory)
+    if found and not resume and not overwrite:
+        names = ", ".join(p.name for p in found[-3:])
+        raise CheckpointError(f"checkpoint.dir {directory} already holds checkpoints ({names}); pass --resume "
+                              f"to continue that run, or --overwrite to delete them and start again")
+
+
+class ClaimedDir:
+    """`directory` locked for this run: a second `arsearch train` into it is refused instead of
+    interleaving its checkpoints. The lock (`filelock`, an flock) is released when the process ends,
+    even by kill -9."""
+
+    def __init__(self, directory: str | Path, overwrite: bool = False):
+        from filelock import FileLock, Timeout
+
+        self.directory = Path(directory)
+        self.created = [d for d in (self.directory, *self.directory.parents) if not d.exists()]   # innermost first
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(self.directory / ".arsearch.lock")
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            raise CheckpointError(f"checkpoint.dir {directory} is in use by another arsearch train (it holds "
+                                  f"{self.lock.lock_file}); give this run another checkpoint.dir") from None
+        if overwrite:
+            for p in [*existing(self.directory), self.directory / "metrics.json"]:
+                p.unlink(missing_ok=True)
+
+    def release(self, remove: bool = False) -> None:
+        """Unlock; with `remove`, also take away the directories this run created, if it left them empty."""
+        self.lock.release()
+        if remove and self.created:
+            Path(self.lock.lock_file).unlink(missing_ok=True)
+            for d in self.created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+
+
+def peek(path: str | Path, map_location="cpu") -> dict:
+    """A training checkpoint's contents (CheckpointError if it is not one)."""
+    state = load(path, map_location)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an arsearch training checkpoint")
+    return state
+
+
+# keys that must match between a checkpoint and the job resuming it: with any of them changed the
+# saved parameters, noise seeds or optimiser state mean something else (iterations, eval, tracking may change)
+SAME_JOB_KEYS = ("seed", "task.kind", "task.dataset", "task.model", "task.hidden", "task.channels",
+                 "task.activation", "task.env", "task.policy", "ars.version", "ars.directions",
+                 "ars.noise_source", "model.factory", "population.size")
+
+
+def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint") -> None:
+    """Refuse to resume `config` from a checkpoint written by a job that differs in seed, directions or model."""
+    import tomllib
+
+    from .config import to_dict
+
+    if not saved_toml:
+        return
+    try:
+        saved = tomllib.loads(saved_toml)
+    except tomllib.TOMLDecodeError:
+        return
+    now = to_dict(config)
+
+    def get(data, key):
+        for part in key.split("."):
+            if not isinstance(data, dict) or part not in data:
+                return None
+            data = data[part]
+        return data
+
+    diffs = [f"{k} = {get(saved, k)!r} in the checkpoint, {get(now, k)!r} now" for k in SAME_JOB_KEYS
+             if get(saved, k) != get(now, k)]
+    if diffs:
+        raise CheckpointError(f"--resume: {path} was written by a different job: " + "; ".join(diffs)
+                              + ". Resume with the checkpoint's values, or start a new run in another checkpoint.dir")
 
 
 def load(path: str | Path, map_location="cpu"):

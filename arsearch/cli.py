@@ -36,10 +36,46 @@ def cmd_train(args) -> int:
     if config.ars.backend == "distributed" and config.ars.nproc > 1 and not _launched():
         # torchrun and its ranks do the work; this process only waits for them
         return launch_distributed(args, overrides, config.ars.nproc)
+    from .interrupt import StopSignals
+
+    claims: list = []
+    code = 1
+    with StopSignals():        # Ctrl-C / SIGTERM: finish the iteration, save, end the MLflow run as KILLED
+        try:
+            code = _train(args, config, claims)
+            return code
+        finally:
+            for claim in claims:
+                claim.release(remove=code == USAGE_ERROR)   # a refused run leaves no empty directory
+
+
+def _resume_command(args, command: str = "train") -> str:
+    import shlex
+
+    words = ["arsearch", command, args.config]
+    for item in args.set:
+        words += ["--set", item]
+    return shlex.join([*words, "--resume"])
+
+
+def _interrupted_message(e, args, command: str = "train") -> str:
+    import signal
+
+    name = signal.Signals(e.signum).name
+    if e.checkpoint is None:
+        return f"stopped by {name} before the first iteration finished: no checkpoint to resume from"
+    return (f"stopped by {name} at iteration {e.iteration}; the checkpoint is {e.checkpoint}\n"
+            f"resume with: {_resume_command(args, command)}")
+
+
+def _train(args, config, claims: list) -> int:
+    import signal
+
     from .backends import WorkerLost
     from .backends.distributed import launched
-    from .checkpoint import CheckpointError
-    from .trainer import Trainer, TrainingDiverged
+    from .checkpoint import CheckpointError, CheckpointWriteError, ClaimedDir, check_dir
+    from .config import ConfigError
+    from .interrupt import TrainingInterrupted
 
     if os.environ.get("ARSEARCH_EVAL_LOG"):     # a study's subprocess trial: only then is Optuna's side needed
         from .study.objective import eval_log_callback
@@ -47,31 +83,65 @@ def cmd_train(args) -> int:
         def eval_log_callback():
             return None
     from .tracking import TrackingError, train_callback
+    from .trainer import Trainer, TrainingDiverged
 
+    trainer = tracker = None
     try:
-        tracker = train_callback(config)            # checks the tracking store now, before training
-    except TrackingError as e:
-        return _fail(str(e), USAGE_ERROR)
-    trainer = None
-    try:
-        callbacks = [cb for cb in (eval_log_callback(), tracker) if cb is not None]
+        # in this order, so that bad input is refused before anything is written: the directory
+        # (a file? read-only? another run's checkpoints?), the task (dataset or model function
+        # imported, environment made), the checkpoint to resume, the directory's lock (another run
+        # in it?), and only then the tracking store
+        writer = os.environ.get("RANK", "0") == "0"
+        if writer:
+            check_dir(config.checkpoint.dir, args.resume, args.overwrite)
+        callbacks = [cb for cb in (eval_log_callback(),) if cb is not None]
         trainer = Trainer(config, callbacks=callbacks, progress=not args.quiet)
-        result = trainer.run(resume=args.resume)
-    except (ConfigError, CheckpointError, ValueError) as e:
-        if tracker is not None:
-            tracker.finish({}, [], ok=False)
+        if args.resume:
+            trainer.resume()
+        if writer:
+            claims.append(ClaimedDir(config.checkpoint.dir, overwrite=args.overwrite and not args.resume))
+        tracker = train_callback(config, resume_run_id=trainer.tracking_run_id)
+    except (ConfigError, CheckpointError, ValueError, TrackingError) as e:
+        _close(trainer)
         return _fail(str(e), USAGE_ERROR)
-    except TrainingDiverged as e:
+    except KeyboardInterrupt:
+        _close(trainer)
+        return _fail("interrupted before training started; nothing was saved", 128 + signal.SIGINT)
+    if tracker is not None:
+        trainer.callbacks.append(tracker)
+        trainer.tracking_run_id = tracker.run_id      # kept in every checkpoint: --resume continues this run
+
+    def end_run(status: str, result: dict | None = None, **tags) -> None:
         if tracker is not None:
-            tracker.finish({}, trainer.history if trainer else [], ok=False)
+            tracker.finish(result or {"iterations": trainer.iteration}, trainer.history, ok=False, status=status,
+                           tags=tags or None)
+    try:
+        result = trainer.run(resume=args.resume)
+    except TrainingInterrupted as e:
+        end_run("KILLED", **{"arsearch.stopped_by": signal.Signals(e.signum).name})
+        print(f"arsearch: {_interrupted_message(e, args)}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:                   # a second signal: stopped at once, the last checkpoint stands
+        end_run("KILLED", **{"arsearch.stopped_by": "SIGINT"})
+        last = trainer.last_checkpoint
+        where = (f"the last checkpoint is {last}\nresume with: {_resume_command(args)}" if last
+                 else "no checkpoint had been written")
+        print(f"arsearch: stopped at once at iteration {trainer.iteration}; {where}", file=sys.stderr, flush=True)
+        return 128 + signal.SIGINT
+    except CheckpointWriteError as e:           # a full disk mid-run: a runtime failure, not a usage error
+        end_run("FAILED")
         return _fail(str(e), 1)
-    except WorkerLost as e:
-        if tracker is not None:
-            tracker.finish({}, trainer.history if trainer else [], ok=False)
+    except OSError as e:                        # metrics.json on a full disk, and the like
+        end_run("FAILED")
+        return _fail(f"cannot write {e.filename or 'a file'}: {e.strerror or e}", 1)
+    except (ConfigError, CheckpointError, ValueError) as e:
+        end_run("FAILED")
+        return _fail(str(e), USAGE_ERROR)
+    except (TrainingDiverged, WorkerLost) as e:
+        end_run("FAILED")
         return _fail(str(e), 1)
     except RuntimeError as e:
-        if tracker is not None:
-            tracker.finish({}, [], ok=False)
+        end_run("FAILED")
         if not launched():
             raise
         import torch.distributed as dist
@@ -90,13 +160,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _close(trainer) -> None:
+    if trainer is not None:
+        trainer.task.close()
+        trainer.backend.close()
+
+
 def launch_distributed(args, overrides: list[str], nproc: int) -> int:
     """Run this same `train` command under torchrun with `nproc` ranks on this machine."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "--max-restarts=0", "--monitor-interval=0.5", "-m", "arsearch.cli", "train", args.config]
     for item in overrides:
         cmd += ["--set", item]
-    cmd += ["--resume"] * args.resume + ["--quiet"] * args.quiet
+    cmd += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
         return _fail(f"distributed job failed: torchrun ({nproc} ranks) exited with code {proc.returncode}; "
@@ -105,16 +181,29 @@ def launch_distributed(args, overrides: list[str], nproc: int) -> int:
 
 
 def cmd_posttrain(args) -> int:
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, CheckpointWriteError
     from .config import ConfigError, load_job
+    from .interrupt import StopSignals, TrainingInterrupted
     from .posttrain import posttrain
     from .trainer import TrainingDiverged
 
+    shortcuts = [f"model.{k}={json.dumps(v)}" for k, v in (("checkpoint", args.checkpoint),
+                                                            ("factory", args.factory)) if v]
     try:
-        shortcuts = [f"model.{k}={json.dumps(v)}" for k, v in (("checkpoint", args.checkpoint),
-                                                                ("factory", args.factory)) if v]
-        config = load_job(args.config, [*args.set, *shortcuts])
-        result = posttrain(config, progress=not args.quiet, track=False if args.no_tracking else None)
+        with StopSignals():
+            config = load_job(args.config, [*args.set, *shortcuts])
+            result = posttrain(config, progress=not args.quiet, track=False if args.no_tracking else None,
+                               resume=args.resume)
+    except TrainingInterrupted as e:
+        args.set = [*args.set, *shortcuts]
+        print(f"arsearch: {_interrupted_message(e, args, 'posttrain')}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return _fail("stopped at once; the last periodic checkpoint (if any) stands", 130)
+    except CheckpointWriteError as e:
+        return _fail(str(e), 1)
+    except OSError as e:
+        return _fail(f"cannot write {e.filename or 'a file'}: {e.strerror or e}", 1)
     except (ConfigError, CheckpointError, ValueError) as e:
         return _fail(str(e), USAGE_ERROR)
     except TrainingDiverged as e:
@@ -168,23 +257,46 @@ def cmd_study_run(args) -> int:
     from .config import ConfigError
     from .study import load_study, run_study
     from .study.show import show
-    from .tracking import TrackingError
+    from .tracking import TrackingError, redact
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         spec = load_study(args.study, _study_overrides(args))
         study = run_study(spec, progress=not args.quiet)
     except (ConfigError, TrackingError) as e:
-        return _fail(str(e), USAGE_ERROR)
+        return _fail(redact(str(e)), USAGE_ERROR)
     s = spec.settings
+    storage = redact(s.storage)
     print(show(study, top=5))
-    print(f"\nstudy storage: {s.storage}  (arsearch study show --storage {s.storage} --study-name {s.name})")
+    print(f"\nstudy storage: {storage}  (arsearch study show --storage {storage} --study-name {s.name})")
     if s.tracking:
         from .tracking import resolve_uri
 
-        uri = resolve_uri(s.tracking_uri or spec.config_for({}).tracking.uri)
+        uri = redact(resolve_uri(s.tracking_uri or spec.config_for({}).tracking.uri))
         print(f"MLflow runs: arsearch ui --uri {uri}   (experiment {s.experiment or s.name!r})")
-    print(f"report: arsearch report --storage {s.storage} --study-name {s.name}")
+    print(f"report: arsearch report --storage {storage} --study-name {s.name}")
+    return 0
+
+
+def cmd_study_create(args) -> int:
+    """Create the storage, the study and the MLflow store once, before workers start (safe to repeat)."""
+    import logging
+
+    from .config import ConfigError
+    from .study import load_study
+    from .study.runner import create
+    from .tracking import TrackingError, redact
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        spec = load_study(args.study, _study_overrides(args))
+        study, created = create(spec)
+    except (ConfigError, TrackingError) as e:
+        return _fail(redact(str(e)), USAGE_ERROR)
+    s = spec.settings
+    print(f"study {s.name!r} {'created' if created else 'already exists'} in {redact(s.storage)} "
+          f"({len(study.trials)} trials)" + (f"; MLflow experiment {s.experiment or s.name!r} ready" if s.tracking else ""))
+    print(f"start workers with: arsearch study run {args.study}")
     return 0
 
 
@@ -235,7 +347,9 @@ def cmd_study_show(args) -> int:
         study = _load_for_review(args)
         print(show(study, top=args.top, config_out=args.config_out))
     except (ConfigError, ValueError) as e:
-        return _fail(str(e), USAGE_ERROR)
+        from .tracking import redact
+
+        return _fail(redact(str(e)), USAGE_ERROR)
     return 0
 
 
@@ -247,7 +361,9 @@ def cmd_report(args) -> int:
         study = _load_for_review(args)
         path = write_report(study, args.out, top=args.top, storage=args.storage or _storage_of(args))
     except (ConfigError, ValueError) as e:
-        return _fail(str(e), USAGE_ERROR)
+        from .tracking import redact
+
+        return _fail(redact(str(e)), USAGE_ERROR)
     print(f"report written to {path}")
     return 0
 
@@ -296,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set ars.step_size=0.01 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in checkpoint.dir")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the checkpoints already in checkpoint.dir and start again")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--nproc", type=int, default=None, metavar="P",
                        help="run with the distributed backend on P ranks of this machine (launches torchrun)")
@@ -308,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--checkpoint", help="the pretrained weights (sets model.checkpoint)")
     post.add_argument("--factory", help="the model: built-in name or package.module:function (sets model.factory)")
     post.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    post.add_argument("--resume", action="store_true", help="continue the fine-tuning from the latest checkpoint")
     post.add_argument("--quiet", action="store_true", help="no progress bar")
     post.set_defaults(func=cmd_posttrain)
 
@@ -332,6 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_study_run)
+    create = study_sub.add_parser("create", help="create the study storage, the study and the MLflow store "
+                                                 "once, before starting workers")
+    create.add_argument("study", help="study file (TOML)")
+    create.add_argument("--storage", help="Optuna storage URL (default: the study file's)")
+    create.add_argument("--study-name", help="study name (default: study.name, else the file's stem)")
+    create.add_argument("--tracking-uri", help="MLflow tracking URI (default: the base config's tracking.uri)")
+    create.add_argument("--no-tracking", action="store_true", help="do not create the MLflow store")
+    create.set_defaults(func=cmd_study_create)
     for name, func, help_ in (("show", cmd_study_show, "best trial, its config as a job TOML, top trials"),):
         p = study_sub.add_parser(name, help=help_)
         _review_args(p)
@@ -363,7 +490,11 @@ def _review_args(p) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:       # Ctrl-C outside training (a study, a report): one line, no traceback
+        print("arsearch: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

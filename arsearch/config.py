@@ -37,7 +37,8 @@ class TaskConfig:
     activation: str = choice("relu", "relu", "tanh")
     channels: list[int] = listof([8, 16])
     batch_size: int = number(256, 1)
-    test_fraction: float = number(0.25, 0.0, 1.0, low_open=True)
+    test_fraction: float = number(0.25, 0.0, 1.0, low_open=True)   # < 1: JobConfig.check
+    test_dataset: str = ""           # "package.module:function" returning the test data (x, y) or a Dataset
     # rl
     env: str = "Swimmer-v5"
     policy: str = choice("linear", "linear", "mlp")
@@ -200,7 +201,7 @@ class CompressConfig:
 
 @dataclass
 class JobConfig:
-    seed: int = 0
+    seed: int = number(0, 0, 2**32 - 1)     # NumPy and scikit-learn take seeds in [0, 2**32)
     task: TaskConfig = field(default_factory=TaskConfig)
     ars: ARSSection = field(default_factory=ARSSection)
     population: PopulationConfig | None = None
@@ -237,6 +238,12 @@ class JobConfig:
                               f"episodes, so it would never evaluate; use eval.every")
         if self.stop is not None:
             self._check_stop(self.stop)
+        if self.task.test_fraction >= 1.0:
+            raise ConfigError(f"task.test_fraction = {self.task.test_fraction} leaves no training data; "
+                              f"allowed: > 0 and < 1")
+        if self.ars.devices:
+            _check_devices(self.ars.devices)
+
 
     def _check_stop(self, stop: StopConfig) -> None:
         if stop.seconds and self.ars.backend == "distributed":
@@ -266,6 +273,25 @@ class JobConfig:
                 raise ConfigError(f"stop.target.metric = {t.metric!r}: a {self.task.kind} task's evaluation does not "
                                   f"report it, so the target could never be checked; it reports "
                                   f"{', '.join('eval/' + k for k in known)}")
+
+
+def _check_devices(devices: list[str]) -> None:
+    """ars.devices must exist on this machine (an AssertionError deep in torch otherwise)."""
+    import torch
+
+    for i, name in enumerate(devices):
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"ars.devices[{i}] = {name!r} is not a device name (e.g. \"cpu\", \"cuda:0\")") from None
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise ConfigError(f"ars.devices[{i}] = {name!r} but no CUDA device is available on this machine; "
+                                  f"use \"cpu\" entries or leave ars.devices empty")
+            if device.index is not None and device.index >= count:
+                raise ConfigError(f"ars.devices[{i}] = {name!r} but this machine has {count} CUDA device(s) "
+                                  f"(cuda:0..cuda:{count - 1})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -200,7 +200,7 @@ def load_weights(task, path) -> None:
 
 
 def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progress: bool = False,
-              track: bool | None = None) -> PosttrainResult:
+              track: bool | None = None, resume: bool = False) -> PosttrainResult:
     """Run one post-training job (see the module docstring). Raises ConfigError / CheckpointError
     on bad input before anything is written to the checkpoint directory."""
     from .trainer import Trainer, resolve_device
@@ -227,11 +227,15 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
         full_dim = sum(p.numel() for p in base_model(task).parameters())
         search_dim = space.dim
         _phase(progress, f"fine-tuning with ARS: {search_dim} searched values, {config.ars.iterations} iterations")
-        train = trainer.run()
-    except BaseException:
-        if tracker is not None:        # close the run as failed rather than leave it "running"
+        train = trainer.run(resume=resume)
+    except BaseException as e:
+        if tracker is not None:        # close the run rather than leave it "running": KILLED by a signal, else FAILED
+            from .interrupt import TrainingInterrupted
+
+            stopped = isinstance(e, (TrainingInterrupted, KeyboardInterrupt))
             tracker.terminate = True
-            tracker.finish({}, trainer.history if trainer is not None else [], ok=False)
+            tracker.finish({}, trainer.history if trainer is not None else [], ok=False,
+                           status="KILLED" if stopped else "FAILED")
         raise
     after = {k.removeprefix("eval/"): v for k, v in train.items() if k.startswith("eval/")} or task.evaluate()
     _phase(progress, f"exporting to {out_dir}")

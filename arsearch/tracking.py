@@ -11,10 +11,16 @@ result (checkpoint, metrics.json) never depends on MLflow.
 from __future__ import annotations
 
 import logging
+import os
+import queue
+import random
+import re
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +51,18 @@ def resolve_uri(uri: str | None = None) -> str:
 
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
+DIR_TAG = "arsearch.checkpoint_dir"
+# seconds `finish` waits for the tracking store at the end of a job: a server that died mid-run
+# must not hold the finished job for MLflow's minutes of HTTP retries
+FINISH_TIMEOUT = 15.0
+
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of any URL in it (scheme://user:PASSWORD@host) replaced by ***."""
+    return _PASSWORD.sub(r"\1***@", str(text))
+
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be used (server down, bad URI): reported before any training starts."""
@@ -63,46 +81,127 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 def config_params(config: JobConfig) -> dict[str, str]:
     """The resolved config's keys that apply to the job as MLflow params (dotted keys, string values
-    within MLflow's limit)."""
-    return {k: str(v)[:6000] for k, v in flatten(applicable(config)).items()}
+    within MLflow's limit; passwords in URLs masked)."""
+    return {k: redact(str(v))[:6000] for k, v in flatten(applicable(config)).items()}
 
 
 def connect(uri: str, timeout: float = 5.0):
-    """An MlflowClient for `uri`, checked now: a server that is down is a TrackingError, not a hang later.
+    """An MlflowClient for `uri`, checked now: a server that is down, a read-only or half-created
+    database is a TrackingError naming the URI or file, not a hang or a traceback later.
 
-    For SQLite the database is created here, once, by the calling process (two processes creating
-    the same fresh database at once crash), so workers started afterwards find it ready.
     An empty `uri` means `resolve_uri()`: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.
+    A fresh SQLite database is created by one process at a time (a file lock next to it) and under
+    a temporary name that is renamed into place when complete, so neither two workers started
+    together nor a Ctrl-C during creation can leave a half-made database. Server databases
+    (PostgreSQL, MySQL) retry a first connection that collided with another process creating
+    the same tables.
     """
     uri = resolve_uri(uri)
+    shown = redact(uri)
     if uri.startswith(("http://", "https://")):
         url = uri.rstrip("/") + "/health"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as reply:
                 if reply.status != 200:
-                    raise TrackingError(f"MLflow tracking server {uri} answered {reply.status} on /health")
+                    raise TrackingError(f"MLflow tracking server {shown} answered {reply.status} on /health")
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise TrackingError(f"MLflow tracking server {uri} is not reachable ({reason}); start it "
+            raise TrackingError(f"MLflow tracking server {shown} is not reachable ({redact(reason)}); start it "
                                 f"(mlflow server --host ... --port ...), point tracking.uri elsewhere, "
                                 f"or set tracking.enabled = false") from None
-    elif uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        if str(db) not in ("", ":memory:"):
-            db.parent.mkdir(parents=True, exist_ok=True)
+    db: Path | None = None
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if path not in ("", ":memory:"):
+            db = Path(path).resolve()
+            _check_sqlite_writable(db)
             # Pin a relative path now: SQLAlchemy resolves it against the working directory of
             # each new connection, and MLflow caches stores by URI, so a later chdir (or a
             # background sender) would otherwise write into another directory's database.
-            uri = "sqlite:///" + str(db.resolve())
-    from mlflow import MlflowClient
+            uri = "sqlite:///" + str(db)
+    if db is not None:
+        from filelock import FileLock
 
-    client = MlflowClient(tracking_uri=uri)
+        with FileLock(str(db) + ".lock"):          # one process creates/migrates it; the others wait
+            if not db.exists():
+                _create_sqlite_store(db)
+            return _probe(uri, shown, db)
+    for attempt in range(6):
+        try:
+            return _probe(uri, shown, None)
+        except TrackingError as e:
+            if attempt == 5 or not _is_creation_race(str(e)):
+                raise
+            time.sleep(0.5 + random.random())       # another worker is creating the tables: try again
+    raise AssertionError("unreachable")
+
+
+def _probe(uri: str, shown: str, db: Path | None):
     try:
-        client.search_experiments(max_results=1)      # creates/migrates a SQLite store; probes others
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)      # creates/migrates a store; probes a server
     except Exception as e:                            # noqa: BLE001 - any store error means "unusable"
-        raise TrackingError(f"MLflow tracking store {uri} cannot be used: {type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        first = redact(str(e).strip().splitlines()[0] if str(e).strip() else "")
+        if db is not None and "already exists" in str(e):
+            raise TrackingError(f"{db} is a half-created MLflow database (its creation was interrupted: "
+                                f"{first}); {_runs_in(db)}") from None
+        raise TrackingError(f"MLflow tracking store {shown} cannot be used: {type(e).__name__}: {first}") from None
     return client
+
+
+def _is_creation_race(message: str) -> bool:
+    return any(s in message for s in ("already exists", "duplicate key", "UNIQUE constraint", "Duplicate entry"))
+
+
+def _check_sqlite_writable(db: Path) -> None:
+    from .checkpoint import CheckpointError, check_writable
+
+    try:
+        check_writable(db.parent, "the directory of tracking database")
+        if db.exists():
+            with open(db, "r+b"):
+                pass
+    except CheckpointError as e:
+        raise TrackingError(f"{e}; point tracking.uri elsewhere or set tracking.enabled = false") from None
+    except OSError as e:
+        raise TrackingError(f"tracking database {db} is not writable ({e.strerror}); point tracking.uri "
+                            f"elsewhere or set tracking.enabled = false") from None
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """Create MLflow's tables in a temporary file and rename it to `db` once complete."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service.utils import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+
+    tmp = db.with_name(f".{db.name}.creating-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp_uri = "sqlite:///" + str(tmp)
+    try:
+        store = SqlAlchemyStore(tmp_uri, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)   # what MlflowClient would use
+        store.engine.dispose()
+        SqlAlchemyStore._engine_map.pop(tmp_uri, None)
+        os.replace(tmp, db)
+    except BaseException as e:                        # Ctrl-C included: never leave the temporary behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, Exception):
+            raise TrackingError(f"cannot create the MLflow database {db}: {type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise
+
+
+def _runs_in(db: Path) -> str:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            n = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        n = 0
+    if n:
+        return f"it holds {n} run(s): move it aside (mv {db} {db}.broken) and start again"
+    return f"it holds no runs: delete it (rm {db}) and start again"
 
 
 def experiment_id(client, name: str) -> str:
@@ -157,6 +256,44 @@ def learning_curve_png(history: list[dict], path: Path, title: str = "") -> Path
     return path
 
 
+class Sender:
+    """One sending thread, like `ThreadPoolExecutor(max_workers=1)` but a daemon: a tracking server
+    that stopped answering (MLflow retries HTTP calls for minutes) cannot hold the process at exit."""
+
+    def __init__(self, name: str = "mlflow-log"):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn) -> Future:
+        future: Future = Future()
+        self._queue.put((future, fn))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as e:                 # noqa: BLE001 - handed to whoever waits
+                    future.set_exception(e)
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """Stop after what is queued; True when the thread ended (within `timeout`)."""
+        self._queue.put(None)
+        if wait:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def wait_for(futures: list, timeout: float | None) -> int:
+    """Wait for `futures` (up to `timeout` seconds in all); the number still not done."""
+    from concurrent.futures import wait
+
+    return len(wait(futures, timeout=timeout).not_done) if futures else 0
+
+
 class MlflowCallback(Callback):
     """Logs one training job to one MLflow run: params, batched per-iteration metrics, final metrics, artifacts.
 
@@ -167,16 +304,15 @@ class MlflowCallback(Callback):
 
     def __init__(self, client, config: JobConfig, *, run_id: str | None = None, experiment: str | None = None,
                  run_name: str = "", tags: dict[str, str] | None = None, flush_every: int = 50,
-                 terminate: bool = True, log_checkpoint: bool = True, executor=None, background: bool = False):
+                 terminate: bool = True, log_checkpoint: bool = True, executor=None, background: bool = False,
+                 log_params: bool = True):
         self.client, self.config = client, config
         # Sending runs on one background thread (`executor`, shared by a study's trials, or our own
         # when `background`), so the training loop never waits for the tracking store; `wait()`
         # (called by `finish` for an own executor) blocks until everything is sent.
         self._own_executor = executor is None and background
         if self._own_executor:
-            from concurrent.futures import ThreadPoolExecutor
-
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
+            executor = Sender()
         self.executor = executor
         self._futures: list = []
         self.run_id = run_id
@@ -186,6 +322,10 @@ class MlflowCallback(Callback):
         self.flush_every = flush_every
         self.terminate = terminate
         self.log_checkpoint = log_checkpoint
+        self.log_params = log_params        # False when continuing a run (--resume): params are write-once
+        # the config.toml artifact, when it must differ from the job's (a study trial's points to a
+        # fresh directory and experiment, so that rerunning it cannot touch the trial or the study)
+        self.artifact_config: JobConfig | None = None
         self.failed: str | None = None
         self._last: dict[str, float] = {}
         self._buffer: list = []
@@ -212,7 +352,7 @@ class MlflowCallback(Callback):
             self.run_id = self._safe("create run", create)
         elif self.tags:
             self._safe("set tags", self._set_tags, self.tags)
-        if self.run_id:
+        if self.run_id and self.log_params:
             params = config_params(self.config)
             self.submit(lambda: self._safe("log params", self._log_params, params))
         return self.run_id
@@ -225,13 +365,20 @@ class MlflowCallback(Callback):
             self._futures = [f for f in self._futures if not f.done()]
             self._futures.append(self.executor.submit(fn))
 
-    def wait(self) -> None:
-        for f in self._futures:
-            f.result()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until everything queued is sent (at most `timeout` s); False if the store did not answer in time."""
+        pending = wait_for(self._futures, timeout)
         self._futures = []
         if self._own_executor:
-            self.executor.shutdown(wait=True)
+            self.executor.shutdown(wait=not pending)
             self.executor = None
+        if pending:
+            self.failed = self.failed or f"the tracking store did not answer within {timeout:g} s"
+            log.warning("MLflow: the tracking store did not answer within %g s, so %d queued call(s) were "
+                        "not sent: this run's last metrics, its artifacts (config.toml, learning curve, checkpoint) "
+                        "and its end; the run stays RUNNING until the next --resume ends it. The results are in %s",
+                        timeout, pending, self.config.checkpoint.dir)
+        return not pending
 
     def _set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -305,14 +452,14 @@ class MlflowCallback(Callback):
         history = list(history)
         self.submit(lambda: self._finalize(result, history, ok, status, tags or {}))
         if self._own_executor:
-            self.wait()
+            self.wait(FINISH_TIMEOUT)
 
     def _finalize(self, result: dict, history: list[dict], ok: bool, status: str | None, tags: dict) -> None:
         if tags and self.run_id:
             self._safe("set tags", self._set_tags, tags)
         with tempfile.TemporaryDirectory() as tmp:
             cfg = Path(tmp) / "config.toml"
-            cfg.write_text(f"# resolved job config: arsearch train {cfg.name}\n" + to_toml(self.config))
+            cfg.write_text(f"# resolved job config: arsearch train {cfg.name}\n" + to_toml(self.artifact_config or self.config))
             self.log_artifact(cfg)
             png = learning_curve_png(history, Path(tmp) / "learning_curve.png", title=self.run_name)
             self.log_artifact(png)
@@ -335,17 +482,54 @@ def lineage_table(events: list[dict]) -> dict[str, list]:
     return {c: [e.get(c) for e in events] for c in columns}
 
 
-def train_callback(config: JobConfig) -> MlflowCallback | None:
-    """The callback `arsearch train` uses when tracking.enabled (TrackingError if the store is unusable)."""
-    import os
+def train_callback(config: JobConfig, resume_run_id: str | None = None) -> MlflowCallback | None:
+    """The callback `arsearch train` uses when tracking.enabled (TrackingError if the store is unusable).
 
+    `resume_run_id` (kept in the checkpoint) continues that run, so that one job has one history.
+    Any other run of the same checkpoint directory still RUNNING (its process was killed: the
+    caller holds the directory's lock) is ended as KILLED.
+    """
     if not config.tracking.enabled or os.environ.get("RANK", "0") != "0":
         return None                 # under torchrun only rank 0 tracks (it also writes the checkpoints)
     client = connect(config.tracking.uri)
-    cb = MlflowCallback(client, config, run_name=config.tracking.run_name or Path(config.checkpoint.dir).name,
-                        tags={ROLE_TAG: "train"}, background=True)
+    directory = str(Path(config.checkpoint.dir).resolve())
+    tags = {ROLE_TAG: "train", DIR_TAG: directory}
+    run_name = config.tracking.run_name or Path(config.checkpoint.dir).name
+    if resume_run_id is not None:
+        try:
+            client.update_run(resume_run_id, status="RUNNING")
+        except Exception as e:                        # noqa: BLE001 - deleted, or another store
+            log.warning("the checkpoint's MLflow run %s cannot be continued (%s); logging to a new run",
+                        resume_run_id, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            resume_run_id = None
+    cb = MlflowCallback(client, config, run_id=resume_run_id, run_name=run_name, tags=tags, background=True,
+                        log_params=resume_run_id is None)
     cb.start()
+    # the caller holds checkpoint.dir's lock, so any other run of this directory still RUNNING is stale
+    end_stale_runs(client, cb.experiment, directory, keep=cb.run_id)
     return cb
+
+
+def end_stale_runs(client, experiment: str, directory: str, keep: str | None = None) -> list[str]:
+    """End as KILLED the runs of `directory` left RUNNING by a killed process; their ids."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    quoted = directory.replace("'", "\\'")
+    try:
+        runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{DIR_TAG}` = '{quoted}' "
+                                                                     f"and attributes.status = 'RUNNING'")
+    except Exception as e:                            # noqa: BLE001 - never stops the job
+        log.warning("could not look for stale MLflow runs: %s", e)
+        return []
+    ended = []
+    for run in runs:
+        if run.info.run_id != keep:
+            client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_id)
+            log.warning("MLflow run %s of %s was left RUNNING by a killed process: ended as KILLED",
+                        run.info.run_id, directory)
+    return ended
 
 
 def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1) -> list[str]:
@@ -392,4 +576,4 @@ def experiment_links(uri: str, base: str) -> list[tuple[str, str, int]]:
 
 __all__ = ["MlflowCallback", "TrackingError", "connect", "config_params", "flatten", "learning_curve_png",
            "train_callback", "experiment_id", "experiment_links", "resolve_uri", "runs_url", "ui_command",
-           "lineage_table", "LINEAGE_ARTIFACT"]
+           "lineage_table", "LINEAGE_ARTIFACT", "redact", "end_stale_runs", "Sender"]

@@ -85,6 +85,13 @@ class Trainer:
         self.dir = Path(config.checkpoint.dir)
         self.last_checkpoint: Path | None = None
         self.stop_requested = False
+        # SIGINT/SIGTERM handlers of the running command (train, posttrain): stop and save at an
+        # iteration boundary; None in threads (study trials) and where no command installed them
+        from .interrupt import active
+
+        self.signals = active() if self.is_writer and config.ars.backend != "distributed" else None
+        self.tracking_run_id: str | None = None   # the MLflow run, kept in checkpoints so --resume continues it
+        self.resumed_from: Path | None = None
         self._check_target_metric()
 
     def _check_target_metric(self) -> None:
@@ -108,13 +115,20 @@ class Trainer:
                 "elapsed": self.elapsed, "config": to_toml(self.config),
                 "last_eval": dict(self.last_eval), "last_eval_iteration": self.last_eval_iteration,
                 "last_train": self._last_train(),
+                **({"tracking_run_id": self.tracking_run_id} if self.tracking_run_id else {}),
                 **({"space": self.space.state_dict()} if hasattr(self.space, "state_dict") else {})}
 
     def save_checkpoint(self, name: str | None = None) -> Path | None:
         if not self.is_writer:
             return None
         path = self.dir / name if name else ckpt.numbered(self.dir, self.iteration)
-        ckpt.save(path, self.state_dict())
+        if self.signals is not None:      # a signal during the write waits until the file is complete
+            self.signals.saving = True
+        try:
+            ckpt.save(path, self.state_dict())
+        finally:
+            if self.signals is not None:
+                self.signals.saving = False
         self.last_checkpoint = path
         for cb in self.callbacks:
             cb.on_checkpoint(self, path)
@@ -138,6 +152,8 @@ class Trainer:
         self.last_eval_iteration = int(state.get("last_eval_iteration", -1))
         self._resumed_train = {k: float(v) for k, v in state.get("last_train", {}).items()}
         self.last_checkpoint = Path(path)
+        self.tracking_run_id = state.get("tracking_run_id") or self.tracking_run_id
+        return state
 
     # -- the loop ----------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -185,13 +201,25 @@ class Trainer:
             return "target"
         return self._budget_exhausted()
 
+    def resume(self) -> Path:
+        """Load the latest checkpoint of checkpoint.dir, refusing one whose job differs in seed, directions or model."""
+        import sys
+
+        path = ckpt.latest(self.dir)
+        if path is None:
+            raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.dir}")
+        saved = ckpt.peek(path, map_location=self.device)
+        ckpt.check_same_job(saved.get("config", ""), self.config, path)
+        self.load_checkpoint(path)
+        self.resumed_from = path
+        if self.is_writer:
+            print(f"arsearch: resuming from {path} (iteration {self.iteration})", file=sys.stderr, flush=True)
+        return path
+
     def run(self, resume: bool = False) -> dict:
         cfg = self.config
-        if resume:
-            path = ckpt.latest(self.dir)
-            if path is None:
-                raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.dir}")
-            self.load_checkpoint(path)
+        if resume and self.resumed_from is None:
+            self.resume()
         for cb in self.callbacks:
             cb.on_start(self)
         bar = None
@@ -240,13 +268,28 @@ class Trainer:
                     bar.set_postfix(post, refresh=False)
                 if self.stop_requested:
                     break
+                if self.signals is not None and self.signals.requested:
+                    break
             if self.stop_reason is None:
                 self.stop_reason = "iterations" if self.iteration >= cfg.ars.iterations else "requested"
         finally:
             if bar is not None:
                 bar.close()
             self.learner.close()   # a learner with processes of its own (hogwild) stops them, even on error
+        if self.signals is not None and self.signals.requested and self.iteration < cfg.ars.iterations:
+            raise self._interrupted()
         return self._finish()
+
+    def _interrupted(self):
+        """Save the state at this iteration boundary (what --resume continues from), then stop."""
+        from .interrupt import TrainingInterrupted
+
+        path = self.last_checkpoint
+        if path is None or path != ckpt.numbered(self.dir, self.iteration):
+            path = self.save_checkpoint() if self.iteration > 0 else self.last_checkpoint
+        self.task.close()
+        self.backend.close()
+        return TrainingInterrupted(self.signals.signum, self.iteration, path)
 
     def _check_finite(self) -> None:
         # tensor by tensor when the space has them: `vector()` would copy the whole model

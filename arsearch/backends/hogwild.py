@@ -215,6 +215,10 @@ class HogwildLearner:
 
 
 def _worker_main(index: int, learner: HogwildLearner) -> None:
+    # the parent decides when to stop (Ctrl-C reaches the whole process group; the parent's
+    # stop-at-the-next-iteration handlers are inherited through fork): ignore SIGINT, die on SIGTERM
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         _worker_loop(index, learner)
     except DivergenceError as e:

@@ -33,6 +33,14 @@ from .space import StudySpec
 EVAL_LOG_ENV = "ARSEARCH_EVAL_LOG"
 
 
+def job_metrics(config: JobConfig, task) -> list[str]:
+    """The metrics a job's result holds, which a study may optimise: eval/* (asked of the task),
+    train/*, count/* (the task's counters) and time/elapsed_s."""
+    evals = [f"eval/{k}" for k in task.evaluate()]
+    counters = ["count/episodes", "count/env_steps"] if config.task.kind == "rl" else ["count/forward_examples"]
+    return [*evals, "train/score", "train/score_max", "train/step_scale", *counters, "time/elapsed_s"]
+
+
 class TrialFailed(RuntimeError):
     """A trial that could not produce its objective values (the reason is stored on the trial)."""
 
@@ -238,7 +246,12 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
     reporter = reporter or Reporter(trial, metric, report, every)
     trial_dir.mkdir(parents=True, exist_ok=True)
     config_path = trial_dir / "config.toml"
-    config_path.write_text(to_toml(config))
+    # what this worker runs (tracking is switched off on its command line); the header says how to
+    # train the same job again by hand without touching this trial's directory or the study's runs
+    again = f"runs/{trial_dir.parent.name}-{trial_dir.name}"
+    config_path.write_text(f"# trial {trial.number}: run by arsearch study run (do not rerun it here). To train this job "
+                           f"again:\n#   arsearch train {config_path} --set checkpoint.dir={again} "
+                           f"--set tracking.experiment=arsearch\n" + to_toml(config))
     eval_log = trial_dir / "evals.jsonl"
     eval_log.unlink(missing_ok=True)
     (trial_dir / "metrics.json").unlink(missing_ok=True)
@@ -393,6 +406,11 @@ class Objective:
         finally:
             if child is not None:
                 self.tracker.finish_child(child, trial, state, result, history, reason)
+                # sent before Optuna records the trial's state: a worker killed after COMPLETE must
+                # not leave a run without its final metrics and artifacts
+                from ..tracking import FINISH_TIMEOUT
+
+                child.wait(FINISH_TIMEOUT)
 
     def _reporter(self, trial, config: JobConfig, report: bool) -> Reporter:
         """Reports stepped by spend; for spend-to-target, the gap to the target is what is reported."""

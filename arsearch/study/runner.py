@@ -9,8 +9,11 @@ Optuna journal file shared by processes on one file system; ``memory`` is in-pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import random
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,61 @@ from typing import Any
 import optuna
 
 from ..config import ConfigError, JobConfig
+from ..tracking import redact
 from .objective import Objective
 from .space import StudySpec
 
 log = logging.getLogger("arsearch.study")
+
+
+class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's re-queueing of a trial whose worker died (no heartbeat for the grace period), which
+    also says so and lets the study's tracker end that trial's MLflow run (`on_stale`)."""
+
+    def __init__(self, max_retry: int):
+        super().__init__(max_retry=max_retry)
+        self.max_retry = max_retry
+        self.on_stale = None
+
+    def __call__(self, study, trial) -> None:
+        super().__call__(study, trial)
+        tries = len(trial.system_attrs.get("retry_history", [])) + 1
+        what = (f"re-queued (retry {tries} of {self.max_retry})" if tries <= self.max_retry
+                else f"not retried (study.max_retry = {self.max_retry} reached)")
+        log.warning("trial %d of study %r was still RUNNING with no heartbeat (its worker died): marked FAIL and %s",
+                    trial.number, study.study_name, what)
+        if self.on_stale is not None:
+            self.on_stale(trial)
+
+
+@contextlib.contextmanager
+def _creating(url: str):
+    """Held while a storage's tables may be created: a file lock for SQLite (two processes creating
+    the same fresh database crash), nothing for server databases (they retry, see `_retry_race`)."""
+    if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
+        from filelock import FileLock
+
+        with FileLock(str(Path(url[len("sqlite:///"):]).resolve()) + ".lock"):
+            yield
+    else:
+        yield
+
+
+def _retry_race(fn, what: str, attempts: int = 6):
+    """`fn()`, retried when it collided with another process creating the same tables or rows
+    (PostgreSQL: duplicate key ... pg_type_typname_nsp_index; alembic: UNIQUE constraint failed)."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as e:                                      # noqa: BLE001
+            text = str(e)
+            race = any(s in text for s in ("already exists", "duplicate key", "UNIQUE constraint", "Duplicate entry",
+                                           "could not serialize", "deadlock detected"))
+            if not race or attempt == attempts - 1:
+                raise
+            log.info("%s collided with another worker creating it; retrying", what)
+            time.sleep(0.2 + random.random() * (attempt + 1) * 0.5)
+    raise AssertionError("unreachable")
 
 
 def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, max_retry: int = 2):
@@ -34,7 +88,7 @@ def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path))
     if "://" not in url:
-        raise ConfigError(f"study.storage = {url!r} is not a storage URL; use sqlite:///FILE, "
+        raise ConfigError(f"study.storage = {redact(url)!r} is not a storage URL; use sqlite:///FILE, "
                           f"postgresql://USER:PASS@HOST/DB, journal:FILE or memory")
     url = _with_postgres_driver(url)
     engine_kwargs: dict[str, Any] = {}
@@ -45,16 +99,19 @@ def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, 
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    try:
+
+    def create():
         with warnings.catch_warnings():     # heartbeats are "experimental" in Optuna 5, and what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period or None,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+                grace_period=grace_period or None, heartbeat_stale_trial_callback=RetryStaleTrial(max_retry))
+    try:
+        with _creating(url):
+            return _retry_race(create, "creating the study storage")
     except Exception as e:                                         # noqa: BLE001
-        raise ConfigError(f"study.storage {url!r} cannot be opened: {type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise ConfigError(f"study.storage {redact(url)!r} cannot be opened: {type(e).__name__}: "
+                          f"{redact(str(e).splitlines()[0]) if str(e) else ''}") from None
 
 
 def _with_postgres_driver(url: str) -> str:
@@ -119,12 +176,10 @@ class StudyTracker:
     """The study's MLflow parent run and its per-trial nested children (all via MlflowClient)."""
 
     def __init__(self, client, experiment: str, study: optuna.Study, spec: StudySpec):
-        from concurrent.futures import ThreadPoolExecutor
-
-        from ..tracking import ROLE_TAG, STUDY_TAG, experiment_id
+        from ..tracking import ROLE_TAG, STUDY_TAG, Sender, experiment_id
 
         self.client, self.study, self.spec = client, study, spec
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
+        self.executor = Sender()
         self.experiment_id = experiment_id(client, experiment)
         key = "mlflow_parent_run_id"
         run_id = study.user_attrs.get(key)
@@ -147,14 +202,48 @@ class StudyTracker:
             study.set_user_attr(key, run_id)
             from ..tracking import MlflowCallback, flatten
 
-            params = {f"study.{k}": str(v) for k, v in vars(spec.settings).items()}
+            params = {f"study.{k}": redact(str(v)) for k, v in vars(spec.settings).items()}
             params.update({f"space.{p.key}": _describe(p) for p in spec.params})
-            params.update({f"base.{k}": str(v)[:6000] for k, v in flatten(spec.base).items()})
+            params.update({f"base.{k}": redact(str(v))[:6000] for k, v in flatten(spec.base).items()})
             logger = MlflowCallback(client, JobConfig(), run_id=run_id)
             logger._safe("log study params", logger._log_params, params)
         else:
             client.update_run(run_id, status="RUNNING")
         self.parent_id = run_id
+        getter = getattr(study._storage, "get_heartbeat_stale_trial_callback", None)
+        callback = getter() if getter is not None else None
+        if isinstance(callback, RetryStaleTrial):
+            callback.on_stale = lambda trial: self.end_stale_runs()
+        self.end_stale_runs()
+
+    def end_stale_runs(self) -> list[int]:
+        """End the MLflow runs of this study's trials that are RUNNING in MLflow but not in Optuna: their
+        worker was killed (a trial Optuna holds COMPLETE whose queued artifacts died with the process,
+        or one failed as stale). Returns the trial numbers."""
+        from ..tracking import ROLE_TAG, STATE_TAG, STUDY_TAG, TRIAL_TAG
+
+        name = self.study.study_name.replace("'", "\\'")
+        try:
+            runs = self.client.search_runs([self.experiment_id], filter_string=(
+                f"tags.`{STUDY_TAG}` = '{name}' and tags.`{ROLE_TAG}` = 'trial' and attributes.status = 'RUNNING'"))
+            states = {t.number: t.state for t in self.study.get_trials(deepcopy=False)}
+        except Exception as e:                                     # noqa: BLE001 - never stops the study
+            log.warning("could not look for stale MLflow trial runs: %s", e)
+            return []
+        ended = []
+        for run in runs:
+            number = int(run.data.tags.get(TRIAL_TAG, -1))
+            state = states.get(number)
+            if state is None or state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
+                continue
+            status = "FAILED" if state == optuna.trial.TrialState.FAIL else "KILLED"
+            self.client.set_tag(run.info.run_id, STATE_TAG, state.name)
+            self.client.set_tag(run.info.run_id, "arsearch.ended_by", "a later worker: this trial's worker was killed")
+            self.client.set_terminated(run.info.run_id, status)
+            ended.append(number)
+            log.warning("MLflow run of trial %d (Optuna: %s) was left RUNNING by a killed worker: ended as %s",
+                        number, state.name, status)
+        return ended
 
     def child(self, trial: optuna.Trial, config: JobConfig):
         from ..tracking import (
@@ -177,6 +266,7 @@ class StudyTracker:
             tags["arsearch.retry_of"] = str(retried)
         cb = MlflowCallback(self.client, config, experiment=None, run_name=f"trial-{trial.number}", tags=tags,
                             executor=self.executor)
+        cb.artifact_config = rerun_config(config, self.study.study_name, trial.number)
 
         def create():
             return self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}", tags=tags).info.run_id
@@ -213,12 +303,17 @@ class StudyTracker:
         cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
                   tags=tags)
 
-    def drain(self) -> None:
-        """Wait until every queued tracking call of this process's trials has been sent."""
-        self.executor.shutdown(wait=True)
-        from concurrent.futures import ThreadPoolExecutor
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every queued tracking call of this process's trials has been sent (at most `timeout` s)."""
+        from ..tracking import FINISH_TIMEOUT, Sender
 
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
+        timeout = FINISH_TIMEOUT if timeout is None else timeout
+        done = self.executor.shutdown(wait=True, timeout=timeout)
+        if not done:
+            log.warning("MLflow: the tracking store did not answer within %g s; the study's last tracking "
+                        "calls were not sent (the trial results are in Optuna's storage)", timeout)
+        self.executor = Sender()
+        return done
 
     def finish_study(self, out_dir: Path) -> None:
         """Best values and Optuna's plots on the parent run (a plotting problem never fails the study)."""
@@ -275,6 +370,16 @@ def _run_label(number: int, state: str, result: dict, metrics: list[str], pruned
     if state == "PRUNED":
         return f"trial-{number} pruned@{pruned_at}" if pruned_at else f"trial-{number} pruned"
     return f"trial-{number} {state.lower()}"
+def rerun_config(config: JobConfig, study: str, number: int) -> JobConfig:
+    """A trial's job as a config to train again by hand: its own new directory and the default
+    experiment, so that `arsearch train` on it cannot overwrite the trial or log into the study."""
+    import copy
+
+    out = copy.deepcopy(config)
+    out.checkpoint.dir = f"runs/{study}-trial-{number}"
+    out.tracking.experiment = JobConfig().tracking.experiment
+    out.tracking.run_name = ""
+    return out
 
 
 def _config_params(config: JobConfig) -> dict[str, str]:
@@ -297,11 +402,11 @@ def load_existing(storage_url: str, name: str | None) -> optuna.Study:
     names = [st.study_name for st in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if name is None:
         if len(names) != 1:
-            raise ConfigError(f"{storage_url} holds {len(names)} studies ({', '.join(names) or 'none'}); "
+            raise ConfigError(f"{redact(storage_url)} holds {len(names)} studies ({', '.join(names) or 'none'}); "
                               f"name one with --study-name")
         name = names[0]
     if name not in names:
-        raise ConfigError(f"no study named {name!r} in {storage_url}; studies there: {', '.join(names) or 'none'}")
+        raise ConfigError(f"no study named {name!r} in {redact(storage_url)}; studies there: {', '.join(names) or 'none'}")
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -318,10 +423,10 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
     base = spec.config_for({})
     grid = report_grid(base, s.spend, s.report_grid, s.max_reports)
     max_resource, min_resource, warmup = pruner_resources(base, s.spend, grid, s.warmup_steps)
-    study = optuna.create_study(
+    study = _retry_race(lambda: optuna.create_study(
         study_name=s.name, storage=storage, load_if_exists=True, directions=s.directions,
         sampler=make_sampler(s.sampler, seed, spec.multi_objective, s.startup_trials),
-        pruner=make_pruner(s.pruner, max_resource, min_resource, s.startup_trials, warmup))
+        pruner=make_pruner(s.pruner, max_resource, min_resource, s.startup_trials, warmup)), "creating the study")
     if created or "arsearch.base" not in study.user_attrs:
         study.set_user_attr("arsearch.base", spec.base)
         study.set_user_attr("arsearch.metrics", s.metrics)
@@ -333,17 +438,54 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
     return study, created
 
 
+def validate(spec: StudySpec) -> list[str]:
+    """Check what only the job itself can tell, before any storage is touched: the base task can be
+    built (dataset and model importable, environment made) and every study metric is one the job
+    reports. Returns the metrics the job reports; ConfigError otherwise."""
+    from ..tasks import build_task
+    from .objective import job_metrics
+
+    base = spec.config_for({})
+    try:
+        task = build_task(base)
+    except ValueError as e:
+        raise ConfigError(f"study.base: {e}") from None
+    try:
+        reported = job_metrics(base, task)
+    finally:
+        task.close()
+    unknown = [m for m in spec.settings.metrics if m not in reported]
+    if unknown:
+        raise ConfigError(f"study metric {', '.join(map(repr, unknown))} is not reported by this job; "
+                          f"it reports: {', '.join(reported)}")
+    return reported
+
+
+def connect_tracking(spec: StudySpec):
+    from ..tracking import connect
+
+    s = spec.settings
+    return connect(s.tracking_uri or spec.config_for({}).tracking.uri)      # TrackingError now, not after an hour
+
+
+def create(spec: StudySpec) -> tuple[optuna.Study, bool]:
+    """`arsearch study create`: validate, then create the storage, the study and the MLflow store and
+    parent run once, so that workers started afterwards only join."""
+    validate(spec)
+    study, created = open_study(spec)
+    if spec.settings.tracking:
+        StudyTracker(connect_tracking(spec), spec.settings.experiment or spec.settings.name, study, spec)
+    return study, created
+
+
 def run_study(spec: StudySpec, progress: bool = False) -> optuna.Study:
     """Run `n_trials` trials in this process (with `n_jobs` threads). Several processes may share the storage."""
     s = spec.settings
+    validate(spec)
     study, _ = open_study(spec)
     tracker = None
-    base = spec.config_for({})
     if s.tracking:
-        from ..tracking import connect
-
-        client = connect(s.tracking_uri or base.tracking.uri)      # TrackingError now, not after an hour
-        tracker = StudyTracker(client, s.experiment or s.name, study, spec)
+        tracker = StudyTracker(connect_tracking(spec), s.experiment or s.name, study, spec)
     objective = Objective(spec, s.name, tracker)
     try:
         if s.n_trials > 0:

@@ -341,6 +341,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
         seen.add(p.key)
     spec = StudySpec(settings, base, params, path)
     _complete_spend(settings, spec.config_for({}))
+    _check_extremes(params, base)
     _complete_objectives(settings, base_config)
     return spec
 
@@ -370,6 +371,41 @@ def _complete_spend(s: StudySettings, config: JobConfig) -> None:
                           f"study.censored_penalty")
     s.metrics = [f"{s.spend}_to_target"]
     s.directions = ["minimize"]
+
+
+# combinations of extremes checked together; beyond this, each key's extremes are checked alone
+MAX_COMBINATIONS = 4096
+
+
+def _check_extremes(params: list[Param], base: dict) -> None:
+    """Every combination of the space's extreme values (each range's low and high, every choice)
+    must make a valid job, constraints between keys included (e.g. ars.top <= ars.directions):
+    a space that can produce an invalid job is refused here, before any trial runs."""
+    import itertools
+
+    values = [_sample_values(p) for p in params]
+    if math.prod(len(v) for v in values) > MAX_COMBINATIONS:
+        combos = [[(p, v)] for p, vs in zip(params, values) for v in vs]
+    else:
+        combos = [list(zip(params, combo)) for combo in itertools.product(*values)]
+    for combo in combos:
+        resolved: dict[str, Any] = {}
+        for p, v in combo:          # as `StudySpec.resolve` does: a key whose condition fails is not set
+            context = {**{k: _get(base, k) for k in p.when if k not in resolved}, **resolved}
+            if p.active(context):
+                resolved[p.key] = v
+        try:
+            load_job(data=apply_overrides(_copy(base), dict(resolved)))
+        except ConfigError as e:
+            shown = ", ".join(f"{k} = {v!r}" for k, v in resolved.items() if k in _keys_in(str(e))) or \
+                ", ".join(f"{k} = {v!r}" for k, v in resolved.items())
+            raise ConfigError(f"space: the trial with {shown} would be an invalid job: {e}") from None
+
+
+def _keys_in(message: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"[a-z_]+(?:\.[a-z_]+)+", message))
 
 
 def _complete_objectives(s: StudySettings, base: JobConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,21 @@ from ..ars import normalizes_states
 from ..models import build_model
 from ..normalizer import RunningNorm
 from .base import Task
-from .data import load_dataset
+from .data import load_split
+
+
+def logits(out, model: str = "the model"):
+    """The prediction tensor of a model's output: the tensor itself, or the `logits` entry of a
+    dict-like output (Hugging Face models return a ModelOutput, a dict with `logits`)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        if "logits" in out and isinstance(out["logits"], torch.Tensor):
+            return out["logits"]
+        raise ValueError(f"task.model {model!r} returned a dict with keys {sorted(out)}; return a tensor, or a "
+                         f"dict with a 'logits' tensor")
+    raise ValueError(f"task.model {model!r} returned a {type(out).__name__}; return a tensor of shape "
+                     f"(batch, outputs), or a dict with a 'logits' tensor")
 
 
 class Normalized(nn.Module):
@@ -60,6 +75,21 @@ def fused_mlp_forward(model: nn.Module, params: dict[str, torch.Tensor], x: torc
     return h
 
 
+def _split(n: int, y: torch.Tensor, classification: bool, test_fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    n_test = math.ceil(n * test_fraction)
+    if n_test < 1 or n - n_test < 1:
+        raise ValueError(f"task.test_fraction = {test_fraction} of {n} examples leaves "
+                         f"{n_test} for evaluation and {n - n_test} for training; both need at least one")
+    try:
+        return train_test_split(idx, test_size=test_fraction, random_state=seed,
+                                stratify=y.numpy() if classification else None)
+    except ValueError:  # a class too rare to stratify
+        return train_test_split(idx, test_size=test_fraction, random_state=seed)
+
+
 class UniformSampler:
     """Mini-batches drawn uniformly without replacement, a pure function of (seed, iteration)."""
 
@@ -89,40 +119,58 @@ class Batch:
 class SupervisedTask(Task):
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classification: bool,
                  batch_size: int = 256, test_fraction: float = 0.25, seed: int = 0, normalize: bool = False,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", test: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 model_name: str = "model"):
         super().__init__()
-        from sklearn.model_selection import train_test_split
-
         self.device = torch.device(device)
         self.classification = classification
-        idx = np.arange(len(x))
-        stratify = y.numpy() if classification else None
-        try:
-            train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=stratify)
-        except ValueError:  # a class too rare to stratify
-            train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed)
-        self.x_train, self.y_train = x[train_idx].to(self.device), y[train_idx].to(self.device)
-        self.x_test, self.y_test = x[test_idx].to(self.device), y[test_idx].to(self.device)
+        self.model_name = model_name
+        if test is None:
+            train_idx, test_idx = _split(len(x), y, classification, test_fraction, seed)
+            x_train, y_train, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+        else:       # the user's own split, used as given
+            (x_train, y_train), (x_test, y_test) = (x, y), test
+        self.x_train, self.y_train = x_train.to(self.device), y_train.to(self.device)
+        self.x_test, self.y_test = x_test.to(self.device), y_test.to(self.device)
         if normalize:
             self.normalizer = RunningNorm(tuple(x.shape[1:]))
             model = Normalized(self.normalizer, model)
         self.model = model.to(self.device)
-        self.sampler = UniformSampler(len(train_idx), batch_size, seed)
+        self.sampler = UniformSampler(len(self.x_train), batch_size, seed)
         self.metric = "accuracy" if classification else "loss"
         self.eval_metrics = ("loss", "accuracy") if classification else ("loss",)
         self.metric_direction = "maximize" if classification else "minimize"
+        self._check_output()
+
+    def _check_output(self) -> None:
+        """One forward on two examples now, so that a model returning the wrong thing fails here, by name."""
+        with torch.no_grad():
+            try:
+                out = logits(self.model(self.x_train[:2]), self.model_name)
+            except ValueError:
+                raise
+            except Exception as e:                       # noqa: BLE001 - the user's forward, whatever it raises
+                raise ValueError(f"task.model {self.model_name!r} fails on inputs of shape "
+                                 f"{tuple(self.x_train.shape[1:])}: {type(e).__name__}: {e}") from None
+        want = int(max(self.y_train.max(), self.y_test.max())) + 1 if self.classification else 1
+        fits = (out.ndim == 2 and out.shape[-1] >= want) if self.classification else \
+            (out.ndim == 1 or (out.ndim == 2 and out.shape[-1] == 1))
+        if not fits:
+            kind = f"{want} class scores" if self.classification else "one regression output"
+            raise ValueError(f"task.model {self.model_name!r} returns shape {tuple(out.shape)} for a batch of 2; "
+                             f"expected (2, {want}): {kind} per example")
 
     @classmethod
     def from_config(cls, config, device=None) -> SupervisedTask:
         t = config.task
-        x, y, classification = load_dataset(t.dataset)
-        output_dim = int(y.max()) + 1 if classification else 1
+        (x, y), test, classification = load_split(t.dataset, t.test_dataset)
+        output_dim = int(max(y.max(), test[1].max() if test is not None else 0)) + 1 if classification else 1
         name = config.model.factory if config.model is not None and config.model.factory else t.model
         model = build_model(name, input_shape=tuple(x.shape[1:]), output_dim=output_dim, hidden=t.hidden,
                             channels=t.channels, activation=t.activation)
         task = cls(model, x, y, classification=classification, batch_size=t.batch_size,
                    test_fraction=t.test_fraction, seed=config.seed, normalize=normalizes_states(config.ars.version),
-                   device=device or "cpu")
+                   device=device or "cpu", test=test, model_name=name)
         if config.sampling is not None:   # prioritised mini-batches
             from .prioritized import PrioritizedSampler
 
@@ -152,7 +200,7 @@ class SupervisedTask(Task):
     @torch.no_grad()
     def score(self, batch: Batch, index: int = 0) -> float:
         self.count("forward_examples", len(batch.x))
-        out = self.model(batch.x)
+        out = logits(self.model(batch.x), self.model_name)
         return -float(self._reduce(self.per_example_loss(out, batch.y), batch.weights))
 
     @torch.no_grad()
@@ -161,7 +209,7 @@ class SupervisedTask(Task):
         self.count("forward_examples", n_candidates * len(batch.x))
         out = fused_mlp_forward(self.model, params, batch.x)
         if out is None:   # any other model: the generic batched call
-            out = vmap(lambda p: functional_call(self.model, p, (batch.x,)))(params)
+            out = vmap(lambda p: logits(functional_call(self.model, p, (batch.x,)), self.model_name))(params)
         return -self._reduce(self.per_example_loss(out, batch.y), batch.weights)
 
     @torch.no_grad()
@@ -169,12 +217,12 @@ class SupervisedTask(Task):
         """Feed the batch's losses under the updated model to a sampler that keeps priorities."""
         if hasattr(self.sampler, "update"):
             self.count("forward_examples", len(batch.x))
-            self.sampler.update(batch.index, self.per_example_loss(self.model(batch.x), batch.y))
+            self.sampler.update(batch.index, self.per_example_loss(logits(self.model(batch.x), self.model_name), batch.y))
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         self.count("eval_forward_examples", len(self.x_test))   # counted apart from training spend
-        out = self.model(self.x_test)
+        out = logits(self.model(self.x_test), self.model_name)
         metrics = {"loss": float(self.per_example_loss(out, self.y_test).mean())}
         if self.classification:
             metrics["accuracy"] = float((out.argmax(-1) == self.y_test).float().mean())
