@@ -165,9 +165,13 @@ def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint") -> 
 
     if not saved_toml:
         return
+    from .config import ConfigError, load_job
+
     try:
-        saved = tomllib.loads(saved_toml)
-    except tomllib.TOMLDecodeError:
+        # through load_job, so keys a resolved config leaves out (they do not apply: `applicable`) compare
+        # as their defaults, not as missing
+        saved = to_dict(load_job(data=tomllib.loads(saved_toml)))
+    except (tomllib.TOMLDecodeError, ConfigError):
         return
     now = to_dict(config)
 

@@ -395,17 +395,28 @@ def applicable(config: JobConfig) -> dict:
     Loading the result gives back a config that trains exactly the same way."""
     out = to_dict(config)
     task, ars = out["task"], out["ars"]
+    rl_keys = ("env", "policy", "horizon", "shift", "eval_episodes")
+    generate_keys = ("prompts", "eval_prompts", "n_prompts", "reward", "max_new_tokens", "eval_batch")
     if config.task.kind == "supervised":
-        _drop(task, "env", "policy", "horizon", "shift", "eval_episodes")
+        _drop(task, *rl_keys, *generate_keys)
         model = config.model.factory if config.model is not None and config.model.factory else config.task.model
         if model == "mlp":                  # a user factory may take any of these: keep them all
             _drop(task, "channels")
         elif model == "cnn":
             _drop(task, "hidden")
-    else:
-        _drop(task, "dataset", "model", "channels", "activation", "batch_size", "test_fraction")
+        if config.task.test_dataset:        # the test data comes from that function, not a split
+            _drop(task, "test_fraction")
+        else:
+            _drop(task, "test_dataset")
+    elif config.task.kind == "rl":
+        _drop(task, "dataset", "model", "channels", "activation", "batch_size", "test_fraction", "test_dataset",
+              *generate_keys)
         if config.task.policy == "linear":
             _drop(task, "hidden")
+    else:                                   # generate: the model comes from [model]
+        _drop(task, *rl_keys, "dataset", "model", "hidden", "channels", "activation", "test_dataset")
+        if config.task.eval_prompts:
+            _drop(task, "test_fraction")
     backend = config.ars.backend
     if backend != "hogwild":
         _drop(ars, "workers")
