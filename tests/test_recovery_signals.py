@@ -186,7 +186,7 @@ def test_ctrl_c_in_posttrain_saves_and_resume_continues(tmp_path):
     done = run(tmp_path, "posttrain", "post.toml", "--quiet", "--resume", "--set", f"ars.iterations={at + 2}")
     assert done.returncode == 0, done.stderr
     assert f"resuming from runs/p/iter_{at:07d}.pt (iteration {at})" in done.stderr
-    assert (tmp_path / "runs/p/posttrained.pt").exists()
+    assert (tmp_path / "runs/p/posttrained.safetensors").exists()      # the default export format
 
 
 def test_ctrl_c_to_the_process_group_of_a_hogwild_job(tmp_path):
