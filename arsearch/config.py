@@ -71,7 +71,8 @@ class ARSSection:
     backend: str = choice("vectorized", "sequential", "vectorized", "hogwild", "distributed")
     noise_source: str = choice("seed", "seed", "table")
     table_size: int = number(10_000_000, 1)
-    vector_chunk: int = number(0, 0)     # vectorized: candidates per batched call (0 = all at once)
+    noise_rank: int = number(0, 0)       # r > 0: low-rank directions A·Bᵀ/√r per weight matrix (0 = full rank)
+    vector_chunk: int = number(0, 0)     # vectorized: candidates per batched call (0 = automatic, in cache)
     devices: list[str] = listof([])     # vectorized: spread candidates over these devices
     workers: int = number(2, 1)          # hogwild: worker processes
     nproc: int = number(1, 1)            # distributed: ranks (`arsearch train --nproc` overrides)

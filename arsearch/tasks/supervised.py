@@ -60,6 +60,61 @@ def fused_mlp_forward(model: nn.Module, params: dict[str, torch.Tensor], x: torc
     return h
 
 
+def lowrank_mlp_forward(model: nn.Module, space, directions, scale: float, x: torch.Tensor) -> torch.Tensor | None:
+    """Outputs (2n, batch, out) of θ + ν·δ_k then θ − ν·δ_k for n low-rank directions, or None.
+
+    For a Sequential of Flatten/Linear/ReLU/Tanh whose every Linear is in `space` (a `FullSpace`
+    of the model, so θ is the model's own weights) with a factored weight direction. A layer's
+    output is the shared product h·Wᵀ (+ b), one GEMM for all 2n candidates, plus the rank-r
+    correction ±ν·(h·B_k)·A_kᵀ/√r (and ±ν·β_k for a bias). The first layer's input is the same
+    mini-batch for every candidate, so its GEMM runs once on the batch alone.
+    """
+    names = getattr(space, "names", None)
+    if names is None or getattr(space, "model", None) is None:
+        return None
+    prefix = ""
+    if isinstance(model, Normalized):
+        x, model, prefix = model.norm(x), model.net, "net."
+    if not isinstance(model, nn.Sequential):
+        return None
+    by_name = {name: (p, part) for name, p, part in zip(names, space.params, directions.parts)}
+    n = len(directions)
+    h = None
+    for name, layer in model.named_children():
+        if isinstance(layer, nn.Flatten) and h is None:
+            x = x.flatten(1)
+        elif isinstance(layer, nn.Linear):
+            w, dw = by_name.get(f"{prefix}{name}.weight", (None, None))
+            b, db = by_name.get(f"{prefix}{name}.bias", (None, None))
+            if w is None or w is not layer.weight or not isinstance(dw, tuple) or (layer.bias is not None and b is None):
+                return None
+            a_k, b_k, root = dw
+            coef = scale * root                                         # ν/√r
+            if h is None:                                               # input shared by all candidates
+                base = x @ w.T if b is None else torch.addmm(b, x, w.T)             # (B, m), once
+                corr = torch.matmul(torch.matmul(x, b_k), a_k.transpose(1, 2))    # (n, B, m)
+                corr.mul_(coef)
+                if db is not None:
+                    corr.add_(db.unsqueeze(1), alpha=scale)
+                h = torch.cat([base + corr, base - corr])
+            else:
+                p_, rows, width = h.shape
+                flat = h.reshape(p_ * rows, width)
+                out = (flat @ w.T if b is None else torch.addmm(b, flat, w.T)).view(p_, rows, -1)  # the shared GEMM
+                for sign, h_half, out_half in ((1.0, h[:n], out[:n]), (-1.0, h[n:], out[n:])):
+                    out_half.baddbmm_(torch.bmm(h_half, b_k), a_k.transpose(1, 2), alpha=sign * coef)
+                    if db is not None:
+                        out_half.add_(db.unsqueeze(1), alpha=sign * scale)
+                h = out
+        elif isinstance(layer, nn.ReLU) and h is not None:
+            h.relu_()
+        elif isinstance(layer, nn.Tanh) and h is not None:
+            h.tanh_()
+        else:
+            return None
+    return h
+
+
 class UniformSampler:
     """Mini-batches drawn uniformly without replacement, a pure function of (seed, iteration)."""
 
@@ -162,6 +217,32 @@ class SupervisedTask(Task):
         if out is None:   # any other model: the generic batched call
             out = vmap(lambda p: functional_call(self.model, p, (batch.x,)))(params)
         return -self._reduce(self.per_example_loss(out, batch.y), batch.weights)
+
+    @torch.no_grad()
+    def score_lowrank(self, space, directions, scale: float, batch: Batch) -> torch.Tensor | None:
+        out = lowrank_mlp_forward(self.model, space, directions, scale, batch.x)
+        if out is None:
+            return None
+        self.count("forward_examples", out.shape[0] * len(batch.x))
+        return -self._reduce(self.per_example_loss(out, batch.y), batch.weights)
+
+    @torch.no_grad()
+    def candidate_bytes(self, batch: Batch) -> int:
+        """Bytes of every module output in one plain forward of the batch (forward hooks)."""
+        total = [0]
+
+        def hook(module, args, out):
+            if isinstance(out, torch.Tensor):
+                total[0] += out.numel() * out.element_size()
+
+        leaves = [m for m in self.model.modules() if not list(m.children())]
+        handles = [m.register_forward_hook(hook) for m in leaves]
+        try:
+            self.model(batch.x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return total[0]
 
     @torch.no_grad()
     def after_step(self, batch: Batch) -> None:
