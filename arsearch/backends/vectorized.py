@@ -16,7 +16,6 @@ directions stay on the task's device; each slice of candidates is copied to its 
 from __future__ import annotations
 
 import copy
-
 import os
 
 import torch
@@ -24,10 +23,12 @@ import torch
 from ..noise import LowRankDirections
 from .base import Backend
 
+
 # Activations one batched call may hold when the chunk is automatic (ars.vector_chunk = 0) on a
-# CPU: about the per-core L2 cache, so each layer's output is still in cache when the next layer
-# (or the in-place activation) reads it. A 16,384-image CNN forward, two orders of magnitude
-# larger, ran 2.3× slower than the same images in cache-sized calls (reports/throughput.md).
+# CPU: twice the per-core L2 cache, as counted by `Task.candidate_bytes` (which counts an in-place
+# activation's output again, though it shares its input's memory), so each layer's output is still
+# in cache when the next layer reads it. A 16,384-image CNN forward, two orders of magnitude
+# larger, ran 2-3× slower than the same images in cache-sized calls (reports/throughput.md).
 def cache_bytes() -> int:
     """The CPU's per-core L2 cache in bytes (sysfs), or 2 MiB when it cannot be read."""
     try:
@@ -38,7 +39,7 @@ def cache_bytes() -> int:
         return 2 * 1024 ** 2
 
 
-CACHE_BYTES = int(os.environ.get("ARSEARCH_CACHE_BYTES", 0)) or cache_bytes()
+CACHE_BYTES = int(os.environ.get("ARSEARCH_CACHE_BYTES", 0)) or 2 * cache_bytes()
 
 
 class VectorizedBackend(Backend):

@@ -96,7 +96,9 @@ def lowrank_mlp_forward(model: nn.Module, space, directions, scale: float, x: to
                 corr.mul_(coef)
                 if db is not None:
                     corr.add_(db.unsqueeze(1), alpha=scale)
-                h = torch.cat([base + corr, base - corr])
+                h = torch.empty((2 * n, *base.shape), dtype=base.dtype, device=base.device)
+                torch.add(base, corr, out=h[:n])
+                torch.sub(base, corr, out=h[n:])
             else:
                 p_, rows, width = h.shape
                 flat = h.reshape(p_ * rows, width)
