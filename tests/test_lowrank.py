@@ -278,3 +278,15 @@ def test_optimizer_resume_from_its_state_dict_is_bit_exact():
 def test_fullspace_knows_its_shapes():
     model = nn.Sequential(nn.Linear(4, 3), nn.Conv2d(2, 5, 3))
     assert FullSpace(model).shapes == [(3, 4), (3,), (5, 2, 3, 3), (5,)]
+
+
+def test_lowrank_hogwild_with_one_worker_resumes_to_the_vectorized_run(tmp_path):
+    # one hogwild worker is deterministic (it equals the vectorized run), so its resume can be exact
+    common = {"ars.noise_rank": 2, "checkpoint.every": 4}
+    single = Trainer(job(tmp_path / "v", **common, **{"ars.iterations": 8}), progress=False)
+    single.run()
+    hog = {"ars.backend": "hogwild", "ars.workers": 1, **common}
+    Trainer(job(tmp_path / "h", **hog, **{"ars.iterations": 4}), progress=False).run()
+    resumed = Trainer(job(tmp_path / "h", **hog, **{"ars.iterations": 8}), progress=False)
+    assert resumed.run(resume=True)["iterations"] == 8
+    assert torch.equal(resumed.space.vector(), single.space.vector())
