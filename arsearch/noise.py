@@ -111,9 +111,13 @@ class LowRankNoise(SeedNoise):
                              f"{self.sizes}, but the space asks for chunks {list(sizes)}: low-rank directions need "
                              "the full parameter space (not a compressed one); set ars.noise_rank = 0")
 
+    def _numbers(self, seed, device, dtype) -> torch.Tensor:
+        """All of a direction's factor numbers, drawn by `base` as one chunk (one `randn` call)."""
+        return next(iter(self.base.chunks(seed, [self.numbers_per_direction()], device, dtype)))
+
     def chunks(self, seed, sizes, device, dtype):
         self._check(sizes)
-        raw = self.base.chunks(seed, self.factor_sizes, device, dtype)
+        raw = iter(torch.split(self._numbers(seed, device, dtype), self.factor_sizes))
         for mat in self.matrices:
             if mat is None:
                 yield next(raw)
@@ -124,18 +128,16 @@ class LowRankNoise(SeedNoise):
 
     def factors(self, seeds: Sequence[int], device="cpu", dtype=torch.float32) -> LowRankDirections:
         """The N directions of `seeds` in factored form (the same numbers `chunks` draws)."""
-        per_seed = [list(self.base.chunks(s, self.factor_sizes, device, dtype)) for s in seeds]
-        parts, i = [], 0
+        numbers = torch.stack([self._numbers(s, device, dtype) for s in seeds])     # (N, numbers per direction)
+        raw = iter(torch.split(numbers, self.factor_sizes, dim=1))
+        parts = []
         for mat in self.matrices:
             if mat is None:
-                parts.append(torch.stack([p[i] for p in per_seed]))
-                i += 1
+                parts.append(next(raw).contiguous())
             else:
                 m, n, r = mat
-                a = torch.stack([p[i].view(m, r) for p in per_seed])
-                b = torch.stack([p[i + 1].view(n, r) for p in per_seed])
-                parts.append((a, b, r ** -0.5))
-                i += 2
+                a, b = next(raw).reshape(-1, m, r), next(raw).reshape(-1, n, r)
+                parts.append((a.contiguous(), b.contiguous(), r ** -0.5))
         return LowRankDirections(parts, self.shapes)
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -60,6 +59,7 @@ def fused_mlp_forward(model: nn.Module, params: dict[str, torch.Tensor], x: torc
     return h
 
 
+@torch.no_grad()
 def lowrank_mlp_forward(model: nn.Module, space, directions, scale: float, x: torch.Tensor) -> torch.Tensor | None:
     """Outputs (2n, batch, out) of θ + ν·δ_k then θ − ν·δ_k for n low-rank directions, or None.
 
@@ -92,10 +92,11 @@ def lowrank_mlp_forward(model: nn.Module, space, directions, scale: float, x: to
             coef = scale * root                                         # ν/√r
             if h is None:                                               # input shared by all candidates
                 base = x @ w.T if b is None else torch.addmm(b, x, w.T)             # (B, m), once
-                corr = torch.matmul(torch.matmul(x, b_k), a_k.transpose(1, 2))    # (n, B, m)
-                corr.mul_(coef)
-                if db is not None:
-                    corr.add_(db.unsqueeze(1), alpha=scale)
+                xb = torch.matmul(x, b_k)                                           # (n, B, r)
+                if db is None:
+                    corr = torch.bmm(xb, a_k.transpose(1, 2)).mul_(coef)          # (n, B, m)
+                else:
+                    corr = torch.baddbmm(db.unsqueeze(1), xb, a_k.transpose(1, 2), beta=scale, alpha=coef)
                 h = torch.empty((2 * n, *base.shape), dtype=base.dtype, device=base.device)
                 torch.add(base, corr, out=h[:n])
                 torch.sub(base, corr, out=h[n:])
@@ -190,8 +191,10 @@ class SupervisedTask(Task):
     def per_example_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Loss per example; `out` may carry leading candidate dimensions."""
         if self.classification:
-            return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.expand(*out.shape[:-1]).reshape(-1),
-                                   reduction="none").view(out.shape[:-1])
+            # log-sum-exp minus the target's logit: F.cross_entropy(reduction="none") computes the
+            # same, but took 32 ms instead of 1 ms on 64×256 candidates' logits on this CPU
+            target = out.gather(-1, y.expand(*out.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+            return torch.logsumexp(out, -1) - target
         return (out.reshape(*out.shape[:-1]) if out.shape[-1] == 1 else out).sub(y).pow(2)
 
     def _reduce(self, losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
