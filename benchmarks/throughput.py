@@ -180,6 +180,13 @@ def main() -> None:
             ratio = ratio_of(LARGE, label(("vectorized", "seed", r)))
             verdicts.append(f"- {LARGE}, low rank r = {r}: {1 / ratio:.2f} of the inference limit — target 0.9: "
                             f"**{'met' if 1 / ratio >= 0.9 else 'missed'}**.")
+    from benchmarks.lowrank import table as lowrank_table
+
+    accuracy = lowrank_table(quick=False)
+    if accuracy:
+        verdicts.append("- Accuracy / return at equal budget, low rank next to full rank (95% CI over seeds; "
+                        "from `benchmarks/lowrank.py`, [reports/lowrank.md](lowrank.md)):")
+        verdicts += ["", *accuracy]
     lines += ["", "## Verdict", "", *verdicts, "",
               "## Reading the table", "",
               "- Full-rank directions cost N·d random numbers per iteration (seed noise: `torch.randn`; table noise: "
@@ -192,8 +199,9 @@ def main() -> None:
               "cannot know its 2N copies of the batch are equal).",
               "- Models without a factored forward (the CNN) score low-rank candidates as dense ones.",
               "- The vectorized backend's automatic chunk (`ars.vector_chunk = 0`) holds one call's activations "
-              "(forward-hook sizes) within the per-core L2 cache; a model whose single candidate already exceeds it "
-              "(the CNN) is scored one plain call per candidate, without `vmap`.",
+              "(forward-hook sizes) within twice the per-core L2 cache, or within the model's size when that is "
+              "larger (the 50M model: all at once); a model whose single candidate already exceeds it (the CNN) "
+              "is scored one plain call per candidate, without `vmap`.",
               "- torcheggroll forms each member's dense noise A·Bᵀ and runs `vmap(functional_call)` over 2N "
               "perturbed copies of the weights, so its cost grows like full-rank noise; it uses its own "
               "update rule (fitness-normalised ES), not ARS's top-b step, which costs next to nothing either way.", ""]
