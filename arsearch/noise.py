@@ -168,6 +168,19 @@ class LowRankDirections:
                 for p in self.parts]
         return torch.cat(cols, dim=1)
 
+    @torch.no_grad()
+    def add_to(self, params: Sequence[torch.Tensor], weights: torch.Tensor) -> None:
+        """params[i] += Σ_k w_k·δ_k in place; each matrix by one `addmm_` (no m×n temporary)."""
+        for p, part in zip(params, self.parts):
+            if isinstance(part, tuple):
+                a, b, scale = part
+                n, m, r = a.shape
+                w = weights.to(a.dtype).to(a.device)
+                aw = (a * (w * scale).view(-1, 1, 1)).transpose(0, 1).reshape(m, n * r)
+                p.view(m, -1).addmm_(aw, b.transpose(0, 1).reshape(-1, n * r).T)
+            else:
+                p.add_((weights.to(part.dtype).to(part.device) @ part).view_as(p))
+
     def combine(self, weights: torch.Tensor) -> list[torch.Tensor]:
         """Σ_k w_k·δ_k, chunk by chunk (flat): each matrix as one (m, N·r)×(N·r, n') product."""
         out = []

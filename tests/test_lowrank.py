@@ -69,6 +69,10 @@ def test_factors_dense_and_combine_agree_with_the_chunks(base):
     weights = torch.tensor([0.5, -1.0, 0.25, 0.0, 2.0], dtype=torch.float64)
     torch.testing.assert_close(torch.cat(dirs.combine(weights)), weights.float() @ dense, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(dirs.take([1, 3]).dense(), dense[[1, 3]], rtol=0, atol=1e-6)
+    params = [torch.ones(12, 9), torch.ones(12), torch.ones(4, 12)]
+    dirs.add_to(params, weights)                      # in place, one addmm_ per matrix
+    torch.testing.assert_close(torch.cat([p.reshape(-1) for p in params]), 1 + weights.float() @ dense,
+                               rtol=1e-5, atol=1e-5)
 
 
 # -- the candidate forward ----------------------------------------------------------------------

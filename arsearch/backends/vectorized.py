@@ -170,7 +170,11 @@ class VectorizedBackend(Backend):
     @torch.no_grad()
     def apply(self, space, noise, seeds, weights):
         if hasattr(noise, "factors"):         # low rank: Σ_k w_k·A_k·B_kᵀ/√r as one product per matrix
-            space.add_(self.factored(space, noise, seeds).combine(weights), 1.0)
+            dirs = self.factored(space, noise, seeds)
+            if getattr(space, "params", None) is not None and len(space.params) == len(dirs.parts):
+                dirs.add_to(space.params, weights)      # straight into the weights, no dense step tensor
+            else:
+                space.add_(dirs.combine(weights), 1.0)
             return
         deltas = self.directions(space, noise, seeds)
         step = weights.to(deltas.dtype).to(deltas.device) @ deltas
