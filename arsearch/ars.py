@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch.optim import Optimizer
 
-from .noise import SeedNoise, iteration_seeds
+from .noise import iteration_seeds, make_noise
 from .normalizer import RunningNorm
 
 VERSIONS = ("v1", "v1t", "v2", "v2t")
@@ -104,13 +104,16 @@ class ARS(Optimizer):
     in place by ±noise·δ; the closure returns the loss to *minimise* (no backward pass needed).
     Memory: the model plus one parameter-sized chunk of noise.
 
+    ``noise_rank = r > 0`` draws low-rank directions (δ = A·Bᵀ/√r per weight matrix, biases full
+    rank): r·(m+n) random numbers per m×n matrix instead of m·n.
+
     For V2 / V2-t, pass the `RunningNorm` module(s) that normalise your model's input as
     ``normalizer``: they record every input seen during a step and update afterwards.
     """
 
     def __init__(self, params: Iterable, step_size: float = 0.02, noise: float = 0.03, directions: int = 8,
                  top: int | None = None, version: str = "v1t", seed: int = 0,
-                 normalizer: RunningNorm | Iterable[RunningNorm] | None = None):
+                 normalizer: RunningNorm | Iterable[RunningNorm] | None = None, noise_rank: int = 0):
         if version not in VERSIONS:
             raise ValueError(f"unknown ARS version {version!r}; allowed: {', '.join(VERSIONS)}")
         if directions < 1 or step_size <= 0 or noise <= 0:
@@ -125,7 +128,9 @@ class ARS(Optimizer):
         super().__init__(params, defaults)
         self.directions, self.top, self.version, self.seed = directions, top, version, seed
         self.normalizers = norms
-        self._noise = SeedNoise()
+        # noise_rank = r > 0: each weight matrix's direction is A·Bᵀ/√r (arsearch.noise.LowRankNoise)
+        shapes = [p.shape for g in self.param_groups for p in g["params"]]
+        self._noise = make_noise("seed", rank=noise_rank, shapes=shapes)
         self.param_groups[0].setdefault("iteration", 0)
 
     def _perturb(self, seed: int, scale: float, key: str) -> None:

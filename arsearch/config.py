@@ -67,6 +67,7 @@ class ARSSection:
     backend: str = choice("vectorized", *BACKENDS)        # the backend registry's names
     noise_source: str = choice("seed", "seed", "table")
     table_size: int = number(10_000_000, 1)
+    noise_rank: int = number(0, 0)       # r > 0: low-rank directions A·Bᵀ/√r per weight matrix (0 = full rank)
     # + every registered backend's own keys (vector_chunk, devices, workers, nproc, timeout): below
 
 

@@ -70,9 +70,146 @@ class TableNoise(SeedNoise):
             offset += n
 
 
-def make_noise(source: str = "seed", table_size: int = 10_000_000) -> SeedNoise:
+class LowRankNoise(SeedNoise):
+    """Low-rank directions (EGGROLL, arXiv 2511.16652): δ = A·Bᵀ/√r for every weight matrix.
+
+    A parameter tensor of shape (m, n, ...) is treated as an m×n' matrix (n' = n·...); its part
+    of a direction is A·Bᵀ/√r with A (m×r) and B (n'×r) drawn by `base` from the direction's
+    seed, r = min(rank, m, n') (a larger r adds no rank). Vectors (biases) stay full rank. A
+    direction therefore costs r·(m+n') numbers per matrix instead of m·n', and every entry of
+    δ still has unit variance.
+
+    `chunks` and `directions` return the dense δ, so every backend and the `ARS` optimizer work
+    unchanged (sequential: one dense matrix alive at a time); `factors` returns the factors of N
+    directions at once, which the vectorized backend uses for the shared-GEMM candidate forward
+    (``x·Wᵀ ± ν·(x·B)·Aᵀ/√r``) and the one-product step Σ_k w_k·A_k·B_kᵀ/√r.
+    """
+
+    name = "lowrank"
+
+    def __init__(self, rank: int, shapes: Sequence[Sequence[int]], base: SeedNoise | None = None):
+        if int(rank) < 1:
+            raise ValueError(f"noise rank must be >= 1 (0 means full rank: use SeedNoise), got {rank}")
+        self.rank = int(rank)
+        self.base = base if base is not None else SeedNoise()
+        self.shapes = [tuple(int(n) for n in s) for s in shapes]
+        self.sizes = [int(np.prod(s)) if s else 1 for s in self.shapes]
+        # per chunk: (m, n', r) for a matrix, None for a vector
+        self.matrices = [(s[0], size // s[0], min(self.rank, s[0], size // s[0])) if len(s) >= 2 and size else None
+                         for s, size in zip(self.shapes, self.sizes)]
+        self.factor_sizes = []
+        for size, mat in zip(self.sizes, self.matrices):
+            self.factor_sizes += [size] if mat is None else [mat[0] * mat[2], mat[1] * mat[2]]
+
+    def numbers_per_direction(self) -> int:
+        """How many random numbers one direction costs (r·(m+n') per matrix, the size per vector)."""
+        return int(sum(self.factor_sizes))
+
+    def _check(self, sizes: Sequence[int]) -> None:
+        if [int(n) for n in sizes] != self.sizes:
+            raise ValueError("low-rank noise (ars.noise_rank > 0) was built for parameter tensors of sizes "
+                             f"{self.sizes}, but the space asks for chunks {list(sizes)}: low-rank directions need "
+                             "the full parameter space (not a compressed one); set ars.noise_rank = 0")
+
+    def _numbers(self, seed, device, dtype) -> torch.Tensor:
+        """All of a direction's factor numbers, drawn by `base` as one chunk (one `randn` call)."""
+        return next(iter(self.base.chunks(seed, [self.numbers_per_direction()], device, dtype)))
+
+    def chunks(self, seed, sizes, device, dtype):
+        self._check(sizes)
+        raw = iter(torch.split(self._numbers(seed, device, dtype), self.factor_sizes))
+        for mat in self.matrices:
+            if mat is None:
+                yield next(raw)
+            else:
+                m, n, r = mat
+                a, b = next(raw).view(m, r), next(raw).view(n, r)
+                yield (a @ b.T).mul_(r ** -0.5).view(-1)
+
+    def factors(self, seeds: Sequence[int], device="cpu", dtype=torch.float32) -> LowRankDirections:
+        """The N directions of `seeds` in factored form (the same numbers `chunks` draws)."""
+        numbers = torch.stack([self._numbers(s, device, dtype) for s in seeds])     # (N, numbers per direction)
+        raw = iter(torch.split(numbers, self.factor_sizes, dim=1))
+        parts = []
+        for mat in self.matrices:
+            if mat is None:
+                parts.append(next(raw).contiguous())
+            else:
+                m, n, r = mat
+                a, b = next(raw).reshape(-1, m, r), next(raw).reshape(-1, n, r)
+                parts.append((a.contiguous(), b.contiguous(), r ** -0.5))
+        return LowRankDirections(parts, self.shapes)
+
+
+class LowRankDirections:
+    """N low-rank directions in factored form.
+
+    ``parts[i]`` is, for parameter tensor i, either a (N, size) tensor (a full-rank vector) or a
+    triple (A (N, m, r), B (N, n', r), 1/√r) with δ_k = A_k·B_kᵀ/√r.
+    """
+
+    def __init__(self, parts: list, shapes: list[tuple[int, ...]]):
+        self.parts, self.shapes = parts, shapes
+
+    def __len__(self) -> int:
+        first = self.parts[0]
+        return len(first[0] if isinstance(first, tuple) else first)
+
+    def take(self, index) -> LowRankDirections:
+        """The directions at positions `index` (a slice or a list of positions)."""
+        if not isinstance(index, slice):
+            index = torch.as_tensor(index, dtype=torch.long)
+        return LowRankDirections([(p[0][index], p[1][index], p[2]) if isinstance(p, tuple) else p[index]
+                                  for p in self.parts], self.shapes)
+
+    def dense(self) -> torch.Tensor:
+        """The (N, d) matrix of the directions (for backends or models without a factored path)."""
+        cols = [torch.bmm(p[0], p[1].transpose(1, 2)).mul_(p[2]).flatten(1) if isinstance(p, tuple) else p
+                for p in self.parts]
+        return torch.cat(cols, dim=1)
+
+    @torch.no_grad()
+    def add_to(self, params: Sequence[torch.Tensor], weights: torch.Tensor) -> None:
+        """params[i] += Σ_k w_k·δ_k in place; each matrix by one `addmm_` (no m×n temporary)."""
+        for p, part in zip(params, self.parts):
+            if isinstance(part, tuple):
+                a, b, scale = part
+                n, m, r = a.shape
+                w = weights.to(a.dtype).to(a.device)
+                aw = (a * (w * scale).view(-1, 1, 1)).transpose(0, 1).reshape(m, n * r)
+                p.view(m, -1).addmm_(aw, b.transpose(0, 1).reshape(-1, n * r).T)
+            else:
+                p.add_((weights.to(part.dtype).to(part.device) @ part).view_as(p))
+
+    def combine(self, weights: torch.Tensor) -> list[torch.Tensor]:
+        """Σ_k w_k·δ_k, chunk by chunk (flat): each matrix as one (m, N·r)×(N·r, n') product."""
+        out = []
+        for p in self.parts:
+            if isinstance(p, tuple):
+                a, b, scale = p
+                w = weights.to(a.dtype).to(a.device)
+                n, m, r = a.shape
+                aw = (a * (w * scale).view(-1, 1, 1)).transpose(0, 1).reshape(m, n * r)
+                out.append((aw @ b.transpose(0, 1).reshape(-1, n * r).T).view(-1))
+            else:
+                out.append(weights.to(p.dtype).to(p.device) @ p)
+        return out
+
+
+def make_noise(source: str = "seed", table_size: int = 10_000_000, rank: int = 0,
+               shapes: Sequence[Sequence[int]] | None = None) -> SeedNoise:
+    """The noise of `ars.noise_source` (seed or table); low rank on top when `rank` > 0."""
     if source == "seed":
-        return SeedNoise()
-    if source == "table":
-        return TableNoise(table_size)
-    raise ValueError(f"unknown noise source {source!r}; allowed: 'seed', 'table'")
+        base = SeedNoise()
+    elif source == "table":
+        base = TableNoise(table_size)
+    else:
+        raise ValueError(f"unknown noise source {source!r}; allowed: 'seed', 'table'")
+    if rank < 0:
+        raise ValueError(f"ars.noise_rank must be >= 0 (0 = full rank), got {rank}")
+    if rank == 0:
+        return base
+    if shapes is None:
+        raise ValueError("ars.noise_rank > 0 needs the parameter tensors' shapes: low-rank directions work on the "
+                         "full parameter space only (not a compressed one); set ars.noise_rank = 0")
+    return LowRankNoise(rank, shapes, base)

@@ -3,6 +3,7 @@
 Every space offers the same small surface, which is all the ARS core and the backends use:
 
 - ``dim`` and ``sizes``: d, and the chunk sizes directions are drawn in (``sum(sizes) == dim``);
+  `FullSpace` also has ``shapes`` (each chunk's tensor shape), which low-rank noise needs;
 - ``vector()``: θ read from the model; ``load_(θ)``: θ written into the model;
 - ``add_(chunks, alpha)``: θ += alpha·v in place, with v given chunk by chunk (so the
   memory-light path never holds a full d-vector);
@@ -67,6 +68,7 @@ class FullSpace(ParameterSpace):
         self.names = [n for n, _ in named_params]
         self.params = [p for _, p in named_params]
         self.sizes = [p.numel() for p in self.params]
+        self.shapes = [tuple(p.shape) for p in self.params]   # what low-rank noise (ars.noise_rank) factors
         self.dim = sum(self.sizes)
 
     @property

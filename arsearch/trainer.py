@@ -69,7 +69,8 @@ class Trainer:
             from .compress import compression_callbacks
 
             self.callbacks[:0] = compression_callbacks(config)   # first, so other callbacks see its metrics
-        self.noise = make_noise(config.ars.noise_source, config.ars.table_size)
+        self.noise = make_noise(config.ars.noise_source, config.ars.table_size, config.ars.noise_rank,
+                                getattr(self.space, "shapes", None))
         self.backend = make_backend(config.ars.backend, config)
         if not getattr(self.backend, "is_writer", True):  # a distributed rank other than 0: no logs, no files
             self.is_writer, self.progress, self.callbacks = False, False, []

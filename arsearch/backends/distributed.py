@@ -136,16 +136,9 @@ class DistributedBackend(VectorizedBackend):
         # States recorded before scoring (a supervised mini-batch) are the same on every rank;
         # those recorded while scoring (RL rollouts) are this rank's share: merge_stats sums only those.
         self._task, self._replicated = task, task.pop_state_stats()
-        deltas = self.directions(space, noise, seeds)[mine]
-        theta = space.vector()
-        thetas = torch.cat([theta + scale * deltas, theta - scale * deltas])
         before = dict(task.counters)
         sub_batch = task.select(batch, mine)
-        if self.chunk and self.chunk < len(thetas):
-            scores = torch.cat([self._score(space, task, part, sub_batch) for part in torch.split(thetas, self.chunk)])
-        else:
-            scores = self._score(space, task, thetas, sub_batch)
-        scores = scores.double().cpu()
+        scores = self.pair_scores(space, task, noise, seeds, scale, sub_batch, positions=mine).double().cpu()
         keys = sorted(task.counters)
         counted = torch.tensor([task.counters[k] - before.get(k, 0) for k in keys], dtype=torch.float64)
         width = 2 * len(parts[0])       # the first share is the largest

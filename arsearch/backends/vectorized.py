@@ -16,11 +16,13 @@ directions stay on the task's device; each slice of candidates is copied to its 
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 
 import torch
 
 from ..fields import listof, number
+from ..noise import LowRankDirections
 from .base import Backend, BackendConfig
 
 
@@ -28,8 +30,26 @@ from .base import Backend, BackendConfig
 class VectorizedConfig(BackendConfig):
     """``[ars]`` keys of the vectorized backend (and of the backends built on it)."""
 
-    vector_chunk: int = number(0, 0)     # candidates per batched call (0 = all at once)
+    vector_chunk: int = number(0, 0)     # candidates per batched call (0 = automatic: see `chunk_size`)
     devices: list[str] = listof([])      # spread candidates over these devices
+
+
+# Activations one batched call may hold when the chunk is automatic (ars.vector_chunk = 0) on a
+# CPU: twice the per-core L2 cache, as counted by `Task.candidate_bytes` (which counts an in-place
+# activation's output again, though it shares its input's memory), so each layer's output is still
+# in cache when the next layer reads it. A 16,384-image CNN forward, two orders of magnitude
+# larger, ran 2-3× slower than the same images in cache-sized calls (reports/throughput.md).
+def cache_bytes() -> int:
+    """The CPU's per-core L2 cache in bytes (sysfs), or 2 MiB when it cannot be read."""
+    try:
+        text = open("/sys/devices/system/cpu/cpu0/cache/index2/size").read().strip()
+        scale = {"K": 1024, "M": 1024 ** 2}.get(text[-1], 1)
+        return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        return 2 * 1024 ** 2
+
+
+CACHE_BYTES = int(os.environ.get("ARSEARCH_CACHE_BYTES", 0)) or 2 * cache_bytes()
 
 
 class VectorizedBackend(Backend):
@@ -37,9 +57,11 @@ class VectorizedBackend(Backend):
     Config = VectorizedConfig
 
     def __init__(self, chunk: int = 0, devices: list[str] | None = None):
-        self.chunk = chunk          # candidates per batched call; 0 = all at once
+        self.chunk = chunk          # candidates per batched call; 0 = automatic (see `chunk_size`)
         self.devices = [torch.device(d) for d in devices or []]
         self._directions: tuple[tuple[int, ...], torch.Tensor] | None = None
+        self._factors: tuple[tuple[int, ...], LowRankDirections] | None = None
+        self._auto: dict = {}
         self._replicas: dict = {}
         self._many: tuple[tuple, torch.Tensor] | None = None   # a population's (K, N, d) directions
 
@@ -89,21 +111,82 @@ class VectorizedBackend(Backend):
                 dst.copy_(src)
         return replica
 
+    def factored(self, space, noise, seeds) -> LowRankDirections:
+        """Low-rank noise's directions in factored form, cached for `apply` like `directions`."""
+        key = tuple(seeds)
+        if self._factors is None or self._factors[0] != key:
+            self._factors = (key, noise.factors(seeds, space.device, space.dtype))
+        return self._factors[1]
+
+    def chunk_size(self, task, batch, total: int) -> int:
+        """Candidates per batched call: `ars.vector_chunk`, or automatic when it is 0.
+
+        Automatic: all at once on a GPU (or for a task that cannot say its activation size, such
+        as RL rollouts); on a CPU as many candidates as keep one call's activations within
+        `CACHE_BYTES`, so that a large batch of candidates does not run out of cache, or within the
+        model's own size when that is larger: every call reads the weights, so a call holding less
+        activation than that gains nothing from being smaller (a 50M-parameter MLP ran 1.3× slower
+        in one-candidate calls than in one call, reports/throughput.md).
+        """
+        if self.chunk:
+            return self.chunk
+        device = getattr(task, "device", torch.device("cpu"))
+        if self.devices or torch.device(device).type != "cpu":
+            return total
+        key = (id(task), getattr(getattr(batch, "x", None), "shape", None))
+        if key not in self._auto:
+            per_candidate = task.candidate_bytes(batch)
+            weights = sum(p.numel() * p.element_size() for p in task.model.parameters())
+            self._auto[key] = max(1, max(CACHE_BYTES, weights) // per_candidate) if per_candidate else 0
+        return self._auto[key] or total
+
+    def pair_scores(self, space, task, noise, seeds, scale, batch, positions=None) -> torch.Tensor:
+        """Scores (2n,) of θ + ν·δ_k then θ − ν·δ_k for the directions at `positions` (default: all)."""
+        if hasattr(noise, "factors"):         # low rank: a factored forward if the model has one
+            dirs = self.factored(space, noise, seeds)
+            if positions is not None:
+                dirs = dirs.take(positions)
+            if not self.devices:
+                scores = self._lowrank_scores(space, task, dirs, scale, batch)
+                if scores is not None:
+                    return scores
+            deltas = dirs.dense()
+        else:
+            deltas = self.directions(space, noise, seeds)
+            if positions is not None:
+                deltas = deltas[positions]
+        theta = space.vector()
+        return self._score_all(space, task, torch.cat([theta + scale * deltas, theta - scale * deltas]), batch)
+
+    def _lowrank_scores(self, space, task, dirs, scale, batch) -> torch.Tensor | None:
+        n = len(dirs)
+        pairs = max(1, self.chunk_size(task, batch, 2 * n) // 2)
+        plus, minus = [], []
+        for start in range(0, n, pairs):
+            part = dirs if pairs >= n else dirs.take(slice(start, start + pairs))
+            scores = task.score_lowrank(space, part, scale, batch)
+            if scores is None:
+                return None
+            half = len(scores) // 2
+            plus.append(scores[:half])
+            minus.append(scores[half:])
+        return torch.cat(plus + minus)
+
     @torch.no_grad()
     def evaluate(self, space, task, noise, seeds, scale, batch):
         n = len(seeds)
-        theta = space.vector()
-        deltas = self.directions(space, noise, seeds)
-        thetas = torch.cat([theta + scale * deltas, theta - scale * deltas])
-        if self.chunk and self.chunk < len(thetas):
-            scores = torch.cat([self._score(space, task, part, batch) for part in torch.split(thetas, self.chunk)])
-        else:
-            scores = self._score(space, task, thetas, batch)
-        scores = scores.double().cpu()
+        scores = self.pair_scores(space, task, noise, seeds, scale, batch).double().cpu()
         return scores[:n], scores[n:]
 
     @torch.no_grad()
     def apply(self, space, noise, seeds, weights):
+        if hasattr(noise, "factors"):         # low rank: Σ_k w_k·A_k·B_kᵀ/√r as one product per matrix
+            dirs = self.factored(space, noise, seeds)
+            if getattr(space, "params", None) is not None and len(space.params) == len(dirs.parts):
+                dirs.add_to(space.params, weights)      # straight into the weights, no dense step tensor
+            else:
+                space.add_(dirs.combine(weights), 1.0)
+            return
         deltas = self.directions(space, noise, seeds)
         step = weights.to(deltas.dtype).to(deltas.device) @ deltas
         space.add_(space.split(step), 1.0)
@@ -117,8 +200,9 @@ class VectorizedBackend(Backend):
         return self._many[1]
 
     def _score_all(self, space, task, thetas, batch) -> torch.Tensor:
-        if self.chunk and self.chunk < len(thetas):
-            return torch.cat([self._score(space, task, part, batch) for part in torch.split(thetas, self.chunk)])
+        chunk = self.chunk_size(task, batch, len(thetas))
+        if chunk < len(thetas):
+            return torch.cat([self._score(space, task, part, batch) for part in torch.split(thetas, chunk)])
         return self._score(space, task, thetas, batch)
 
     @torch.no_grad()

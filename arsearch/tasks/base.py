@@ -42,6 +42,17 @@ class Task:
     def score_params(self, params: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
         raise NotImplementedError
 
+    def score_lowrank(self, space, directions, scale: float, batch: Any) -> torch.Tensor | None:
+        """Scores (2n,) of θ + ν·δ_k then θ − ν·δ_k for n low-rank `directions` (`noise.LowRankDirections`)
+        without forming the perturbed weights, or None when the model has no such path (the backend
+        then scores the dense candidates with `score_params`)."""
+        return None
+
+    def candidate_bytes(self, batch: Any) -> int | None:
+        """Bytes of activations one candidate's forward on `batch` produces, or None if unknown
+        (the vectorized backend sizes its automatic chunk with it)."""
+        return None
+
     def evaluate(self) -> dict[str, float]:
         raise NotImplementedError
 
