@@ -113,13 +113,7 @@ def test_fused_mlp_forward_equals_vmap_functional_call(tmp_path, version):
     assert fused_mlp_forward(model, {k: v for k, v in params.items() if "bias" not in k}, x) is None
 
 
-# Known bug (found by this test): each chunk's candidates take the RL reset seeds batch[i % N] with i
-# counted from the chunk's start, so with ars.vector_chunk a ± pair no longer shares its start state.
-CHUNKED_RL_BUG = pytest.mark.xfail(strict=True, reason="chunked RL evaluation gives candidates the wrong reset "
-                                                       "seeds (index counted within the chunk)")
-
-
-@pytest.mark.parametrize("kind", ["digits", pytest.param("rl", marks=CHUNKED_RL_BUG)])
+@pytest.mark.parametrize("kind", ["digits", "rl"])
 def test_chunked_vectorized_evaluation_equals_the_unchunked_one(tmp_path, kind):
     """ars.vector_chunk only bounds memory: the scores and the trained θ are the same."""
     if kind == "rl":

@@ -226,17 +226,10 @@ def job(directory, overrides=None, **compress):
                                             "checkpoint.every": 6, "compress": compress, **(overrides or {})})
 
 
-# Known bug (found by this test): hogwild moves the model and the space's plain tensors to shared memory,
-# not its codebooks (a dict), so each worker steps a private codebook and the main process keeps the
-# initial one: its parameters end up untied from the codebooks it checkpoints.
-HOGWILD_CODEBOOK_BUG = pytest.mark.xfail(strict=True, reason="hogwild does not share the compressed space's "
-                                                             "codebooks between workers and the main process")
-
-
 @pytest.mark.parametrize("backend,share_bits", [
     ("sequential", 3), ("vectorized", 3), ("distributed", 3),
     pytest.param("hogwild", 0, marks=pytest.mark.multiprocess),
-    pytest.param("hogwild", 3, marks=[pytest.mark.multiprocess, HOGWILD_CODEBOOK_BUG]),
+    pytest.param("hogwild", 3, marks=pytest.mark.multiprocess),
 ])
 def test_training_job_keeps_pruned_zero_and_shared_tied(tmp_path, backend, share_bits):
     # hogwild: two workers write the shared θ without a lock; distributed: a world of one in this process

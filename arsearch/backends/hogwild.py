@@ -83,7 +83,9 @@ def _share_space(space) -> None:
     if getattr(space, "model", None) is not None:
         space.model.share_memory()
     for value in vars(space).values():
-        for t in value if isinstance(value, (list, tuple)) else [value]:
+        # lists of tensors, and dicts of them (a compressed space's codebooks, stepped in place)
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        for t in values:
             if isinstance(t, torch.Tensor):
                 t.share_memory_()
 

@@ -201,8 +201,9 @@ class VectorizedBackend(Backend):
 
     def _score_all(self, space, task, thetas, batch) -> torch.Tensor:
         chunk = self.chunk_size(task, batch, len(thetas))
-        if chunk < len(thetas):
-            return torch.cat([self._score(space, task, part, batch) for part in torch.split(thetas, chunk)])
+        if chunk < len(thetas):     # each chunk with its candidates' part of the batch (RL: their reset seeds)
+            return torch.cat([self._score(space, task, part, task.for_candidates(batch, start, len(part)))
+                              for start, part in zip(range(0, len(thetas), chunk), torch.split(thetas, chunk))])
         return self._score(space, task, thetas, batch)
 
     @torch.no_grad()

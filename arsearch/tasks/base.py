@@ -64,6 +64,12 @@ class Task:
         """
         return batch
 
+    def for_candidates(self, batch: Any, start: int, count: int) -> Any:
+        """The part of `batch` for candidates start..start+count−1 of one batched call, so that a
+        call cut into chunks scores each candidate on what the whole call would (a mini-batch shared
+        by all candidates is returned whole; RL reset seeds are picked by the candidate's index)."""
+        return batch
+
     def record_states(self, states) -> None:
         if self.normalizer is not None:
             if self._stats is None:

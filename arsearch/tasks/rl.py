@@ -168,6 +168,9 @@ class RLTask(Task):
     def select(self, batch, directions):
         return [batch[k] for k in directions]
 
+    def for_candidates(self, batch, start, count):
+        return [batch[(start + i) % len(batch)] for i in range(count)]
+
     def _candidate_seeds(self, batch, n_candidates: int) -> list[int]:
         return [batch[i % len(batch)] for i in range(n_candidates)]
 
