@@ -23,6 +23,7 @@ listing the cells still missing. Each run is its own subprocess.
     python benchmarks/peers.py                          # 3 seeds × 2 tasks × 4 systems
     python benchmarks/peers.py --task Hopper --seeds 0 --system numpy sb3-contrib
     python benchmarks/peers.py --report-only            # rewrite reports/peers.md from the cache
+    python benchmarks/peers.py --task Hopper --seeds 0 --deadline 600 --out /tmp/peers-check   # a time-capped check
     python benchmarks/peers.py --smoke                  # one seed, tiny budgets, cache and report in /tmp
 """
 
@@ -61,16 +62,19 @@ class Reached(Exception):
 class Clock:
     """Training wall clock with the evaluations taken out, and the learning curve."""
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float, deadline: float | None = None):
         self.threshold, self.start, self.eval_s = threshold, time.perf_counter(), 0.0
+        self.deadline = deadline            # training seconds after which the run stops, unfinished
         self.curve: list[dict] = []
         self.reached: dict | None = None
+        self.deadline_hit = False
 
     def train_seconds(self) -> float:
         return time.perf_counter() - self.start - self.eval_s
 
     def evaluate(self, episodes: int, steps: int, score_fn) -> bool:
-        """Record one evaluation (`score_fn()` → mean return); True once the threshold is reached."""
+        """Record one evaluation (`score_fn()` → mean return); True once the run should stop (the
+        threshold is reached, or the deadline passed)."""
         seconds = self.train_seconds()
         t0 = time.perf_counter()
         score = float(score_fn())
@@ -79,7 +83,9 @@ class Clock:
         self.curve.append(point)
         if score >= self.threshold and self.reached is None:
             self.reached = point
-        return self.reached is not None
+        if self.deadline is not None and seconds > self.deadline and self.reached is None:
+            self.deadline_hit = True
+        return self.reached is not None or self.deadline_hit
 
 
 def eval_policy(env_id: str, act, horizon: int) -> float:
@@ -239,7 +245,7 @@ def arsearch_run(spec: dict, seed: int, clock: Clock, budget: int, horizon: int,
 
     class Stop(Callback):
         def on_eval(self, trainer, iteration, metrics):
-            if clock.reached is not None:
+            if clock.reached is not None or clock.deadline_hit:
                 trainer.request_stop()
 
     trainer.callbacks.append(Stop())
@@ -249,13 +255,13 @@ def arsearch_run(spec: dict, seed: int, clock: Clock, budget: int, horizon: int,
 
 
 # -- one run, in its own process ---------------------------------------------------------------------
-def run_one(task: str, system: str, seed: int, smoke: bool) -> dict:
+def run_one(task: str, system: str, seed: int, smoke: bool, deadline: float | None = None) -> dict:
     spec = dict(TASKS[task])
     horizon = HORIZON
     if smoke:
         spec.update(budget=max(SMOKE["budget"], 4 * spec["n"]), every=SMOKE["every"])
         horizon = SMOKE["horizon"]
-    clock = Clock(spec["threshold"])
+    clock = Clock(spec["threshold"], deadline)
     if system == "numpy":
         episodes, steps = numpy_ars(spec, seed, clock, spec["budget"], horizon)
     elif system == "sb3-contrib":
@@ -267,7 +273,8 @@ def run_one(task: str, system: str, seed: int, smoke: bool) -> dict:
         raise ValueError(f"unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
     seconds = clock.train_seconds()
     return {"task": task, "system": system, "seed": seed, "smoke": smoke, "threshold": spec["threshold"],
-            "budget": spec["budget"], "horizon": horizon, "reached": clock.reached, "episodes": episodes,
+            "budget": spec["budget"], "horizon": horizon, "reached": clock.reached, "deadline_hit": clock.deadline_hit,
+            "episodes": episodes,
             "steps": steps, "train_seconds": seconds, "steps_per_s": steps / seconds if seconds > 0 else None,
             "final_return": clock.curve[-1]["return"] if clock.curve else None, "curve": clock.curve,
             "load_average": os.getloadavg()[0]}
@@ -316,7 +323,8 @@ def report(out: Path, tasks, systems, seeds, smoke: bool) -> str:
              "reached the threshold; `k/n` = seeds that reached it.", ""]
     for task in tasks:
         spec = TASKS[task]
-        lines += [f"## {spec['env']} (threshold {spec['threshold']}, budget {spec['budget']:,} episodes, "
+        budget = next((r["budget"] for (t, _, _), r in runs.items() if t == task), spec["budget"])
+        lines += [f"## {spec['env']} (threshold {spec['threshold']}, budget {budget:,} episodes, "
                   f"α {spec['alpha']}, N {spec['n']}, b {spec['b']}, ν {spec['nu']}, shift {spec['shift']})", "",
                   "| system | reached | episodes to threshold | wall s to threshold | steps/s | per seed: episodes (wall s) | "
                   "final eval return |", "|---|---|---|---|---|---|---|"]
@@ -329,7 +337,8 @@ def report(out: Path, tasks, systems, seeds, smoke: bool) -> str:
             hit = [r for r in done if r["reached"]]
             walls[system] = median([r["reached"]["seconds"] for r in hit]) if len(hit) == len(done) else None
             per_seed = ", ".join(f"{r['reached']['episodes']:,} ({r['reached']['seconds']:.0f})" if r["reached"]
-                                 else f">{r['episodes']:,}" for r in done)
+                                 else f">{r['episodes']:,}" + (" (deadline)" if r.get("deadline_hit") else "")
+                                 for r in done)
             lines.append(f"| {system} | {len(hit)}/{len(done)} | {fmt(median([r['reached']['episodes'] for r in hit]))} | "
                          f"{fmt(median([r['reached']['seconds'] for r in hit]))} | "
                          f"{fmt(median([r['steps_per_s'] for r in done if r['steps_per_s']]))} | {per_seed} | "
@@ -355,13 +364,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (0 with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets and horizon, cache and report in /tmp")
     parser.add_argument("--out", type=Path, default=None, help="cache folder (default reports/data/peers)")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="stop a run after this many training seconds (marked in the report as unfinished)")
     parser.add_argument("--report-only", action="store_true", help="only regenerate the report from the cache")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)   # internal: one run, JSON to stdout
     args = parser.parse_args(argv)
     if args.seeds is None:
         args.seeds = [0] if args.smoke else [0, 1, 2]
     if args.one:
-        print(json.dumps(run_one(args.task[0], args.system[0], args.seeds[0], args.smoke)))
+        print(json.dumps(run_one(args.task[0], args.system[0], args.seeds[0], args.smoke, args.deadline)))
         return 0
     out = args.out or (Path("/tmp/arsearch-peers-smoke") if args.smoke else ROOT / "reports" / "data" / "peers")
     out.mkdir(parents=True, exist_ok=True)
@@ -374,6 +385,7 @@ def main(argv=None) -> int:
             print(f"running {task} / {system} / seed {seed} ...", flush=True)
             cmd = [sys.executable, str(Path(__file__).resolve()), "--one", "--task", task, "--system", system,
                    "--seeds", str(seed)] + (["--smoke"] if args.smoke else [])
+            cmd += ["--deadline", str(args.deadline)] if args.deadline else []
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
