@@ -17,7 +17,7 @@ the machine; rounds are also interleaved (arsearch, limits, arsearch, ...) and e
 median of the per-round ratios. Then one iteration is profiled (cProfile) to say where
 arsearch's time goes.
 
-    python benchmarks/rollouts.py [--rounds 3] [--min-steps 20000] [--envs Swimmer Hopper HalfCheetah]
+    python benchmarks/rollouts.py [--rounds 5] [--min-steps 10000] [--envs Swimmer Hopper HalfCheetah]
 """
 
 from __future__ import annotations
@@ -143,30 +143,29 @@ def measure(name: str, rounds: int, min_steps: int) -> dict:
     trainers = {b: make_trainer(name, b, f"/tmp/arsearch-rollouts/{name}-{b}") for b in ("sequential", "vectorized")}
     wrapped = gym.make(env_id)
     limit = min(HORIZON, wrapped.spec.max_episode_steps or HORIZON)
-    rates: dict[str, list[float]] = {k: [] for k in ("sequential", "vectorized", "gym", "unwrapped", "mujoco")}
+    keys = ("sequential", "vectorized", "gym", "unwrapped", "mujoco")
+    rates: dict[str, list[float]] = {k: [] for k in keys}
     worst = 0.0
     for _ in range(rounds):
-        for backend, trainer in trainers.items():
-            steps, seconds = run_arsearch(trainer, min_steps)
-            rates[backend].append(steps / seconds)
-        records = trainers["vectorized"].records
-        totals = {"gym": [0, 0.0], "unwrapped": [0, 0.0], "mujoco": [0, 0.0]}
-        for entry in records:
-            episodes: list = []
-            s, t, w = policy_loop(wrapped, entry, HORIZON)
-            totals["gym"][0] += s
-            totals["gym"][1] += t
-            worst = max(worst, w)
-            s, t, w = policy_loop(wrapped.unwrapped, entry, limit, episodes)
-            totals["unwrapped"][0] += s
-            totals["unwrapped"][1] += t
-            worst = max(worst, w)
-            s, t = bare_mujoco(wrapped, episodes)
-            totals["mujoco"][0] += s
-            totals["mujoco"][1] += t
+        # finely interleaved: one iteration per backend, then the limits on that iteration's episodes
+        totals = {k: [0, 0.0] for k in keys}
+        while totals["vectorized"][0] < min_steps:
+            for backend, trainer in trainers.items():
+                steps, seconds = run_arsearch(trainer, 1)
+                totals[backend][0] += steps
+                totals[backend][1] += seconds
+            for entry in trainers["vectorized"].records:
+                episodes: list = []
+                for key, env, cut in (("gym", wrapped, HORIZON), ("unwrapped", wrapped.unwrapped, limit)):
+                    s, t, w = policy_loop(env, entry, cut, episodes if key == "unwrapped" else None)
+                    totals[key][0] += s
+                    totals[key][1] += t
+                    worst = max(worst, w)
+                s, t = bare_mujoco(wrapped, episodes)
+                totals["mujoco"][0] += s
+                totals["mujoco"][1] += t
         for key, (s, t) in totals.items():
             rates[key].append(s / t)
-    episode_steps = sum(len(e["seeds"]) for e in trainers["vectorized"].records)
     mean_length = trainers["vectorized"].task.counters["env_steps"] / max(1, trainers["vectorized"].task.counters["episodes"])
     ratio = {b: statistics.median(x / g for x, g in zip(rates[b], rates["gym"])) for b in ("sequential", "vectorized")}
     profile = profile_iteration(trainers["vectorized"], wrapped.unwrapped)
@@ -174,7 +173,7 @@ def measure(name: str, rounds: int, min_steps: int) -> dict:
         trainer.task.close()
     wrapped.close()
     return {"env": env_id, "rates": {k: statistics.median(v) for k, v in rates.items()}, "ratio": ratio,
-            "worst": worst, "episodes_per_call": episode_steps, "mean_length": mean_length, "profile": profile}
+            "worst": worst, "mean_length": mean_length, "profile": profile}
 
 
 def profile_iteration(trainer, raw_env) -> dict[str, float]:
@@ -210,9 +209,9 @@ def profile_iteration(trainer, raw_env) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--min-steps", type=int, default=20_000,
-                        help="environment steps per round and backend (whole iterations)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--min-steps", type=int, default=10_000,
+                        help="environment steps per round (whole iterations, interleaved with the limits)")
     parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
     parser.add_argument("--name", default="rollouts", help="report name under reports/")
     args = parser.parse_args(argv)
@@ -228,8 +227,8 @@ def main(argv=None) -> int:
 
     lines = ["# RL rollouts against the Gymnasium limit", "", "{HEADER}",
              f"One process, one thread, rates per CPU-second of that process; the paper's hyperparameters and linear policy, horizon {HORIZON}; "
-             f"{args.rounds} interleaved rounds per environment, each at least {args.min_steps:,} steps of whole ARS "
-             "iterations per backend; medians. "
+             f"{args.rounds} rounds per environment of at least {args.min_steps:,} steps each, made of whole ARS "
+             "iterations, each iteration followed by its replay through the limits; medians of the rounds. "
              "The limits replay arsearch's own episodes (same policies, normaliser statistics and reset seeds), "
              "one environment at a time.", "",
              "| environment (N) | mean episode length | bare `mj_step`×frame skip | unwrapped `step` loop | "
