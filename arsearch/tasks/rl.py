@@ -18,6 +18,7 @@ from ..normalizer import RunningNorm
 from .base import Task
 
 EVAL_SEED_BASE = 1_000_000_007  # evaluation episodes use fixed reset seeds, disjoint from training
+STATE_BLOCK = 32  # V2: lockstep steps of states buffered between two summations (one copy per step)
 
 
 class Policy(nn.Module):
@@ -126,13 +127,16 @@ class RLTask(Task):
             layers.append((w, None if b is None else b.detach().cpu().double().numpy()))
         return layers
 
-    def _act(self, layers, x: np.ndarray) -> np.ndarray:
-        """Actions (P, ·) of the P candidates for their normalised states x (P, obs)."""
-        if len(x) == 1:  # one candidate (sequential backend, evaluation): a plain matrix-vector product
-            for i, (w, b) in enumerate(layers):
-                x = x @ w[0].T
+    def _act(self, layers, x: np.ndarray, single: bool = False) -> np.ndarray:
+        """Actions (P, ·) of the P candidates for their normalised states x (P, obs).
+
+        `single`: one candidate, its layers given as (Wᵀ, b) — a plain matrix product per layer.
+        """
+        if single:
+            for i, (wt, b) in enumerate(layers):
+                x = x @ wt
                 if b is not None:
-                    x += b[0]
+                    x += b
                 if i < len(layers) - 1:
                     x = np.tanh(x)
         else:
@@ -151,12 +155,14 @@ class RLTask(Task):
         """Returns of one episode per candidate; candidates step in lockstep.
 
         Everything per step that is not the environment is a handful of NumPy calls shared by the
-        P candidates: normalise, the batched policy, and (when recording) the running sums of the
-        states. A candidate whose episode ended has its state row zeroed, so that the sums need no
-        masking and its (ignored) action costs nothing extra.
+        P candidates: normalise, the batched policy, and (V2 training only) one copy of the states
+        into a block that is summed every `STATE_BLOCK` steps. A candidate whose episode ended has
+        its state row zeroed, so that the sums need no masking.
         """
         layers = self._numpy_params(params)
         p = len(reset_seeds)
+        if p == 1:  # the sequential backend's case: plain products, transposed once here
+            layers = [(w[0].T, None if b is None else b[0]) for w, b in layers]
         mean = std = None
         if self.normalizer is not None:
             mean, std = self.normalizer.mean.numpy(), self.normalizer.std().numpy()
@@ -164,23 +170,25 @@ class RLTask(Task):
         limit = max(lim for _, lim in steppers)
         obs = np.stack([env.reset(seed=int(s))[0] for (env, _), s in zip(steppers, reset_seeds)]).astype(np.float64)
         returns = [0.0] * p
-        live = [i for i in range(p) if steppers[i][1] > 0]
-        for i in range(p):
-            if steppers[i][1] <= 0:
-                obs[i] = 0.0
+        live = list(range(p))
         steps_of = [env.step for env, _ in steppers]
         limit_of = [lim for _, lim in steppers]
-        if record:
-            total, total_sq, square = np.zeros_like(obs), np.zeros_like(obs), np.empty_like(obs)
+        keep_states = record and self.normalizer is not None
+        if keep_states:
+            block, filled = np.empty((STATE_BLOCK, *obs.shape)), 0
+            total, total_sq = np.zeros(obs.shape[1]), np.zeros(obs.shape[1])
         steps = 0
         t = 0
         while live and t < limit:
-            if record:  # rows of ended episodes are zero, so they add nothing
-                total += obs
-                np.multiply(obs, obs, out=square)
-                total_sq += square
+            if keep_states:  # rows of ended episodes are zero, so they add nothing
+                block[filled] = obs
+                filled += 1
+                if filled == STATE_BLOCK:
+                    total += block.sum((0, 1))
+                    total_sq += np.einsum("tpi,tpi->i", block, block)
+                    filled = 0
             x = obs if mean is None else (obs - mean) / std
-            actions = self._act(layers, x)
+            actions = self._act(layers, x, single=p == 1)
             steps += len(live)
             t += 1
             ended = []
@@ -196,10 +204,13 @@ class RLTask(Task):
         if record:
             self.count("episodes", p)
             self.count("env_steps", steps)
-            if self.normalizer is not None:
+            if keep_states:
+                rest = block[:filled]
+                total += rest.sum((0, 1))
+                total_sq += np.einsum("tpi,tpi->i", rest, rest)
                 if self._stats is None:
                     self._stats = self.normalizer.new_stats()
-                self._stats.add_moments(steps, total.sum(0), total_sq.sum(0))
+                self._stats.add_moments(steps, total, total_sq)
         return np.asarray(returns, dtype=np.float64)
 
     # -- Task interface --------------------------------------------------------------------------
