@@ -64,10 +64,15 @@ class Clock:
 
     def __init__(self, threshold: float, deadline: float | None = None):
         self.threshold, self.start, self.eval_s = threshold, time.perf_counter(), 0.0
+        self.eval_cpu_s, self.cpu_start = 0.0, 0.0
         self.deadline = deadline            # training seconds after which the run stops, unfinished
         self.curve: list[dict] = []
         self.reached: dict | None = None
         self.deadline_hit = False
+
+    def begin(self) -> None:
+        """The training loop starts now (set-up and imports are not timed)."""
+        self.start, self.cpu_start = time.perf_counter(), cpu_seconds()
 
     def train_seconds(self) -> float:
         return time.perf_counter() - self.start - self.eval_s
@@ -76,9 +81,10 @@ class Clock:
         """Record one evaluation (`score_fn()` → mean return); True once the run should stop (the
         threshold is reached, or the deadline passed)."""
         seconds = self.train_seconds()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         score = float(score_fn())
         self.eval_s += time.perf_counter() - t0
+        self.eval_cpu_s += time.process_time() - c0
         point = {"episodes": episodes, "steps": steps, "seconds": seconds, "return": score}
         self.curve.append(point)
         if score >= self.threshold and self.reached is None:
@@ -131,7 +137,7 @@ def numpy_ars(spec: dict, seed: int, clock: Clock, budget: int, horizon: int) ->
                 break
         return total
 
-    clock.start = time.perf_counter()
+    clock.begin()
     while episodes < budget:
         std = std_of(m2, count)
         deltas = rng.standard_normal((spec["n"], act_dim, obs_dim))
@@ -201,7 +207,7 @@ def sb3_ars(spec: dict, seed: int, clock: Clock, budget: int, horizon: int) -> t
         def _on_step(self) -> bool:
             return True
 
-    clock.start = time.perf_counter()
+    clock.begin()
     try:
         # sb3 counts steps, not episodes: the step budget is an upper bound, the callback ends the loop
         model.learn(total_timesteps=budget * horizon, callback=EvaluateAndStop())
@@ -249,7 +255,7 @@ def arsearch_run(spec: dict, seed: int, clock: Clock, budget: int, horizon: int,
                 trainer.request_stop()
 
     trainer.callbacks.append(Stop())
-    clock.start = time.perf_counter()
+    clock.begin()
     trainer.run()
     return task.counters.get("episodes", 0), task.counters.get("env_steps", 0)
 
@@ -272,12 +278,22 @@ def run_one(task: str, system: str, seed: int, smoke: bool, deadline: float | No
     else:
         raise ValueError(f"unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
     seconds = clock.train_seconds()
+    cpu = cpu_seconds() - clock.cpu_start - clock.eval_cpu_s
     return {"task": task, "system": system, "seed": seed, "smoke": smoke, "threshold": spec["threshold"],
             "budget": spec["budget"], "horizon": horizon, "reached": clock.reached, "deadline_hit": clock.deadline_hit,
             "episodes": episodes,
             "steps": steps, "train_seconds": seconds, "steps_per_s": steps / seconds if seconds > 0 else None,
+            "cpu_seconds": cpu, "steps_per_cpu_s": steps / cpu if cpu > 0 else None,
             "final_return": clock.curve[-1]["return"] if clock.curve else None, "curve": clock.curve,
             "load_average": os.getloadavg()[0]}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (hogwild's workers, once joined)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def cache_path(out: Path, task: str, system: str, seed: int) -> Path:
@@ -319,20 +335,22 @@ def report(out: Path, tasks, systems, seeds, smoke: bool) -> str:
              "Each run evaluates every few iterations (mean return of 5 fixed-seed episodes, no shift) and stops at "
              "the threshold or the budget. *Episodes* and *steps* are training rollouts up to the first evaluation "
              "at or above the threshold; *wall* is the training loop's wall clock up to then, evaluations taken out; "
-             "*steps/s* is training steps over training wall clock for the whole run. Medians over the seeds that "
+             "*steps/s* is training steps over training wall clock for the whole run, *steps/CPU-s* over the CPU "
+             "time of all the run's processes (training loop only, hogwild's workers included): the rate per core whatever else "
+             "ran on the machine. Medians over the seeds that "
              "reached the threshold; `k/n` = seeds that reached it.", ""]
     for task in tasks:
         spec = TASKS[task]
         budget = next((r["budget"] for (t, _, _), r in runs.items() if t == task), spec["budget"])
         lines += [f"## {spec['env']} (threshold {spec['threshold']}, budget {budget:,} episodes, "
                   f"α {spec['alpha']}, N {spec['n']}, b {spec['b']}, ν {spec['nu']}, shift {spec['shift']})", "",
-                  "| system | reached | episodes to threshold | wall s to threshold | steps/s | per seed: episodes (wall s) | "
-                  "final eval return |", "|---|---|---|---|---|---|---|"]
+                  "| system | reached | episodes to threshold | wall s to threshold | steps/s | steps/CPU-s | "
+                  "per seed: episodes (wall s) | final eval return |", "|---|---|---|---|---|---|---|---|"]
         walls = {}
         for system in systems:
             done = [runs[(task, system, k)] for k in seeds if (task, system, k) in runs]
             if not done:
-                lines.append(f"| {system} | — | — | — | — | not run yet | — |")
+                lines.append(f"| {system} | — | — | — | — | — | not run yet | — |")
                 continue
             hit = [r for r in done if r["reached"]]
             walls[system] = median([r["reached"]["seconds"] for r in hit]) if len(hit) == len(done) else None
@@ -341,7 +359,8 @@ def report(out: Path, tasks, systems, seeds, smoke: bool) -> str:
                                  for r in done)
             lines.append(f"| {system} | {len(hit)}/{len(done)} | {fmt(median([r['reached']['episodes'] for r in hit]))} | "
                          f"{fmt(median([r['reached']['seconds'] for r in hit]))} | "
-                         f"{fmt(median([r['steps_per_s'] for r in done if r['steps_per_s']]))} | {per_seed} | "
+                         f"{fmt(median([r['steps_per_s'] for r in done if r['steps_per_s']]))} | "
+                         f"{fmt(median([r['steps_per_cpu_s'] for r in done if r.get('steps_per_cpu_s')]))} | {per_seed} | "
                          f"{fmt(median([r['final_return'] for r in done if r['final_return'] is not None]))} |")
         lines.append("")
         best = min((w for s, w in walls.items() if s.startswith("arsearch") and w), default=None)
@@ -398,7 +417,7 @@ def main(argv=None) -> int:
                       else "not reached")
             print(f"  {status}; {result['steps_per_s'] or 0:,.0f} steps/s", flush=True)
     body = report(out, args.task, args.system, args.seeds, args.smoke)
-    if args.smoke:
+    if args.smoke or args.out is not None:   # a check run: its report stays beside its cache
         path = out / "peers.md"
         path.write_text(body)
     else:
