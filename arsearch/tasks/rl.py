@@ -44,6 +44,7 @@ class Policy(nn.Module):
 
 class RLTask(Task):
     metric = "return"
+    bypass_wrappers = True  # step env.unwrapped when gym.make's wrappers allow it (tests turn it off)
 
     def __init__(self, env_id: str, *, policy: str = "linear", hidden=(64,), horizon: int = 1000, shift: float = 0.0,
                  eval_episodes: int = 5, directions: int = 1, seed: int = 0, normalize: bool = False):
@@ -100,18 +101,17 @@ class RLTask(Task):
         applies TimeLimit's cut itself (the same observations, rewards and episode ends, which
         tests/test_rollouts.py checks against gym.make). Any other wrapper keeps the full stack.
         """
+        from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+
         limit = self.horizon
         inner = env
         while isinstance(inner, self._gym.Wrapper):
-            name = type(inner).__name__
-            if name == "TimeLimit":
+            if type(inner) is TimeLimit:  # exact types: a subclass may change what a step does
                 limit = min(limit, int(inner._max_episode_steps))
-            elif name not in ("OrderEnforcing", "PassiveEnvChecker"):
+            elif type(inner) not in (OrderEnforcing, PassiveEnvChecker):
                 return env, self.horizon
             inner = inner.env
         return (inner, limit) if self.bypass_wrappers else (env, self.horizon)
-
-    bypass_wrappers = True  # tests turn it off to compare against the full gym.make stack
 
     def close(self) -> None:
         for env in self._envs:
