@@ -65,6 +65,7 @@ class Clock:
     def __init__(self, threshold: float, deadline: float | None = None):
         self.threshold, self.start, self.eval_s = threshold, time.perf_counter(), 0.0
         self.eval_cpu_s, self.cpu_start = 0.0, 0.0
+        self.marked: tuple[float, float] | None = None
         self.deadline = deadline            # training seconds after which the run stops, unfinished
         self.curve: list[dict] = []
         self.reached: dict | None = None
@@ -73,6 +74,10 @@ class Clock:
     def begin(self) -> None:
         """The training loop starts now (set-up and imports are not timed)."""
         self.start, self.cpu_start = time.perf_counter(), cpu_seconds()
+
+    def mark(self) -> None:
+        """The training loop's work is done up to here (what follows is tear-down, not timed)."""
+        self.marked = (self.train_seconds(), cpu_seconds())
 
     def train_seconds(self) -> float:
         return time.perf_counter() - self.start - self.eval_s
@@ -250,11 +255,15 @@ def arsearch_run(spec: dict, seed: int, clock: Clock, budget: int, horizon: int,
     task.evaluate = timed_evaluate
 
     class Stop(Callback):
+        def on_iteration(self, trainer, iteration, metrics):
+            clock.mark()   # the final checkpoint and closing the environments are not training
+
         def on_eval(self, trainer, iteration, metrics):
             if clock.reached is not None or clock.deadline_hit:
                 trainer.request_stop()
 
     trainer.callbacks.append(Stop())
+    task._env_list(2 * spec["n"])   # the environments exist before the clock starts, as the peers' do
     clock.begin()
     trainer.run()
     return task.counters.get("episodes", 0), task.counters.get("env_steps", 0)
@@ -277,8 +286,8 @@ def run_one(task: str, system: str, seed: int, smoke: bool, deadline: float | No
                                        workers=2 if system == "arsearch-2core" else 1)
     else:
         raise ValueError(f"unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
-    seconds = clock.train_seconds()
-    cpu = cpu_seconds() - clock.cpu_start - clock.eval_cpu_s
+    seconds, cpu_end = clock.marked if clock.marked is not None else (clock.train_seconds(), cpu_seconds())
+    cpu = cpu_end - clock.cpu_start - clock.eval_cpu_s
     return {"task": task, "system": system, "seed": seed, "smoke": smoke, "threshold": spec["threshold"],
             "budget": spec["budget"], "horizon": horizon, "reached": clock.reached, "deadline_hit": clock.deadline_hit,
             "episodes": episodes,
