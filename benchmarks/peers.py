@@ -65,7 +65,7 @@ class Clock:
     def __init__(self, threshold: float, deadline: float | None = None):
         self.threshold, self.start, self.eval_s = threshold, time.perf_counter(), 0.0
         self.eval_cpu_s, self.cpu_start = 0.0, 0.0
-        self.marked: tuple[float, float] | None = None
+        self.marked: float | None = None
         self.deadline = deadline            # training seconds after which the run stops, unfinished
         self.curve: list[dict] = []
         self.reached: dict | None = None
@@ -77,7 +77,7 @@ class Clock:
 
     def mark(self) -> None:
         """The training loop's work is done up to here (what follows is tear-down, not timed)."""
-        self.marked = (self.train_seconds(), cpu_seconds())
+        self.marked = self.train_seconds()
 
     def train_seconds(self) -> float:
         return time.perf_counter() - self.start - self.eval_s
@@ -286,8 +286,9 @@ def run_one(task: str, system: str, seed: int, smoke: bool, deadline: float | No
                                        workers=2 if system == "arsearch-2core" else 1)
     else:
         raise ValueError(f"unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
-    seconds, cpu_end = clock.marked if clock.marked is not None else (clock.train_seconds(), cpu_seconds())
-    cpu = cpu_end - clock.cpu_start - clock.eval_cpu_s
+    seconds = clock.marked if clock.marked is not None else clock.train_seconds()
+    # CPU time at the end: hogwild's workers are counted once joined (tear-down, small, is included)
+    cpu = cpu_seconds() - clock.cpu_start - clock.eval_cpu_s
     return {"task": task, "system": system, "seed": seed, "smoke": smoke, "threshold": spec["threshold"],
             "budget": spec["budget"], "horizon": horizon, "reached": clock.reached, "deadline_hit": clock.deadline_hit,
             "episodes": episodes,
