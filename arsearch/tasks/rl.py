@@ -18,6 +18,7 @@ from ..normalizer import RunningNorm
 from .base import Task
 
 EVAL_SEED_BASE = 1_000_000_007  # evaluation episodes use fixed reset seeds, disjoint from training
+STATE_BLOCK = 32  # V2: lockstep steps of states buffered between two summations (one copy per step)
 
 
 class Policy(nn.Module):
@@ -44,6 +45,7 @@ class Policy(nn.Module):
 class RLTask(Task):
     metric = "return"
     eval_metrics = ("return", "return_std")
+    bypass_wrappers = True  # step env.unwrapped when gym.make's wrappers allow it (tests turn it off)
 
     def __init__(self, env_id: str, *, policy: str = "linear", hidden=(64,), horizon: int = 1000, shift: float = 0.0,
                  eval_episodes: int = 5, directions: int = 1, seed: int = 0, normalize: bool = False):
@@ -92,6 +94,27 @@ class RLTask(Task):
             self._envs.append(self._make_env())
         return self._envs[:n]
 
+    def _stepper(self, env) -> tuple:
+        """(environment to step, step limit) for one environment made by `gym.make`.
+
+        gym.make wraps a MuJoCo env in TimeLimit(OrderEnforcing(PassiveEnvChecker(env))). Those
+        wrappers only count, check the call order and check the first outputs, yet cost a few
+        Python calls per step; when they are all there is, the rollout steps `env.unwrapped` and
+        applies TimeLimit's cut itself (the same observations, rewards and episode ends, which
+        tests/test_rollouts.py checks against gym.make). Any other wrapper keeps the full stack.
+        """
+        from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+
+        limit = self.horizon
+        inner = env
+        while isinstance(inner, self._gym.Wrapper):
+            if type(inner) is TimeLimit:  # exact types: a subclass may change what a step does
+                limit = min(limit, int(inner._max_episode_steps))
+            elif type(inner) not in (OrderEnforcing, PassiveEnvChecker):
+                return env, self.horizon
+            inner = inner.env
+        return (inner, limit) if self.bypass_wrappers else (env, self.horizon)
+
     def close(self) -> None:
         for env in self._envs:
             env.close()
@@ -106,59 +129,93 @@ class RLTask(Task):
             layers.append((w, None if b is None else b.detach().cpu().double().numpy()))
         return layers
 
-    def _act(self, layers, obs: np.ndarray) -> np.ndarray:
-        x = obs
-        if self.normalizer is not None:
-            x = (x - self._norm_mean) / self._norm_std
-        for i, (w, b) in enumerate(layers):
-            x = np.einsum("pij,pj->pi", w, x)
-            if b is not None:
-                x = x + b
-            if i < len(layers) - 1:
-                x = np.tanh(x)
+    def _act(self, layers, x: np.ndarray, single: bool = False) -> np.ndarray:
+        """Actions (P, ·) of the P candidates for their normalised states x (P, obs).
+
+        `single`: one candidate, its layers given as (Wᵀ, b) — a plain matrix product per layer.
+        """
+        if single:
+            for i, (wt, b) in enumerate(layers):
+                x = x @ wt
+                if b is not None:
+                    x += b
+                if i < len(layers) - 1:
+                    x = np.tanh(x)
+        else:
+            for i, (w, b) in enumerate(layers):
+                x = np.einsum("pij,pj->pi", w, x)
+                if b is not None:
+                    x += b
+                if i < len(layers) - 1:
+                    x = np.tanh(x)
         if self.discrete:
             return x.argmax(-1)
-        return np.clip(x, self.low, self.high)
+        # np.clip's dispatch costs more than the two ufuncs it amounts to (same result, NaN included)
+        return np.minimum(np.maximum(x, self.low, out=x), self.high, out=x)
 
     def rollouts(self, params: dict[str, torch.Tensor], reset_seeds, *, shift: float, record: bool) -> np.ndarray:
-        """Returns of one episode per candidate; candidates step in lockstep."""
+        """Returns of one episode per candidate; candidates step in lockstep.
+
+        Everything per step that is not the environment is a handful of NumPy calls shared by the
+        P candidates: normalise, the batched policy, and (V2 training only) one copy of the states
+        into a block that is summed every `STATE_BLOCK` steps. A candidate whose episode ended has
+        its state row zeroed, so that the sums need no masking.
+        """
         layers = self._numpy_params(params)
         p = len(reset_seeds)
+        if p == 1:  # the sequential backend's case: plain products, transposed once here
+            layers = [(w[0].T, None if b is None else b[0]) for w, b in layers]
+        mean = std = None
         if self.normalizer is not None:
-            self._norm_mean = self.normalizer.mean.numpy()
-            self._norm_std = self.normalizer.std().numpy()
-        envs = self._env_list(p)
-        obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, reset_seeds)]).astype(np.float64)
-        returns, alive = np.zeros(p), np.ones(p, dtype=bool)
-        moments = [0, np.zeros(obs.shape[1]), np.zeros(obs.shape[1])]
+            mean, std = self.normalizer.mean.numpy(), self.normalizer.std().numpy()
+        steppers = [self._stepper(env) for env in self._env_list(p)]
+        limit = max(lim for _, lim in steppers)
+        obs = np.stack([env.reset(seed=int(s))[0] for (env, _), s in zip(steppers, reset_seeds)]).astype(np.float64)
+        returns = [0.0] * p
+        live = list(range(p))
+        steps_of = [env.step for env, _ in steppers]
+        limit_of = [lim for _, lim in steppers]
+        keep_states = record and self.normalizer is not None
+        if keep_states:
+            block, filled = np.empty((STATE_BLOCK, *obs.shape)), 0
+            total, total_sq = np.zeros(obs.shape[1]), np.zeros(obs.shape[1])
         steps = 0
-        for _ in range(self.horizon):
-            live = np.flatnonzero(alive)
-            if live.size == 0:
-                break
-            if record:
-                seen = obs[live]
-                moments[0] += live.size
-                moments[1] += seen.sum(0)
-                moments[2] += (seen * seen).sum(0)
-            actions = self._act(layers, obs)
+        t = 0
+        while live and t < limit:
+            if keep_states:  # rows of ended episodes are zero, so they add nothing
+                block[filled] = obs
+                filled += 1
+                if filled == STATE_BLOCK:
+                    total += block.sum((0, 1))
+                    total_sq += np.einsum("tpi,tpi->i", block, block)
+                    filled = 0
+            x = obs if mean is None else (obs - mean) / std
+            actions = self._act(layers, x, single=p == 1)
+            steps += len(live)
+            t += 1
+            ended = []
             for i in live:
-                o, r, terminated, truncated, _ = envs[i].step(actions[i])
+                o, r, terminated, truncated, _ = steps_of[i](actions[i])
                 obs[i] = o
                 returns[i] += r - shift
-                if terminated or truncated:
-                    alive[i] = False
-            steps += live.size
+                if terminated or truncated or t >= limit_of[i]:
+                    ended.append(i)
+            if ended:
+                obs[ended] = 0.0
+                live = [i for i in live if i not in ended] if len(ended) < len(live) else []
         self._steps += steps
         if record:
             self.count("episodes", p)
             self.count("env_steps", steps)
             self.count("forward_examples", steps)   # one observation through the policy per live step
-            if self.normalizer is not None:
+            if keep_states:
+                rest = block[:filled]
+                total += rest.sum((0, 1))
+                total_sq += np.einsum("tpi,tpi->i", rest, rest)
                 if self._stats is None:
                     self._stats = self.normalizer.new_stats()
-                self._stats.add_moments(*moments)
-        return returns
+                self._stats.add_moments(steps, total, total_sq)
+        return np.asarray(returns, dtype=np.float64)
 
     # -- Task interface --------------------------------------------------------------------------
     def batch(self, iteration: int) -> list[int]:
