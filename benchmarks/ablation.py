@@ -156,7 +156,8 @@ def resolved(task: str, variant: str, seed: int, smoke: bool) -> dict:
     from arsearch.config import load_job, to_dict
 
     data = to_dict(load_job(data=job_data(task, variant, seed, smoke, "-")))
-    data.pop("checkpoint", None)
+    for where_it_is_logged in ("checkpoint", "tracking"):     # neither changes what a run computes
+        data.pop(where_it_is_logged, None)
     return json.loads(json.dumps(data))
 
 
@@ -164,7 +165,22 @@ def cached(task: str, variant: str, seed: int, smoke: bool) -> bool:
     path = cache_path(task, variant, seed, smoke)
     if not path.exists():
         return False
-    return json.loads(path.read_text()).get("config") == resolved(task, variant, seed, smoke)
+    saved = json.loads(path.read_text()).get("config")
+    return saved is not None and _with_defaults(saved) == resolved(task, variant, seed, smoke)
+
+
+def _with_defaults(saved: dict) -> dict | None:
+    """A cached run's config with the keys added to arsearch since it ran set to their defaults (a new
+    key's default leaves the job as it was); None when a key it names no longer exists."""
+    from arsearch.config import ConfigError, load_job, to_dict
+
+    try:
+        data = to_dict(load_job(data={**saved, "checkpoint": {"dir": "-"}}))
+    except ConfigError:
+        return None
+    for where_it_is_logged in ("checkpoint", "tracking"):
+        data.pop(where_it_is_logged, None)
+    return json.loads(json.dumps(data))
 
 
 def run_one(args) -> dict:
@@ -262,7 +278,7 @@ def load_cache(smoke: bool) -> dict:
         r = json.loads(path.read_text())
         if r.get("variant") not in variants(r.get("task", "")) if r.get("task") in TASKS else True:
             continue
-        if r.get("config") != resolved(r["task"], r["variant"], r["seed"], smoke):
+        if not cached(r["task"], r["variant"], r["seed"], smoke):
             continue                                  # stale: cached under other defaults
         by.setdefault((r["task"], r["variant"]), {})[r["seed"]] = r
     return by
