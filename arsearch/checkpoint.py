@@ -102,8 +102,13 @@ def check_dir(directory: str | Path, resume: bool, overwrite: bool) -> None:
     """Refuse, before anything is written: a file, an unwritable directory, and another run's
     checkpoints unless resuming (--resume) or starting again (--overwrite)."""
     check_writable(directory, "checkpoint.dir")
+    if not resume and not overwrite:
+        _refuse_checkpoints(directory)
+
+
+def _refuse_checkpoints(directory: str | Path) -> None:
     found = existing(directory)
-    if found and not resume and not overwrite:
+    if found:
         names = ", ".join(p.name for p in found[-3:])
         raise CheckpointError(f"checkpoint.dir {directory} already holds checkpoints ({names}); pass --resume "
                               f"to continue that run, or --overwrite to delete them and start again")
@@ -114,7 +119,7 @@ class ClaimedDir:
     interleaving its checkpoints. The lock (`filelock`, an flock) is released when the process ends,
     even by kill -9."""
 
-    def __init__(self, directory: str | Path, overwrite: bool = False):
+    def __init__(self, directory: str | Path, overwrite: bool = False, resume: bool = False):
         from filelock import FileLock, Timeout
 
         self.directory = Path(directory)
@@ -129,6 +134,14 @@ class ClaimedDir:
         if overwrite:
             for p in [*existing(self.directory), self.directory / "metrics.json"]:
                 p.unlink(missing_ok=True)
+        elif not resume:
+            # checked again under the lock: a run started at the same moment may have taken the
+            # directory, trained and let it go between `check_dir` and here
+            try:
+                _refuse_checkpoints(self.directory)
+            except CheckpointError:
+                self.lock.release()
+                raise
 
     def release(self, remove: bool = False) -> None:
         """Unlock; with `remove`, also take away the directories this run created, if it left them empty."""

@@ -99,7 +99,8 @@ def _train(args, config, claims: list) -> int:
         if args.resume:
             trainer.resume()
         if writer:
-            claims.append(ClaimedDir(config.checkpoint.dir, overwrite=args.overwrite and not args.resume))
+            claims.append(ClaimedDir(config.checkpoint.dir, overwrite=args.overwrite and not args.resume,
+                                     resume=args.resume))
         tracker = train_callback(config, resume_run_id=trainer.tracking_run_id)
     except (ConfigError, CheckpointError, ValueError, TrackingError) as e:
         _close(trainer)
