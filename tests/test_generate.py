@@ -7,7 +7,6 @@ import torch
 
 pytest.importorskip("transformers")
 from arsearch.config import load_job  # noqa: E402
-from arsearch.models import save_hf  # noqa: E402
 from arsearch.posttrain import posttrain  # noqa: E402
 from arsearch.spaces import FullSpace  # noqa: E402
 from arsearch.tasks import build_task  # noqa: E402
@@ -17,8 +16,8 @@ from arsearch.tasks.generate import (  # noqa: E402
     digit_match,
     exact_match,
     load_prompts,
-    tiny_causal_lm,
 )
+from tests.support.hf import generate_job, make_tiny_lm_dir  # noqa: E402
 
 
 def reverse_prompts(n=40, seed=0):
@@ -40,25 +39,12 @@ def wrong_length_reward(prompts, outputs, references):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("gen") / "tiny"
-    items = arithmetic(300)
-    model, tok = tiny_causal_lm([it["prompt"] + it["reference"] for it in items], n_layer=2, n_embd=32, n_head=2)
-    save_hf(model, tok, d)
-    return d
+    """A 2-layer GPT-2 and a character tokenizer, built from a config and saved locally (no download)."""
+    return make_tiny_lm_dir(tmp_path_factory.mktemp("gen") / "tiny")
 
 
-def job(tmp_path, path, **extra):
-    data = {"seed": 0,
-            "task": {"kind": "generate", "prompts": "arithmetic", "n_prompts": 100, "batch_size": 8,
-                     "max_new_tokens": 3, "reward": "arsearch.tasks.generate:digit_match"},
-            "model": {"factory": "transformers:AutoModelForCausalLM", "path": str(path)},
-            "ars": {"version": "v1t", "directions": 2, "top": 2, "step_size": 0.05, "noise": 0.05,
-                    "iterations": 2, "backend": "sequential"},
-            "eval": {"every": 1}, "tracking": {"enabled": False},
-            "checkpoint": {"dir": str(tmp_path / "out"), "every": 100}}
-    for key, value in extra.items():
-        data[key] = {**data.get(key, {}), **value}
-    return data
+def job(tmp_path, path, **tables):
+    return generate_job(tmp_path, path, n_prompts=100, directions=2, eval_every=1, **tables)
 
 
 def test_arithmetic_data_is_deterministic_distinct_and_correct():

@@ -12,43 +12,24 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from arsearch.cli import main  # noqa: E402
 from arsearch.config import ConfigError, load_job  # noqa: E402
-from arsearch.models import load_hf, save_hf  # noqa: E402
+from arsearch.models import load_hf  # noqa: E402
 from arsearch.posttrain import posttrain  # noqa: E402
-from arsearch.tasks.generate import arithmetic, tiny_causal_lm  # noqa: E402
-
-FACTORY = "transformers:AutoModelForCausalLM"
+from tests.support.hf import FACTORY, generate_job, make_tiny_lm_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A 2-layer GPT-2 and a character tokenizer, built from a config and saved locally (no download)."""
-    d = tmp_path_factory.mktemp("hf") / "tiny"
-    items = arithmetic(300)
-    model, tok = tiny_causal_lm([it["prompt"] + it["reference"] for it in items], n_layer=2, n_embd=32, n_head=2)
-    save_hf(model, tok, d)
-    return d
+    return make_tiny_lm_dir(tmp_path_factory.mktemp("hf") / "tiny")
 
-
-def job(tmp_path, path, **extra):
-    data = {"seed": 0,
-            "task": {"kind": "generate", "prompts": "arithmetic", "n_prompts": 120, "batch_size": 8,
-                     "max_new_tokens": 3, "reward": "arsearch.tasks.generate:digit_match"},
-            "model": {"factory": FACTORY, "path": str(path)},
-            "ars": {"version": "v1t", "directions": 3, "top": 3, "step_size": 0.05, "noise": 0.05,
-                    "iterations": 2, "backend": "sequential"},
-            "eval": {"every": 2}, "tracking": {"enabled": False},
-            "checkpoint": {"dir": str(tmp_path / "out"), "every": 100}}
-    for key, value in extra.items():
-        data[key] = {**data.get(key, {}), **value}
-    return data
-
+def job(tmp_path, path, **tables):
+    return generate_job(tmp_path, path, n_prompts=120, directions=3, eval_every=2, **tables)
 
 def test_load_from_directory_with_its_tokenizer(model_dir):
     model, tok = load_hf(FACTORY, str(model_dir))
     assert type(model).__name__ == "GPT2LMHeadModel" and not model.training
     assert tok.decode(tok("12+34=")["input_ids"]) == "12+34="
     assert sum(p.numel() for p in model.parameters()) > 0
-
 
 def test_posttrain_saves_a_plain_transformers_directory(tmp_path, model_dir):
     before = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(model_dir).state_dict().items()}
@@ -70,14 +51,12 @@ def test_posttrain_saves_a_plain_transformers_directory(tmp_path, model_dir):
                                         ars={"iterations": 0})))
     assert again.before["reward"] == pytest.approx(result.after["reward"])
 
-
 def test_vectorized_backend_scores_like_the_sequential_one(tmp_path, model_dir):
     seq = posttrain(load_job(data=job(tmp_path / "s", model_dir)))
     vec = posttrain(load_job(data=job(tmp_path / "v", model_dir, ars={"backend": "vectorized"})))
     a, b = load_file(seq.checkpoint), load_file(vec.checkpoint)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert seq.after["reward"] == pytest.approx(vec.after["reward"])
-
 
 def test_bad_directories_exit_2(tmp_path, model_dir, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -112,7 +91,6 @@ def test_bad_directories_exit_2(tmp_path, model_dir, capsys, monkeypatch):
     (tmp_path / "sup.toml").write_text(tomli_w.dumps(supervised))
     assert main(["posttrain", str(tmp_path / "sup.toml"), "--quiet"]) == 2
     assert "needs [model] path" in capsys.readouterr().err
-
 
 def test_fresh_model_is_pretrained_and_saved_first(tmp_path):
     target = tmp_path / "pre"
