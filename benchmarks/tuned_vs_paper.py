@@ -410,11 +410,20 @@ def main(argv=None) -> int:
             run_study_stage(task, args, root)
         if args.fresh_seeds:
             run_fresh_stage(args.task or sorted(TASKS), args, root)
-    for task in TASKS:     # refresh the study summaries from the storage (trials finished by other workers)
-        if (root / "optuna.db").exists() and (root / f"study_{task}.json").exists() and task not in args.study:
+    # refresh the study summaries from the storage: trials finished by other workers, or by a study
+    # stage that is still running (or was stopped) and has not written its summary yet
+    stored = []
+    if (root / "optuna.db").exists():
+        import optuna
+
+        stored = optuna.get_all_study_names(storage=f"sqlite:///{root / 'optuna.db'}")
+    for task in TASKS:
+        if task in args.study:
+            continue
+        spec = load_spec(task, args.smoke, root)
+        if spec.settings.name in stored:
             from arsearch.study import open_study
 
-            spec = load_spec(task, args.smoke, root)
             study, _ = open_study(spec)
             summarise_study(task, spec, study, root)
     seeds_wanted = args.fresh_seeds or args.seeds_wanted
