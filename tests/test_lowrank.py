@@ -14,13 +14,13 @@ from torch.func import functional_call
 from arsearch import checkpoint as ckpt
 from arsearch.ars import ARS
 from arsearch.backends.vectorized import VectorizedBackend
-from arsearch.callbacks import Callback
 from arsearch.config import ConfigError
 from arsearch.noise import LowRankNoise, TableNoise, make_noise
 from arsearch.spaces import FullSpace
 from arsearch.tasks.supervised import lowrank_mlp_forward
 from arsearch.trainer import Trainer
 from tests.helpers import job, job_in
+from tests.support import StopAt
 
 SEEDS = [3, 14, 15, 92, 65]
 
@@ -153,15 +153,6 @@ def test_automatic_chunk_keeps_a_call_in_cache_and_changes_no_score(tmp_path, mo
 
 
 # -- resume -------------------------------------------------------------------------------------------
-class StopAt(Callback):
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def on_iteration(self, trainer, iteration, metrics):
-        if iteration == self.iteration:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("backend,extra", [("sequential", {"ars.version": "v2t"}), ("vectorized", {}),
                                            ("vectorized", {"ars.noise_source": "table", "ars.table_size": 100_000}),
                                            ("distributed", {})])

@@ -8,9 +8,22 @@ import torch
 from _recovery_util import checkpoints, run, runs, start, wait_for, write_job
 
 from arsearch import checkpoint as ckpt
+from arsearch.callbacks import Callback
 from arsearch.interrupt import StopSignals, TrainingInterrupted
 from arsearch.trainer import Trainer
 from tests.helpers import job
+
+
+class CtrlCAt(Callback):
+    """A real SIGINT to this process, `times` times, at the end of iteration `iteration`."""
+
+    def __init__(self, iteration: int, times: int = 1):
+        self.iteration, self.times = iteration, times
+
+    def on_iteration(self, trainer, iteration, metrics):
+        if iteration == self.iteration:
+            for _ in range(self.times):
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 def _interrupt(tmp_path, sig):
@@ -101,18 +114,8 @@ def test_second_signal_during_the_save_does_not_corrupt_it(tmp_path, monkeypatch
         return real_save(obj, f, *a, **kw)
     monkeypatch.setattr(ckpt.torch, "save", save_with_signal)
 
-    class CtrlC:
-        def on_start(self, trainer): ...
-        def on_eval(self, *a): ...
-        def on_checkpoint(self, *a): ...
-        def on_end(self, *a): ...
-
-        def on_iteration(self, trainer, iteration, metrics):
-            if iteration == 3:
-                os.kill(os.getpid(), signal.SIGINT)
-
     with StopSignals():
-        trainer = Trainer(config, callbacks=[CtrlC()], progress=False)
+        trainer = Trainer(config, callbacks=[CtrlCAt(3)], progress=False)
         try:
             trainer.run()
             raise AssertionError("not interrupted")
@@ -127,19 +130,8 @@ def test_second_signal_during_the_save_does_not_corrupt_it(tmp_path, monkeypatch
 def test_second_signal_during_an_iteration_stops_at_once(tmp_path):
     config = job(tmp_path, **{"ars.iterations": 50, "checkpoint.every": 2})
 
-    class CtrlCTwice:
-        def on_start(self, trainer): ...
-        def on_eval(self, *a): ...
-        def on_checkpoint(self, *a): ...
-        def on_end(self, *a): ...
-
-        def on_iteration(self, trainer, iteration, metrics):
-            if iteration == 3:
-                os.kill(os.getpid(), signal.SIGINT)
-                os.kill(os.getpid(), signal.SIGINT)
-
     with StopSignals():
-        trainer = Trainer(config, callbacks=[CtrlCTwice()], progress=False)
+        trainer = Trainer(config, callbacks=[CtrlCAt(3, times=2)], progress=False)
         try:
             trainer.run()
             raise AssertionError("not interrupted")

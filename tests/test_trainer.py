@@ -12,7 +12,7 @@ from arsearch.callbacks import Callback
 from arsearch.cli import main
 from arsearch.config import to_toml
 from arsearch.trainer import Trainer, TrainingDiverged
-from tests.support import make_job, reference
+from tests.support import StopAt, make_job, reference
 
 
 @pytest.mark.parametrize("version", ["v1", "v1t", "v2", "v2t"])
@@ -30,15 +30,6 @@ def test_every_version_learns_digits(tmp_path, version):
     np.testing.assert_allclose(learned, expected, rtol=1e-3, atol=1e-4)
     if version.startswith("v2"):
         assert float(trainer.task.normalizer.count) == 40 * 64
-
-
-class StopAt(Callback):
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def on_iteration(self, trainer, iteration, metrics):
-        if iteration == self.iteration:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("backend,extra", [("vectorized", {}), ("sequential", {"ars.version": "v2t"})])

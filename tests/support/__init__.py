@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from arsearch.callbacks import Callback
 from arsearch.config import JobConfig, load_job
 
 # A tiny digits classification job: an iteration takes a few milliseconds.
@@ -115,3 +116,15 @@ def user_model(input_dim, output_dim):
     from torch import nn
 
     return nn.Sequential(nn.Linear(input_dim, 8), nn.Tanh(), nn.Linear(8, output_dim))
+
+
+class StopAt(Callback):
+    """A trainer callback that raises KeyboardInterrupt after `iteration`: a job cut short there, with
+    the checkpoints it wrote until then (what `--resume` continues from)."""
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def on_iteration(self, trainer, iteration, metrics):
+        if iteration == self.iteration:
+            raise KeyboardInterrupt
