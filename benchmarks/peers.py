@@ -3,8 +3,12 @@
 Systems, all with the paper's V2-t hyperparameters (Mania et al. 2018, Table 9) and a linear policy:
 
 - ``arsearch-1core``: arsearch, vectorized backend, one process, one thread;
-- ``arsearch-2core``: arsearch the way a user runs it on this 2-core machine: the hogwild backend
-  with 2 worker processes (the fastest mode in reports/parallel.md);
+- ``arsearch-2core``: arsearch the way a user runs it on this 2-core machine: the distributed
+  backend with 2 ranks (Gloo), one thread each — ``arsearch train job.toml --nproc 2``. It is the
+  same synchronous algorithm as one process (same seed, same trajectory up to the summation order
+  of the state statistics), with each iteration's rollouts split between the cores. (The hogwild
+  backend is faster per step, but its stale asynchronous updates cost episodes: it missed the
+  Hopper threshold within 8,000 episodes where one process took 2,000.)
 - ``sb3-contrib``: sb3-contrib's ``ARS`` (``LinearPolicy``, ``VecNormalize`` observations only,
   ``alive_bonus_offset = −shift``), one process, as its documentation runs it;
 - ``numpy``: the bare algorithm in plain NumPy (`numpy_ars` below), one process.
@@ -223,7 +227,9 @@ def sb3_ars(spec: dict, seed: int, clock: Clock, budget: int, horizon: int) -> t
 
 
 # -- arsearch --------------------------------------------------------------------------------------
-def arsearch_run(spec: dict, seed: int, clock: Clock, budget: int, horizon: int, workers: int) -> tuple[int, int]:
+def arsearch_run(spec: dict, seed: int, clock: Clock, budget: int, horizon: int, backend: str) -> tuple[int, int]:
+    """One arsearch run in this process: the vectorized backend, or one rank of the distributed one
+    (RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set by `distributed_run`)."""
     import torch
 
     from arsearch.callbacks import Callback
@@ -232,13 +238,14 @@ def arsearch_run(spec: dict, seed: int, clock: Clock, budget: int, horizon: int,
 
     torch.set_num_threads(1)
     ars = {"version": "v2t", "step_size": spec["alpha"], "directions": spec["n"], "top": spec["b"],
-           "noise": spec["nu"], "iterations": math.ceil(budget / (2 * spec["n"]))}
-    ars.update({"backend": "hogwild", "workers": workers} if workers > 1 else {"backend": "vectorized"})
+           "noise": spec["nu"], "iterations": math.ceil(budget / (2 * spec["n"])), "backend": backend}
     cfg = load_job(data={
         "seed": seed,
         "task": {"kind": "rl", "env": spec["env"], "policy": "linear", "horizon": horizon, "shift": spec["shift"],
                  "eval_episodes": EVAL_EPISODES},
         "ars": ars, "eval": {"every": spec["every"]}, "tracking": {"enabled": False},
+        # the trainer's own [stop] target: every rank sees the same evaluation, so all stop together
+        "stop": {"target": {"metric": "eval/return", "value": spec["threshold"]}},
         "checkpoint": {"dir": f"/tmp/arsearch-peers/{spec['env']}-{seed}-{os.getpid()}", "every": 10 ** 9},
     })
     trainer = Trainer(cfg, progress=False)
@@ -259,7 +266,7 @@ def arsearch_run(spec: dict, seed: int, clock: Clock, budget: int, horizon: int,
             clock.mark()   # the final checkpoint and closing the environments are not training
 
         def on_eval(self, trainer, iteration, metrics):
-            if clock.reached is not None or clock.deadline_hit:
+            if clock.deadline_hit:   # (one process only: ranks' clocks differ, so no deadline there)
                 trainer.request_stop()
 
     trainer.callbacks.append(Stop())
@@ -269,26 +276,66 @@ def arsearch_run(spec: dict, seed: int, clock: Clock, budget: int, horizon: int,
     return task.counters.get("episodes", 0), task.counters.get("env_steps", 0)
 
 
-# -- one run, in its own process ---------------------------------------------------------------------
-def run_one(task: str, system: str, seed: int, smoke: bool, deadline: float | None = None) -> dict:
+def distributed_run(task_name: str, seed: int, smoke: bool, clock: Clock, world: int = 2) -> tuple[int, int, float]:
+    """Rank 0 here, ranks 1.. as subprocesses (`--rank`): returns rank 0's counts and the training
+    CPU seconds of all ranks, each measured by the rank itself the way `run_one` does."""
+    import socket
+
+    with socket.socket() as s:            # a free port for the ranks' rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    others = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--rank", str(r), "--task", task_name,
+                                "--seeds", str(seed)] + (["--smoke"] if smoke else []),
+                               env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE, text=True,
+                               cwd=ROOT) for r in range(1, world)]
+    os.environ.update(env, RANK="0", LOCAL_RANK="0")
+    spec, horizon = task_spec(task_name, smoke)
+    episodes, steps = arsearch_run(spec, seed, clock, spec["budget"], horizon, "distributed")
+    cpu = cpu_seconds() - clock.cpu_start - clock.eval_cpu_s   # before reaping the ranks adds their start-up
+    for proc in others:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"rank subprocess exited with code {proc.returncode}")
+        cpu += json.loads(out.strip().splitlines()[-1])["cpu_seconds"]
+    return episodes, steps, cpu
+
+
+def rank_main(task_name: str, seed: int, smoke: bool) -> dict:
+    """A rank > 0 of `distributed_run`: trains in lockstep with rank 0, reports its CPU seconds."""
+    spec, horizon = task_spec(task_name, smoke)
+    clock = Clock(spec["threshold"])
+    arsearch_run(spec, seed, clock, spec["budget"], horizon, "distributed")
+    return {"cpu_seconds": cpu_seconds() - clock.cpu_start - clock.eval_cpu_s}
+
+
+def task_spec(task: str, smoke: bool) -> tuple[dict, int]:
     spec = dict(TASKS[task])
-    horizon = HORIZON
     if smoke:
         spec.update(budget=max(SMOKE["budget"], 4 * spec["n"]), every=SMOKE["every"])
-        horizon = SMOKE["horizon"]
+        return spec, SMOKE["horizon"]
+    return spec, HORIZON
+
+
+# -- one run, in its own process ---------------------------------------------------------------------
+def run_one(task: str, system: str, seed: int, smoke: bool, deadline: float | None = None) -> dict:
+    spec, horizon = task_spec(task, smoke)
     clock = Clock(spec["threshold"], deadline)
+    cpu = None
     if system == "numpy":
         episodes, steps = numpy_ars(spec, seed, clock, spec["budget"], horizon)
     elif system == "sb3-contrib":
         episodes, steps = sb3_ars(spec, seed, clock, spec["budget"], horizon)
-    elif system.startswith("arsearch-"):
-        episodes, steps = arsearch_run(spec, seed, clock, spec["budget"], horizon,
-                                       workers=2 if system == "arsearch-2core" else 1)
+    elif system == "arsearch-1core":
+        episodes, steps = arsearch_run(spec, seed, clock, spec["budget"], horizon, "vectorized")
+    elif system == "arsearch-2core":
+        clock.deadline = None   # ranks' clocks differ: a deadline could stop one rank and not the other
+        episodes, steps, cpu = distributed_run(task, seed, smoke, clock)
     else:
         raise ValueError(f"unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
     seconds = clock.marked if clock.marked is not None else clock.train_seconds()
-    # CPU time at the end: hogwild's workers are counted once joined (tear-down, small, is included)
-    cpu = cpu_seconds() - clock.cpu_start - clock.eval_cpu_s
+    if cpu is None:   # training CPU time of this process (arsearch-2core's ranks measured their own)
+        cpu = cpu_seconds() - clock.cpu_start - clock.eval_cpu_s
     return {"task": task, "system": system, "seed": seed, "smoke": smoke, "threshold": spec["threshold"],
             "budget": spec["budget"], "horizon": horizon, "reached": clock.reached, "deadline_hit": clock.deadline_hit,
             "episodes": episodes,
@@ -299,7 +346,7 @@ def run_one(task: str, system: str, seed: int, smoke: bool, deadline: float | No
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (hogwild's workers, once joined)."""
+    """CPU time of this process and its finished children."""
     import resource
 
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -339,14 +386,16 @@ def report(out: Path, tasks, systems, seeds, smoke: bool) -> str:
              "{HEADER}" if not smoke else "(smoke run: tiny budgets, horizon 50 — checks the machinery, not the figures)",
              "", "Systems (all ARS V2-t, the paper's hyperparameters, linear policy, horizon 1000):", "",
              "- **arsearch-1core**: vectorized backend, one process, one thread;",
-             "- **arsearch-2core**: hogwild backend, 2 worker processes — how a user would run it on this 2-core machine;",
+             "- **arsearch-2core**: distributed backend, 2 ranks (Gloo) of one thread each (`arsearch train job.toml "
+             "--nproc 2`) — how a user would run it on this 2-core machine: the same synchronous algorithm as one "
+             "process, each iteration's rollouts split between the cores;",
              "- **sb3-contrib**: `sb3_contrib.ARS` with `LinearPolicy` and `VecNormalize` (observations), one process;",
              "- **numpy**: the bare algorithm in ~40 lines of NumPy (`numpy_ars` in the benchmark), one process.", "",
              "Each run evaluates every few iterations (mean return of 5 fixed-seed episodes, no shift) and stops at "
              "the threshold or the budget. *Episodes* and *steps* are training rollouts up to the first evaluation "
              "at or above the threshold; *wall* is the training loop's wall clock up to then, evaluations taken out; "
              "*steps/s* is training steps over training wall clock for the whole run, *steps/CPU-s* over the CPU "
-             "time of all the run's processes (training loop only, hogwild's workers included): the rate per core whatever else "
+             "time of all the run's processes (training loop only, every rank included): the rate per core whatever else "
              "ran on the machine. Medians over the seeds that "
              "reached the threshold; `k/n` = seeds that reached it.", ""]
     for task in tasks:
@@ -397,9 +446,13 @@ def main(argv=None) -> int:
                         help="stop a run after this many training seconds (marked in the report as unfinished)")
     parser.add_argument("--report-only", action="store_true", help="only regenerate the report from the cache")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)   # internal: one run, JSON to stdout
+    parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)  # internal: a rank > 0 of arsearch-2core
     args = parser.parse_args(argv)
     if args.seeds is None:
         args.seeds = [0] if args.smoke else [0, 1, 2]
+    if args.rank:
+        print(json.dumps(rank_main(args.task[0], args.seeds[0], args.smoke)))
+        return 0
     if args.one:
         print(json.dumps(run_one(args.task[0], args.system[0], args.seeds[0], args.smoke, args.deadline)))
         return 0
