@@ -115,8 +115,8 @@ def _refuse_checkpoints(directory: str | Path) -> None:
 
 
 class ClaimedDir:
-    """`directory` locked for this run: a second `arsearch train` into it is refused instead of
-    interleaving its checkpoints. The lock (`filelock`, an flock) is released when the process ends,
+    """`directory` locked for this run: a second `arsearch train` or `posttrain` into it is refused
+    instead of interleaving its checkpoints. The lock (`filelock`, an flock) is released when the process ends,
     even by kill -9."""
 
     def __init__(self, directory: str | Path, overwrite: bool = False, resume: bool = False):
@@ -129,7 +129,7 @@ class ClaimedDir:
         try:
             self.lock.acquire(timeout=0)
         except Timeout:
-            raise CheckpointError(f"checkpoint.dir {directory} is in use by another arsearch train (it holds "
+            raise CheckpointError(f"checkpoint.dir {directory} is in use by another arsearch run (it holds "
                                   f"{self.lock.lock_file}); give this run another checkpoint.dir") from None
         if overwrite:
             for p in [*existing(self.directory), self.directory / "metrics.json"]:

@@ -194,7 +194,7 @@ def cmd_posttrain(args) -> int:
         with StopSignals():
             config = load_job(args.config, [*args.set, *shortcuts])
             result = posttrain(config, progress=not args.quiet, track=False if args.no_tracking else None,
-                               resume=args.resume)
+                               resume=args.resume, overwrite=args.overwrite)
     except TrainingInterrupted as e:
         args.set = [*args.set, *shortcuts]
         print(f"arsearch: {_interrupted_message(e, args, 'posttrain')}", file=sys.stderr, flush=True)
@@ -428,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--factory", help="the model: built-in name or package.module:function (sets model.factory)")
     post.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     post.add_argument("--resume", action="store_true", help="continue the fine-tuning from the latest checkpoint")
+    post.add_argument("--overwrite", action="store_true",
+                      help="delete the checkpoints already in checkpoint.dir and start again")
     post.add_argument("--quiet", action="store_true", help="no progress bar")
     post.set_defaults(func=cmd_posttrain)
 

@@ -200,11 +200,15 @@ def load_weights(task, path) -> None:
 
 
 def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progress: bool = False,
-              track: bool | None = None, resume: bool = False) -> PosttrainResult:
+              track: bool | None = None, resume: bool = False, overwrite: bool = False) -> PosttrainResult:
     """Run one post-training job (see the module docstring). Raises ConfigError / CheckpointError
-    on bad input before anything is written to the checkpoint directory."""
+    on bad input before anything is written to the checkpoint directory: as for `train`, a
+    directory holding another run's checkpoints is refused unless `resume` or `overwrite`, and one
+    in use by a running job is refused always."""
+    from .checkpoint import ClaimedDir, check_dir
     from .trainer import Trainer, resolve_device
 
+    check_dir(config.checkpoint.dir, resume, overwrite)
     torch.manual_seed(config.seed)
     _phase(progress, "building the task and the model")
     task = build_task(config, resolve_device(config.task.device))
@@ -212,17 +216,32 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
     _phase(progress, "evaluating the pretrained model")
     before = task.evaluate()
     samples_before = task.samples() if hasattr(task, "samples") else None
+    if config.compress is not None:
+        _phase(progress, "compressing the model")
+    trainer = Trainer(config, callbacks=list(callbacks or []), progress=progress, task=task)
+    # claimed only now, when every check that can refuse the job has passed: --overwrite deletes
+    # the old checkpoints only for a job that will run
+    try:
+        claim = ClaimedDir(config.checkpoint.dir, overwrite=overwrite and not resume, resume=resume)
+    except BaseException:
+        task.close()
+        trainer.backend.close()
+        raise
+    try:
+        return _posttrain(config, task, trainer, pretrained, before, samples_before, progress, track, resume)
+    finally:
+        claim.release(remove=True)   # a run that failed before writing leaves no empty directory
+
+
+def _posttrain(config, task, trainer, pretrained, before, samples_before, progress, track, resume):
     out_dir = Path(config.checkpoint.dir)
+    compressed = task.evaluate() if config.compress is not None else dict(before)
     tracker, tracking_error = None, None
     if track if track is not None else config.tracking.enabled:
         tracker, tracking_error = _tracker(config)
-    trainer = None
+    if tracker is not None:
+        trainer.callbacks.append(tracker)
     try:
-        if config.compress is not None:
-            _phase(progress, "compressing the model")
-        trainer = Trainer(config, callbacks=[*(callbacks or []), *([tracker] if tracker else [])], progress=progress,
-                          task=task)
-        compressed = task.evaluate() if config.compress is not None else dict(before)
         space = trainer.space
         full_dim = sum(p.numel() for p in base_model(task).parameters())
         search_dim = space.dim
@@ -234,8 +253,7 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
 
             stopped = isinstance(e, (TrainingInterrupted, KeyboardInterrupt))
             tracker.terminate = True
-            tracker.finish({}, trainer.history if trainer is not None else [], ok=False,
-                           status="KILLED" if stopped else "FAILED")
+            tracker.finish({}, trainer.history, ok=False, status="KILLED" if stopped else "FAILED")
         raise
     after = {k.removeprefix("eval/"): v for k, v in train.items() if k.startswith("eval/")} or task.evaluate()
     _phase(progress, f"exporting to {out_dir}")

@@ -115,7 +115,7 @@ def child(mode: str, iterations: int, directions: int, directory: str, out: str)
         from arsearch.posttrain import posttrain
 
         task = None
-        posttrain(config)
+        posttrain(config, overwrite=True)
     elif mode == "adam":      # cross-entropy on the same prompts' references, Adam
         task = build_task(config)
         task.train_cross_entropy(iterations, lr=1e-4, batch_size=BATCH)
@@ -250,7 +250,7 @@ def digits_part(iterations: int, out_dir: Path) -> tuple[list[str], list[dict]]:
                                     (shared, "all", "ARS on pruned+shared: codebooks + biases"),
                                     (shared, ["5"], "ARS on pruned+shared: last layer only")]:
         t0 = time.perf_counter()
-        result = posttrain(cfg({**compress, "search": search}), track=False)
+        result = posttrain(cfg({**compress, "search": search}), track=False, overwrite=True)   # one scratch dir, reused
         rows.append({"stage": label, "search": search if isinstance(search, str) else f"layers {search}",
                      "dim": result.search_dim, **result.after, "seconds": time.perf_counter() - t0,
                      "stored_kib": result.stored_bytes.get("compressed", 0) / 1024})
@@ -330,7 +330,7 @@ def generate_part(out_dir: Path, config_path: Path = ROOT / "configs" / "generat
     overrides = [f"model.path={json.dumps(str(out_dir / 'pretrained'))}", "tracking.enabled=false"]
     config = load_job(config_path, [*overrides, f"checkpoint.dir={json.dumps(str(out_dir / 'ars'))}"])
     t0 = time.perf_counter()
-    result = posttrain(config, progress=True)      # pretrains the fresh model first (model.path does not exist yet)
+    result = posttrain(config, progress=True, overwrite=True)   # pretrains the fresh model first (model.path does not exist yet)
     total_s = time.perf_counter() - t0
     ars_s = result.train["time/elapsed_s"]
     budget = int(result.train["count/forward_examples"])

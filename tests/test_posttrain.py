@@ -1,5 +1,6 @@
 """Post-training: safe checkpoint loading, fine-tuning a degraded model, export, CLI."""
 
+import json
 import os
 import pickle
 
@@ -206,14 +207,28 @@ def test_cli_posttrain_and_pretrain(tmp_path, capsys, monkeypatch):
     assert main(["posttrain", path, "--quiet"]) == 0
     assert '"after"' in capsys.readouterr().out
     assert (tmp_path / "out" / "posttrained.pt").exists() and (tmp_path / "out" / "posttrain.json").exists()
-    assert main(["posttrain", path, "--quiet", "--set", "compress.search=\"weights\""]) == 2
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if p.is_file()}
+    # --overwrite with a config refused late (by the compression) deletes nothing
+    assert main(["posttrain", path, "--quiet", "--set", "compress.search=\"weights\"", "--overwrite"]) == 2
     assert "compress.search = 'weights' is not allowed" in capsys.readouterr().err
-    assert main(["posttrain", path, "--quiet", "--checkpoint", "out/posttrained.pt", "--no-tracking"]) == 0
-    assert main(["posttrain", path, "--quiet", "--checkpoint", "nowhere.pt", "--set", "model.pretrain_epochs=0"]) == 2
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if p.is_file()} == before
+    # a second post-training into the same directory: refused, as `train` is, and nothing is touched
+    again = ["posttrain", path, "--quiet", "--checkpoint", "out/posttrained.pt", "--no-tracking"]
+    assert main(again) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if p.is_file()} == before
+    # --overwrite with a bad pretrained checkpoint is refused before anything is deleted
+    assert main(["posttrain", path, "--quiet", "--checkpoint", "nowhere.pt", "--set", "model.pretrain_epochs=0",
+                 "--overwrite"]) == 2
     assert "nowhere.pt does not exist" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if p.is_file()} == before
+    # --overwrite starts again (here from the previous run's export, read before anything is replaced)
+    assert main([*again, "--overwrite"]) == 0
+    assert json.loads((tmp_path / "out" / "posttrain.json").read_text())["before"] == pytest.approx(
+        json.loads(before["posttrain.json"])["after"])
     no_model = {k: v for k, v in data.items() if k != "model"}
     (tmp_path / "plain.toml").write_text(tomli_w.dumps(no_model))
-    assert main(["posttrain", str(tmp_path / "plain.toml"), "--quiet"]) == 2
+    assert main(["posttrain", str(tmp_path / "plain.toml"), "--quiet", "--overwrite"]) == 2
     assert "needs [model] checkpoint" in capsys.readouterr().err
 
 
