@@ -122,3 +122,47 @@ def test_reports_to_optuna_are_thinned_for_long_trials():
     assert report_every(load_job(data={"ars": {"iterations": 150}, "eval": {"every": 10}}), 10) == 20
     assert report_every(load_job(data={"ars": {"iterations": 1000}, "eval": {"every": 10}}), 20) == 50
     assert report_every(load_job(data={"ars": {"iterations": 1000}, "eval": {"every": 10}}), 0) == 10
+
+
+ENQUEUE_SPACE = """
+"ars.step_size" = { low = 0.005, high = 0.05, log = true }
+"ars.directions" = { choice = [4, 8] }
+"population.size" = { choice = [1, 2] }
+"population.strategies" = { subset = ["culling", "tabu"], when = { "population.size" = 2 } }
+
+[[enqueue]]
+"ars.step_size" = 0.02
+"population.size" = 2
+"population.strategies" = ["tabu"]
+
+[[enqueue]]
+"ars.directions" = 8
+"""
+
+
+def test_enqueued_trials_run_first_with_their_values_and_only_once(tmp_path, monkeypatch):
+    from arsearch.study import run_study
+
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, space=ENQUEUE_SPACE, iterations=2)
+    study = run_study(load_study(path, {"n_trials": 3, "tracking": False}))
+    first, second, third = sorted(study.trials, key=lambda t: t.number)
+    assert first.params["ars.step_size"] == 0.02 and first.params["population.size"] == 2
+    assert (first.params["population.strategies.tabu"], first.params["population.strategies.culling"]) == (True, False)
+    assert second.params["ars.directions"] == 8
+    assert "fixed_params" not in third.system_attrs            # sampled: the queue was used up
+    # a second worker (or a rerun) of the same study file queues nothing again
+    study = run_study(load_study(path, {"n_trials": 1, "tracking": False}))
+    assert sum("fixed_params" in t.system_attrs for t in study.trials) == 2 and len(study.trials) == 4
+
+
+@pytest.mark.parametrize("entry, message", [
+    ('"ars.noise" = 0.02', r"enqueue\[0\]: 'ars.noise' is not a key of \[space\]"),
+    ('"ars.step_size" = 0.5', r"enqueue\[0\].'ars.step_size': 0.5 is not in the space .*\[0.005, 0.05\]"),
+    ('"ars.directions" = 16', r"16 is not in the space of 'ars.directions' \(one of \[4, 8\]\)"),
+    ('"population.strategies" = ["pso"]', r"is not in the space of 'population.strategies' \(a subset of"),
+])
+def test_bad_enqueued_trials_are_refused_with_the_key(tmp_path, entry, message):
+    space = ENQUEUE_SPACE.split("[[enqueue]]")[0] + "[[enqueue]]\n" + entry + "\n"
+    with pytest.raises(ConfigError, match=message):
+        load_study(write_study(tmp_path, space=space))

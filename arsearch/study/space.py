@@ -16,6 +16,10 @@ pruner = "median"
 "population.strategies" = { subset = ["culling", "tabu"] }      # one on/off choice per item
 "population.culling.fraction" = { low = 0.1, high = 0.9, when = { "population.strategies" = "culling" } }
 "ars.iterations" = 100                                           # a fixed value for every trial
+
+[[enqueue]]                          # tried first, in this order (Optuna's enqueue_trial): a known-good
+"ars.step_size" = 0.02               # point such as a paper's settings; keys left out are sampled
+"ars.backend" = "vectorized"
 ```
 
 A `when` condition holds when the parent key's value (sampled earlier in the file, or taken from
@@ -107,6 +111,29 @@ class Param:
             return self.choices[labels.index(picked)]
         # subset: one boolean per item, so conditions can depend on each item separately
         return [item for item in self.choices if trial.suggest_categorical(f"{self.key}.{item}", [True, False])]
+
+    def fixed_params(self, value: Any, path: str) -> dict[str, Any]:
+        """Optuna's parameters that make `suggest` return `value` (for `enqueue_trial`); ConfigError
+        naming `path` when the space cannot produce `value`."""
+        def refuse(allowed: str):
+            raise ConfigError(f"{path}: {value!r} is not in the space of {self.key!r} ({allowed})")
+
+        if self.kind == "fixed":
+            raise ConfigError(f"{path}: {self.key!r} is fixed at {self.value!r} in [space]; it cannot be enqueued")
+        if self.kind in ("float", "int"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    self.kind == "int" and int(value) != value):
+                refuse(f"an {self.kind}")
+            if not self.low <= value <= self.high:
+                refuse(f"[{self.low}, {self.high}]")
+            return {self.key: int(value) if self.kind == "int" else float(value)}
+        if self.kind == "choice":
+            if value not in self.choices:
+                refuse(f"one of {self.choices}")
+            return {self.key: _label(value)}
+        if not isinstance(value, list) or any(v not in self.choices for v in value):
+            refuse(f"a subset of {self.choices}")
+        return {f"{self.key}.{item}": item in value for item in self.choices}
 
 
 def parse_param(key: str, spec: Any, base: dict) -> Param:
@@ -247,6 +274,7 @@ class StudySpec:
     base: dict                       # the raw base job config (already validated once)
     params: list[Param]
     path: Path | None = None
+    enqueue: list[dict[str, Any]] = field(default_factory=list)   # Optuna params of the [[enqueue]] trials
 
     @property
     def multi_objective(self) -> bool:
@@ -313,9 +341,9 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     """Read and validate a study file (ConfigError on any problem, before any trial runs)."""
     path = Path(path)
     raw = load_toml(path)
-    unknown = set(raw) - {"study", "space"}
+    unknown = set(raw) - {"study", "space", "enqueue"}
     if unknown:
-        raise ConfigError(f"unknown table(s) {', '.join(sorted(unknown))} in {path}; allowed: study, space")
+        raise ConfigError(f"unknown table(s) {', '.join(sorted(unknown))} in {path}; allowed: study, space, enqueue")
     settings = _settings(dict(raw.get("study", {})))
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -339,11 +367,33 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
             if later:
                 raise ConfigError(f"space.{p.key!r}.when: {parent!r} must be declared before {p.key!r}")
         seen.add(p.key)
-    spec = StudySpec(settings, base, params, path)
+    spec = StudySpec(settings, base, params, path, enqueue=_enqueued(raw.get("enqueue", []), params, base))
     _complete_spend(settings, spec.config_for({}))
     _check_extremes(params, base)
     _complete_objectives(settings, base_config)
     return spec
+
+
+def _enqueued(entries: Any, params: list[Param], base: dict) -> list[dict[str, Any]]:
+    """`[[enqueue]]`: trials to run first with the given values of searched keys (the rest sampled).
+    Each entry must name searched keys, hold values their space can produce, and make a valid job."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError("enqueue: expected [[enqueue]] tables of searched key = value")
+    by_key = {p.key: p for p in params}
+    trials = []
+    for i, entry in enumerate(entries):
+        fixed: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key not in by_key:
+                raise ConfigError(f"enqueue[{i}]: {key!r} is not a key of [space]; searched keys: "
+                                  f"{', '.join(p.key for p in params if p.kind != 'fixed')}")
+            fixed.update(by_key[key].fixed_params(value, f"enqueue[{i}].{key!r}"))
+        try:
+            from_dict(JobConfig, apply_overrides(_copy(base), dict(entry)))
+        except ConfigError as e:
+            raise ConfigError(f"enqueue[{i}]: these values do not make a valid job: {e}") from None
+        trials.append(fixed)
+    return trials
 
 
 def _complete_spend(s: StudySettings, config: JobConfig) -> None:
