@@ -172,6 +172,14 @@ class Trainer:
         return {"episodes": c.get("episodes", 0), "env_steps": c.get("env_steps", 0),
                 "forward_examples": c.get("forward_examples", 0), "seconds": self.elapsed}
 
+    def fraction_done(self) -> float:
+        """The fraction of the job done: the furthest of iterations / ars.iterations and spent / budget."""
+        stop, spent = self.config.stop, self.spent()
+        done = [self.iteration / max(1, self.config.ars.iterations)]
+        if stop is not None:
+            done += [spent[name] / getattr(stop, name) for name in BUDGETS if getattr(stop, name)]
+        return min(1.0, max(done))
+
     def _budget_exhausted(self) -> str | None:
         stop = self.config.stop
         if stop is None:
@@ -233,6 +241,7 @@ class Trainer:
         try:
             while self.stop_reason is None and self.iteration < cfg.ars.iterations:
                 episodes_before = self.task.counters.get("episodes", 0)
+                self.task.progress = self.fraction_done()
                 try:
                     metrics = self.learner.step(self.iteration)
                     self._check_finite()

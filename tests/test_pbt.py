@@ -188,9 +188,10 @@ def test_epoch_evaluation_fitness_scores_each_theta_and_counts_it(tmp_path):
 
 # -- unit-free coefficients -------------------------------------------------------------------------
 class Fake:
-    """The surface the strategies read: thetas, fitness, best, step_length, score_spread, generator."""
+    """The surface the strategies read: thetas, fitness, best, step_length, score_spread, generator, progress."""
 
     generator = Population.generator
+    progress = 0.0
 
     def __init__(self, thetas, fitness, step_length=None, score_spread=None):
         from types import SimpleNamespace

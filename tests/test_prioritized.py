@@ -27,12 +27,12 @@ def test_unseen_examples_get_the_current_maximum_priority():
 
 
 def test_importance_weights_and_beta_annealing():
-    s = PrioritizedSampler(4, batch_size=8, alpha=1.0, beta=0.5, iterations=10, eps=0.0)
+    s = PrioritizedSampler(4, batch_size=8, alpha=1.0, beta=0.5, eps=0.0)
     s.update(torch.arange(4), torch.tensor([1.0, 1.0, 2.0, 4.0]))
     p = torch.tensor([1.0, 1.0, 2.0, 4.0], dtype=torch.float64) / 8
-    assert [s.beta(i) for i in (0, 5, 10, 20)] == [0.5, 0.75, 1.0, 1.0]
+    assert [s.beta(p) for p in (0.0, 0.5, 1.0, 2.0)] == [0.5, 0.75, 1.0, 1.0]      # over the job's progress
     for it, beta in ((0, 0.5), (5, 0.75), (10, 1.0)):
-        idx, w = s.sample(it)
+        idx, w = s.sample(it, progress=it / 10)
         expected = (4 * p[idx]) ** -beta / (4 * p.min()) ** -beta
         assert torch.allclose(w.double(), expected, atol=1e-6)
         assert float(w.max()) <= 1.0

@@ -206,3 +206,29 @@ def test_an_rl_resume_keeps_the_episode_grid_and_the_budget(tmp_path):
     assert torch.equal(resumed.space.vector(), full.space.vector())
     assert comparable(result) == comparable(full_result)
     assert [h["iteration"] for h in resumed.history if "eval/return" in h] == [4, 5, 7]
+
+
+def test_schedules_over_the_job_end_where_a_budget_ends_it(tmp_path):
+    # ars.iterations = 1000 is only a cap; the forward budget ends the run after 5 iterations, so
+    # prioritised β and annealing's linear T run over those 5, not over the cap
+    seen: list = []
+
+    class Record(Callback):
+        def on_iteration(self, trainer, iteration, metrics):
+            seen.append((trainer.task.progress, metrics.get("annealing/temperature")))
+
+    # two learners' candidates + annealing's re-scoring of both + the priority update's batch
+    per_iteration = 2 * (2 * 8 * 64) + 2 * 2 * 64 + 64
+    cfg = job(tmp_path, **{"ars.iterations": 1000, "stop.forward_examples": 5 * per_iteration,
+                           "population.size": 2, "population.strategies": ["annealing"],
+                           "population.annealing.schedule": "linear", "population.annealing.t0": 2.0,
+                           "sampling.alpha": 0.6, "sampling.beta": 0.4})
+    trainer = Trainer(cfg, callbacks=[Record()], progress=False)
+    betas = []
+    sample = trainer.task.sampler.sample
+    trainer.task.sampler.sample = lambda it, progress: betas.append(trainer.task.sampler.beta(progress)) or sample(it, progress)
+    result = trainer.run()
+    assert result["iterations"] == 5 and result["stop/reason"] == "forward_examples"
+    assert [p for p, _ in seen] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert [t for _, t in seen] == pytest.approx([2.0, 1.6, 1.2, 0.8, 0.4])
+    assert betas[-1] == pytest.approx(0.4 + 0.6 * 0.8) and betas[0] == pytest.approx(0.4)

@@ -12,9 +12,10 @@ from arsearch.population.tabu import rms_distance
 
 
 class FakePopulation:
-    """Just the surface strategies use: thetas, fitness, best, generator, clone, score_thetas."""
+    """Just the surface strategies use: thetas, fitness, best, generator, clone, score_thetas, progress."""
 
     generator = Population.generator
+    progress = 0.0
 
     def __init__(self, thetas, fitness, strategies=(), epoch=1, scores=None):
         self.thetas = torch.as_tensor(thetas, dtype=torch.float32).clone()
@@ -111,8 +112,8 @@ def test_annealing_always_keeps_improving_steps():
 def test_annealing_schedules():
     exp = Annealing("exponential", t0=2.0, decay=0.5, t_min=0.0)
     assert [exp.temperature(e) for e in range(3)] == [2.0, 1.0, 0.5]
-    lin = Annealing("linear", t0=1.0, t_min=0.0, epochs=4)
-    assert [lin.temperature(e) for e in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    lin = Annealing("linear", t0=1.0, t_min=0.0)          # over the job's progress, not epochs
+    assert [lin.temperature(7, p) for p in (0.0, 0.25, 0.5, 0.75, 1.0)] == [1.0, 0.75, 0.5, 0.25, 0.0]
     log = Annealing("logarithmic", t0=1.0, t_min=0.0)
     assert log.temperature(0) == pytest.approx(1.0) and log.temperature(6) == pytest.approx(math.log(2) / math.log(8))
     floor = Annealing("exponential", t0=1.0, decay=0.1, t_min=0.05)

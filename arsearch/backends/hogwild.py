@@ -284,6 +284,8 @@ def _worker_loop(index: int, learner: HogwildLearner) -> None:
                 return
             learner._next.value = t + 1
         before = dict(task.counters)
+        # a worker sees no budget (the main process counts the spend): its schedules run over iterations
+        task.progress = t / max(1, learner.iterations)
         metrics = worker.step(t)
         counted = {k: v - before.get(k, 0) for k, v in task.counters.items() if v != before.get(k, 0)}
         learner._queue.put(("step", index, t, metrics, counted))

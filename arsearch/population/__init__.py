@@ -34,13 +34,13 @@ def strategy_class(name: str) -> type[Strategy]:
     return getattr(importlib.import_module(module), attr)
 
 
-def make_strategy(name: str, settings=None, epochs: int | None = None) -> Strategy:
+def make_strategy(name: str, settings=None) -> Strategy:
     """The strategy `name` from its settings (its ``Config``; None: the defaults), or from a
     `JobConfig` (its table ``population.<name>``)."""
     cls = strategy_class(name)
     if settings is not None and hasattr(settings, "population"):     # a whole JobConfig
         return cls.from_config(settings)
-    return cls.from_settings(settings if settings is not None else cls.Config(), epochs=epochs)
+    return cls.from_settings(settings if settings is not None else cls.Config())
 
 
 __all__ = ["Population", "Strategy", "Culling", "Annealing", "Tabu", "ParticleSwarm", "PopulationBasedTraining",

@@ -14,12 +14,14 @@ whatever the task's score scale (a loss near 0.1 or a return near 3000). That is
 ``units = "spread"``, the job config's default; ``units = "score"`` (the class's default, the
 original rule) counts T in score units (σ_k = 1).
 
-T follows a schedule over epochs e = 0, 1, 2, ...:
+T follows a schedule over epochs e = 0, 1, 2, ... or over the job's progress p (0..1):
 
 - ``adaptive`` (the default): T starts at t0; after each epoch it is multiplied by `decay` if
   more than `target_acceptance` of the worsening steps were kept, divided by it if fewer;
 - ``exponential``: T = t0·decay^e
-- ``linear``: T = t0·(1 − e/E), E = the job's number of epochs (iterations / epoch)
+- ``linear``: T = t0·(1 − p), p = the fraction of the job done before the iteration
+  (`Task.progress`: iterations of ``ars.iterations`` or spend of a ``[stop]`` budget, whichever
+  is further), so T reaches 0 where the job ends, whatever ends it
 - ``logarithmic``: T = t0·ln 2 / ln(e + 2) (the classic slow schedule; T = t0 at e = 0)
 
 T never goes below `t_min`. ``difficulty`` > 0 makes acceptance harder as epochs pass: Δ is
@@ -65,8 +67,7 @@ class Annealing(Strategy):
     Config = AnnealingConfig
 
     def __init__(self, schedule: str = "adaptive", t0: float = 1.0, decay: float = 0.95, t_min: float = 1e-4,
-                 target_acceptance: float = 0.3, difficulty: float = 0.0, epochs: int | None = None,
-                 units: str = "score"):
+                 target_acceptance: float = 0.3, difficulty: float = 0.0, units: str = "score"):
         if schedule not in SCHEDULES:
             raise ValueError(f"annealing: unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
         if t0 <= 0 or not 0 < decay <= 1 or t_min < 0 or difficulty < 0:
@@ -75,15 +76,15 @@ class Annealing(Strategy):
             raise ValueError(f"annealing: units must be 'spread' or 'score', got {units!r}")
         self.units = units
         self.schedule, self.t0, self.decay, self.t_min = schedule, t0, decay, t_min
-        self.target_acceptance, self.difficulty, self.epochs = target_acceptance, difficulty, epochs
+        self.target_acceptance, self.difficulty = target_acceptance, difficulty
         self.adaptive_t = t0
         self._reset_window()
 
     @classmethod
-    def from_settings(cls, settings, epochs=None):
+    def from_settings(cls, settings):
         a = settings
         return cls(schedule=a.schedule, t0=a.t0, decay=a.decay, t_min=a.t_min,
-                   target_acceptance=a.target_acceptance, difficulty=a.difficulty, epochs=epochs, units=a.units)
+                   target_acceptance=a.target_acceptance, difficulty=a.difficulty, units=a.units)
 
     def _reset_window(self, size: int = 0) -> None:
         # counts over the current epoch, per learner: steps, kept steps, worsening steps, kept worsening
@@ -92,23 +93,22 @@ class Annealing(Strategy):
     def bind(self, population):
         self._reset_window(population.size)
 
-    def base_temperature(self, epoch: int) -> float:
+    def base_temperature(self, epoch: int, progress: float = 0.0) -> float:
         if self.schedule == "exponential":
             return self.t0 * self.decay ** epoch
         if self.schedule == "linear":
-            total = self.epochs or 1
-            return self.t0 * max(0.0, 1.0 - epoch / total)
+            return self.t0 * max(0.0, 1.0 - progress)
         if self.schedule == "logarithmic":
             return self.t0 * math.log(2) / math.log(epoch + 2)
         return self.adaptive_t
 
-    def temperature(self, epoch: int) -> float:
-        return max(self.t_min, self.base_temperature(epoch) / (1.0 + self.difficulty * epoch))
+    def temperature(self, epoch: int, progress: float = 0.0) -> float:
+        return max(self.t_min, self.base_temperature(epoch, progress) / (1.0 + self.difficulty * epoch))
 
     @torch.no_grad()
     def after_step(self, population, iteration, previous, batch):
         epoch = iteration // population.epoch
-        t = self.temperature(epoch)
+        t = self.temperature(epoch, population.progress)
         old = population.score_thetas(previous, batch)
         new = population.score_thetas(population.thetas, batch)
         delta = old - new

@@ -39,15 +39,15 @@ class Strategy:
     Config: type = NoSettings
 
     @classmethod
-    def from_settings(cls, settings, epochs: int | None = None) -> Strategy:
-        """Build from its config table (a `Config` instance); `epochs` = the job's iterations // epoch."""
+    def from_settings(cls, settings) -> Strategy:
+        """Build from its config table (a `Config` instance)."""
         return cls(**dataclasses.asdict(settings))
 
     @classmethod
     def from_config(cls, config) -> Strategy:
         """Build from a `JobConfig` (its table ``population.<name>``)."""
         pc = config.population
-        return cls.from_settings(getattr(pc, cls.name), epochs=max(1, config.ars.iterations // pc.epoch))
+        return cls.from_settings(getattr(pc, cls.name))
 
     def bind(self, population) -> None:
         """Called once the population exists: allocate per-learner state here."""

@@ -62,9 +62,9 @@ class Population(Learner):
     """
 
     def __init__(self, hyper, task, space, noise, backend, strategies: list[Strategy] | None = None,
-                 settings=None, iterations: int | None = None):
+                 settings=None):
         if settings is None and getattr(hyper, "population", None) is not None:   # a JobConfig
-            settings, iterations = hyper.population, hyper.ars.iterations
+            settings = hyper.population
         if settings is None:
             raise ValueError("Population needs a config with a [population] table")
         pc = settings
@@ -79,8 +79,7 @@ class Population(Learner):
         if strategies is None:
             from . import make_strategy
 
-            epochs = max(1, (iterations or 0) // pc.epoch)
-            strategies = [make_strategy(name, getattr(pc, name, None), epochs=epochs) for name in pc.strategies]
+            strategies = [make_strategy(name, getattr(pc, name, None)) for name in pc.strategies]
         self.strategies = list(strategies)
         # every learner starts from the model's θ; they part through their own direction streams
         self.thetas = space.vector().detach().clone().unsqueeze(0).repeat(self.size, 1)
@@ -94,10 +93,14 @@ class Population(Learner):
         for s in self.strategies:
             s.bind(self)
 
+    @property
+    def progress(self) -> float:
+        """The fraction of the job done before this iteration (`Task.progress`, set by the trainer)."""
+        return self.task.progress
+
     @classmethod
     def from_config(cls, config, task, space, noise, backend) -> Population:
-        return cls(Hyper.of(config), task, space, noise, backend, settings=config.population,
-                   iterations=config.ars.iterations)
+        return cls(Hyper.of(config), task, space, noise, backend, settings=config.population)
 
     # -- hyperparameters and lineage -------------------------------------------------------------
     def hyper_range(self, name: str) -> tuple[float, float]:

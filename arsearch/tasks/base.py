@@ -32,6 +32,11 @@ class Task:
     def __init__(self):
         self._stats: StateStats | None = None
         self.counters: dict[str, int] = {}
+        # the fraction of the job done before this iteration, set by the trainer: the furthest of
+        # iterations / ars.iterations and, for each [stop] budget, spent / budget. Schedules that
+        # run over the job (prioritised β, annealing's linear T) follow it, so a run ended by a
+        # budget completes them. Derived from checkpointed counters, so resume stays bit-exact.
+        self.progress = 0.0
 
     def batch(self, iteration: int) -> Any:
         raise NotImplementedError

@@ -6,10 +6,12 @@ example is visited early). Because the batch is no longer uniform, each drawn ex
 weighted by w_i = (n·P(i))^−β / max_j (n·P(j))^−β — the maximum taken over the whole training
 set, as in the reference implementation, so weights only scale losses down and a batch's
 weights are comparable with the next one's. β grows linearly from its initial value to 1 over
-the job's iterations (full correction of the bias by the end of training).
+the job (full correction of the bias by the end of training): β = β0 + (1 − β0)·p, with p the
+fraction of the job done (`Task.progress`: iterations of ``ars.iterations`` or spend of a
+``[stop]`` budget, whichever is further).
 
-The sampler has the `SupervisedTask.sampler` surface: ``sample(iteration) -> (idx, weights)``
-(a pure function of the priorities, the seed and the iteration) and ``update(idx, losses)``,
+The sampler has the `SupervisedTask.sampler` surface: ``sample(iteration, progress) -> (idx,
+weights)`` (a pure function of the priorities, the seed, the iteration and the progress) and ``update(idx, losses)``,
 which the task calls after each step with the losses of the batch under the updated model.
 The priorities are part of ``state_dict`` so that a resumed job samples what it would have.
 """
@@ -22,18 +24,19 @@ import torch
 
 class PrioritizedSampler:
     def __init__(self, n: int, batch_size: int, seed: int = 0, alpha: float = 0.6, beta: float = 0.4,
-                 iterations: int = 1, eps: float = 1e-6):
+                 eps: float = 1e-6):
         if n < 1 or batch_size < 1:
             raise ValueError(f"prioritised sampling needs n >= 1 and batch_size >= 1, got {n}, {batch_size}")
         if alpha < 0 or not 0 <= beta <= 1:
             raise ValueError(f"sampling.alpha must be >= 0 and sampling.beta in [0, 1], got {alpha}, {beta}")
         self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.alpha, self.beta0, self.iterations, self.eps = alpha, beta, max(1, iterations), eps
+        self.alpha, self.beta0, self.eps = alpha, beta, eps
         self.priorities = torch.zeros(n, dtype=torch.float64)
         self.seen = torch.zeros(n, dtype=torch.bool)
 
-    def beta(self, iteration: int) -> float:
-        return self.beta0 + (1.0 - self.beta0) * min(1.0, iteration / self.iterations)
+    def beta(self, progress: float) -> float:
+        """β at `progress` (the fraction of the job done, 0..1)."""
+        return self.beta0 + (1.0 - self.beta0) * min(1.0, max(0.0, progress))
 
     def probabilities(self) -> torch.Tensor:
         """P(i) for every example (unseen examples at the current maximum priority)."""
@@ -42,11 +45,11 @@ class PrioritizedSampler:
         scaled = prio.clamp_min(self.eps).pow(self.alpha)
         return scaled / scaled.sum()
 
-    def sample(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, iteration: int, progress: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         probs = self.probabilities()
         rng = np.random.default_rng([self.seed, iteration, 0x5052])
         idx = torch.as_tensor(rng.choice(self.n, size=self.batch_size, replace=True, p=probs.numpy()))
-        beta = self.beta(iteration)
+        beta = self.beta(progress)
         weights = (self.n * probs[idx]).pow(-beta) / (self.n * probs.min()).pow(-beta)
         return idx, weights.float()
 

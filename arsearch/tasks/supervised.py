@@ -154,7 +154,7 @@ class UniformSampler:
     def __init__(self, n: int, batch_size: int, seed: int):
         self.n, self.batch_size, self.seed = n, batch_size, seed
 
-    def sample(self, iteration: int):
+    def sample(self, iteration: int, progress: float = 0.0):
         rng = np.random.default_rng([self.seed, iteration])
         idx = rng.choice(self.n, size=self.batch_size, replace=self.batch_size > self.n)
         return torch.as_tensor(idx), None
@@ -233,7 +233,7 @@ class SupervisedTask(Task):
             from .prioritized import PrioritizedSampler
 
             task.sampler = PrioritizedSampler(len(task.x_train), t.batch_size, config.seed, alpha=config.sampling.alpha,
-                                              beta=config.sampling.beta, iterations=config.ars.iterations)
+                                              beta=config.sampling.beta)
         return task
 
     # -- losses ----------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ class SupervisedTask(Task):
 
     # -- Task interface --------------------------------------------------------------------------
     def batch(self, iteration: int) -> Batch:
-        idx, weights = self.sampler.sample(iteration)
+        idx, weights = self.sampler.sample(iteration, self.progress)
         idx = idx.to(self.device)
         x = self.x_train[idx]
         self.record_states(x)
