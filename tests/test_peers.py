@@ -48,3 +48,20 @@ def test_two_core_system_is_the_one_process_run_split_over_two_ranks(tmp_path):
     assert [p["episodes"] for p in two["curve"]] == [p["episodes"] for p in one["curve"]]
     assert [p["return"] for p in two["curve"]] == pytest.approx([p["return"] for p in one["curve"]], rel=1e-6)
     assert 0 < two["cpu_seconds"] < 60
+
+
+def test_report_bounds_the_ratio_from_below_when_a_peer_stopped_before_the_threshold(tmp_path):
+    def run(system, seed, reached_s, train_s):
+        reached = {"episodes": 100, "steps": 1000, "seconds": reached_s, "return": 3200.0} if reached_s else None
+        return {"task": "Hopper", "system": system, "seed": seed, "reached": reached, "deadline_hit": reached is None,
+                "episodes": 100, "steps": 1000, "train_seconds": train_s, "steps_per_s": 10.0, "cpu_seconds": train_s,
+                "steps_per_cpu_s": 10.0, "final_return": 3000.0, "budget": 8000}
+
+    runs = [run("arsearch-1core", 0, 10.0, 10.0), run("arsearch-1core", 1, 20.0, 20.0),
+            run("sb3-contrib", 0, 50.0, 50.0), run("sb3-contrib", 1, None, 90.0)]   # seed 1 hit the deadline
+    for r in runs:
+        peers.cache_path(tmp_path, r["task"], r["system"], r["seed"]).write_text(json.dumps(r))
+    body = peers.report(tmp_path, ["Hopper"], ["arsearch-1core", "sb3-contrib"], [0, 1], smoke=True)
+    # sb3: median of (50, ≥90) ≥ 70; arsearch: median 15 → at least ×4.67
+    assert "**≥ ×4.67**" in body and "1 of 2 sb3-contrib runs stopped before the threshold" in body
+    assert ">100 (deadline)" in body
