@@ -427,10 +427,10 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
         study_name=s.name, storage=storage, load_if_exists=True, directions=s.directions,
         sampler=make_sampler(s.sampler, seed, spec.multi_objective, s.startup_trials),
         pruner=make_pruner(s.pruner, max_resource, min_resource, s.startup_trials, warmup)), "creating the study")
+    queued = [t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False)]
     for params in spec.enqueue:     # [[enqueue]]: run first; one already queued or run is not queued again
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)     # Optuna's "already exists, skipped" notice
-            _retry_race(lambda params=params: study.enqueue_trial(params, skip_if_exists=True), "enqueuing a trial")
+        if params not in queued:
+            _retry_race(lambda params=params: study.enqueue_trial(params), "enqueuing a trial")
     if created or "arsearch.base" not in study.user_attrs:
         study.set_user_attr("arsearch.base", spec.base)
         study.set_user_attr("arsearch.metrics", s.metrics)
