@@ -161,6 +161,7 @@ def test_enqueued_trials_run_first_with_their_values_and_only_once(tmp_path, mon
     ('"ars.step_size" = 0.5', r"enqueue\[0\].'ars.step_size': 0.5 is not in the space .*\[0.005, 0.05\]"),
     ('"ars.directions" = 16', r"16 is not in the space of 'ars.directions' \(one of \[4, 8\]\)"),
     ('"population.strategies" = ["pso"]', r"is not in the space of 'population.strategies' \(a subset of"),
+    ('"population.size" = 1\n"population.strategies" = ["tabu"]', r"'population.strategies' does not apply"),
 ])
 def test_bad_enqueued_trials_are_refused_with_the_key(tmp_path, entry, message):
     space = ENQUEUE_SPACE.split("[[enqueue]]")[0] + "[[enqueue]]\n" + entry + "\n"

@@ -387,7 +387,15 @@ def _enqueued(entries: Any, params: list[Param], base: dict) -> list[dict[str, A
             if key not in by_key:
                 raise ConfigError(f"enqueue[{i}]: {key!r} is not a key of [space]; searched keys: "
                                   f"{', '.join(p.key for p in params if p.kind != 'fixed')}")
-            fixed.update(by_key[key].fixed_params(value, f"enqueue[{i}].{key!r}"))
+            param = by_key[key]
+            fixed.update(param.fixed_params(value, f"enqueue[{i}].{key!r}"))
+            # a key whose condition this entry settles, and fails, would be silently ignored: refuse it
+            searched = {q.key for q in params if q.kind != "fixed"}
+            if all(parent in entry or parent not in searched for parent in param.when):
+                context = {parent: entry[parent] if parent in entry else _get(base, parent) for parent in param.when}
+                if not param.active(context):
+                    raise ConfigError(f"enqueue[{i}].{key!r} does not apply: its condition when = {param.when} "
+                                      f"does not hold for this entry ({context}), so the value would be ignored")
         try:
             from_dict(JobConfig, apply_overrides(_copy(base), dict(entry)))
         except ConfigError as e:
