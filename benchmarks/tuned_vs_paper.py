@@ -4,7 +4,7 @@ Stages, each resumable and run by flag (any order, several at once):
 
     python benchmarks/tuned_vs_paper.py --study swimmer [--n-trials 60] [--n-jobs 2] [--timeout S]
     python benchmarks/tuned_vs_paper.py --study hopper  [--n-trials 30] [--n-jobs 2] [--timeout S]
-    python benchmarks/tuned_vs_paper.py --fresh-seeds 5 [--task swimmer] [--jobs 2]
+    python benchmarks/tuned_vs_paper.py --fresh-seeds 5 [--task swimmer] [--jobs 2] [--config tuned|paper]
     python benchmarks/tuned_vs_paper.py --report        # only regenerate the report from the cache
     python benchmarks/tuned_vs_paper.py --smoke --study swimmer --study hopper --fresh-seeds 2
 
@@ -184,7 +184,7 @@ def run_one(job: dict) -> dict:
     return record
 
 
-def fresh_jobs(task: str, seeds: int, root: Path) -> list[dict]:
+def fresh_jobs(task: str, seeds: int, root: Path, labels=("tuned", "paper")) -> list[dict]:
     from arsearch.config import apply_overrides, load_job, to_dict
 
     summary = read_json(root / f"study_{task}.json")
@@ -192,7 +192,8 @@ def fresh_jobs(task: str, seeds: int, root: Path) -> list[dict]:
         print(f"[{task}] no finished study yet: run --study {task} first; fresh seeds skipped", flush=True)
         return []
     base = summary["base"]
-    configs = {"tuned": summary["best"]["overrides"], "paper": {}}
+    configs = {label: overrides for label, overrides in (("tuned", summary["best"]["overrides"]), ("paper", {}))
+               if label in labels}
     jobs = []
     for label, overrides in configs.items():
         config = to_dict(load_job(data=apply_overrides(copy.deepcopy(base), dict(overrides))))
@@ -207,7 +208,7 @@ def fresh_jobs(task: str, seeds: int, root: Path) -> list[dict]:
 
 
 def run_fresh_stage(tasks: list[str], args, root: Path) -> None:
-    jobs = [j for task in tasks for j in fresh_jobs(task, args.fresh_seeds, root)]
+    jobs = [j for task in tasks for j in fresh_jobs(task, args.fresh_seeds, root, args.config or ("tuned", "paper"))]
     print(f"fresh seeds: {len(jobs)} run(s) to do", flush=True)
     if not jobs:
         return
@@ -396,6 +397,9 @@ def main(argv=None) -> int:
     parser.add_argument("--task", action="append", choices=sorted(TASKS), default=[],
                         help="tasks for --fresh-seeds (default: every task with a finished study)")
     parser.add_argument("--jobs", type=int, default=1, help="fresh-seed runs in parallel processes")
+    parser.add_argument("--config", action="append", choices=["tuned", "paper"], default=[],
+                        help="fresh seeds of this configuration only (repeatable; default both): two processes "
+                             "may then share the work, one per configuration")
     parser.add_argument("--seeds-wanted", type=int, default=5, help="fresh seeds the report expects per configuration")
     parser.add_argument("--report", action="store_true", help="only regenerate the report from the cache")
     parser.add_argument("--smoke", action="store_true", help="toy sizes, separate data and report")
