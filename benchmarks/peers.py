@@ -368,6 +368,31 @@ def schedule(tasks, systems, seeds) -> list[tuple[str, str, int]]:
 
 
 # -- the report ----------------------------------------------------------------------------------------
+def censored_median(values: list[tuple[float, bool]]) -> tuple[float, bool]:
+    """Median of (value, exact) pairs where an inexact value is only a lower bound (a run that
+    stopped before the threshold). Returns (median, exact): exact when the median is the same with
+    the bounds as they are and with them at +∞; otherwise the median is a lower bound."""
+    low = median([v for v, _ in values])
+    high = median([v if exact else math.inf for v, exact in values])
+    return low, low == high
+
+
+def fmt_bound(value: tuple[float, bool]) -> str:
+    return fmt(value[0]) if value[1] else "≥ " + fmt(value[0])
+
+
+def fmt_ratio(a: tuple[float, bool], b: tuple[float, bool]) -> str:
+    """a ÷ b for censored medians: exact, a lower bound (a inexact), an upper bound (b inexact), or unknown."""
+    ratio = a[0] / b[0]
+    if a[1] and b[1]:
+        return f"×{ratio:.2f}"
+    if b[1]:
+        return f"≥ ×{ratio:.2f}"
+    if a[1]:
+        return f"≤ ×{ratio:.2f}"
+    return f"not determined (both medians are lower bounds: {a[0]:.0f} s and {b[0]:.0f} s)"
+
+
 def wall_to_threshold(run: dict) -> float:
     """Training seconds to the threshold; for a run stopped before it, its training time (a lower bound)."""
     return run["reached"]["seconds"] if run["reached"] else run["train_seconds"]
@@ -401,8 +426,9 @@ def report(out: Path, tasks, systems, seeds, smoke: bool) -> str:
              "at or above the threshold; *wall* is the training loop's wall clock up to then, evaluations taken out; "
              "*steps/s* is training steps over training wall clock for the whole run, *steps/CPU-s* over the CPU "
              "time of all the run's processes (training loop only, every rank included): the rate per core whatever else "
-             "ran on the machine. Medians over the seeds that "
-             "reached the threshold; `k/n` = seeds that reached it. A run marked *(deadline)* was stopped "
+             "ran on the machine. Medians are over all seeds, a run "
+             "that stopped before the threshold counting as more than what it spent: such a median is exact when "
+             "those runs cannot move it, and is shown as a lower bound (≥) otherwise; `k/n` = seeds that reached it. A run marked *(deadline)* was stopped "
              "after `--deadline` training seconds, before the threshold (the machine's time is limited; "
              "it needed more than that).", "",
              "All four systems run the same algorithm with the same hyperparameters, so the episodes a run needs "
@@ -423,32 +449,24 @@ def report(out: Path, tasks, systems, seeds, smoke: bool) -> str:
                 lines.append(f"| {system} | — | — | — | — | — | not run yet | — |")
                 continue
             hit = [r for r in done if r["reached"]]
-            walls[system] = median([r["reached"]["seconds"] for r in hit]) if len(hit) == len(done) else None
+            walls[system] = censored_median([(wall_to_threshold(r), bool(r["reached"])) for r in done])
+            episodes = censored_median([(r["reached"]["episodes"] if r["reached"] else r["episodes"], bool(r["reached"]))
+                                        for r in done])
             per_seed = ", ".join(f"{r['reached']['episodes']:,} ({r['reached']['seconds']:.0f})" if r["reached"]
                                  else f">{r['episodes']:,}" + (" (deadline)" if r.get("deadline_hit") else "")
                                  for r in done)
-            lines.append(f"| {system} | {len(hit)}/{len(done)} | {fmt(median([r['reached']['episodes'] for r in hit]))} | "
-                         f"{fmt(median([r['reached']['seconds'] for r in hit]))} | "
+            lines.append(f"| {system} | {len(hit)}/{len(done)} | {fmt_bound(episodes)} | {fmt_bound(walls[system])} | "
                          f"{fmt(median([r['steps_per_s'] for r in done if r['steps_per_s']]))} | "
                          f"{fmt(median([r['steps_per_cpu_s'] for r in done if r.get('steps_per_cpu_s')]))} | {per_seed} | "
                          f"{fmt(median([r['final_return'] for r in done if r['final_return'] is not None]))} |")
         lines.append("")
-        best = min((w for s, w in walls.items() if s.startswith("arsearch") and w), default=None)
-        sb3 = [runs[(task, "sb3-contrib", k)] for k in seeds if (task, "sb3-contrib", k) in runs]
-        if walls.get("sb3-contrib") and best:
-            lines.append(f"- sb3-contrib ÷ fastest arsearch, wall clock to threshold: **×{walls['sb3-contrib'] / best:.2f}** "
-                         "(target ≥ ×3).")
-        elif sb3 and best:
-            # a run stopped before the threshold (deadline or budget) would have needed at least its
-            # training time, so the median of those times bounds the median from below
-            short = sum(not r["reached"] for r in sb3)
-            bound = median([wall_to_threshold(r) for r in sb3])
-            lines.append(f"- sb3-contrib ÷ fastest arsearch, wall clock to threshold: **≥ ×{bound / best:.2f}** "
-                         f"(target ≥ ×3; a lower bound: {short} of {len(sb3)} sb3-contrib runs stopped before the "
-                         f"threshold, at the deadline or the budget, and count with their training time).")
-        if walls.get("numpy") and walls.get("arsearch-1core"):
-            lines.append(f"- arsearch-1core ÷ numpy, wall clock to threshold: **×{walls['arsearch-1core'] / walls['numpy']:.2f}** "
-                         "(target ≤ ×1).")
+        fastest = min((s for s in walls if s.startswith("arsearch")), key=lambda s: walls[s][0], default=None)
+        if "sb3-contrib" in walls and fastest:
+            lines.append(f"- sb3-contrib ÷ fastest arsearch ({fastest}), wall clock to threshold: "
+                         f"**{fmt_ratio(walls['sb3-contrib'], walls[fastest])}** (target ≥ ×3).")
+        if "numpy" in walls and "arsearch-1core" in walls:
+            lines.append(f"- arsearch-1core ÷ numpy, wall clock to threshold: "
+                         f"**{fmt_ratio(walls['arsearch-1core'], walls['numpy'])}** (target ≤ ×1).")
         # every system runs the same algorithm, so the episodes a seed needs are luck; the cost of an
         # environment step is each implementation's own, and is what the seeds cannot blur
         rate = {system: median([r["steps_per_cpu_s"] for k in seeds if (r := runs.get((task, system, k)))

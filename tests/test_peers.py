@@ -50,7 +50,7 @@ def test_two_core_system_is_the_one_process_run_split_over_two_ranks(tmp_path):
     assert 0 < two["cpu_seconds"] < 60
 
 
-def test_report_bounds_the_ratio_from_below_when_a_peer_stopped_before_the_threshold(tmp_path):
+def test_report_bounds_the_ratio_when_a_peer_stopped_before_the_threshold(tmp_path):
     def run(system, seed, reached_s, train_s):
         reached = {"episodes": 100, "steps": 1000, "seconds": reached_s, "return": 3200.0} if reached_s else None
         return {"task": "Hopper", "system": system, "seed": seed, "reached": reached, "deadline_hit": reached is None,
@@ -63,5 +63,12 @@ def test_report_bounds_the_ratio_from_below_when_a_peer_stopped_before_the_thres
         peers.cache_path(tmp_path, r["task"], r["system"], r["seed"]).write_text(json.dumps(r))
     body = peers.report(tmp_path, ["Hopper"], ["arsearch-1core", "sb3-contrib"], [0, 1], smoke=True)
     # sb3: median of (50, ≥90) ≥ 70; arsearch: median 15 → at least ×4.67
-    assert "**≥ ×4.67**" in body and "1 of 2 sb3-contrib runs stopped before the threshold" in body
+    assert "**≥ ×4.67**" in body and "| ≥ 70 |" in body
     assert ">100 (deadline)" in body
+
+
+def test_a_median_is_exact_when_the_runs_that_missed_cannot_move_it():
+    assert peers.censored_median([(100.0, True), (120.0, True), (90.0, False)]) == (100.0, False)   # 90 < 100: could
+    assert peers.censored_median([(100.0, True), (120.0, True), (130.0, False)]) == (120.0, True)   # ≥130 is the top
+    assert peers.fmt_ratio((300.0, True), (100.0, False)) == "≤ ×3.00"
+    assert peers.fmt_ratio((300.0, False), (100.0, True)) == "≥ ×3.00"
