@@ -5,8 +5,9 @@ Systems, all with the paper's V2-t hyperparameters (Mania et al. 2018, Table 9) 
 - ``arsearch-1core``: arsearch, vectorized backend, one process, one thread;
 - ``arsearch-2core``: arsearch the way a user runs it on this 2-core machine: the distributed
   backend with 2 ranks (Gloo), one thread each — ``arsearch train job.toml --nproc 2``. It is the
-  same synchronous algorithm as one process (same seed, same trajectory up to the summation order
-  of the state statistics), with each iteration's rollouts split between the cores. (The hogwild
+  same synchronous algorithm as one process (same seed, same trajectory up to the rounding of the
+  state statistics' sums, which over hundreds of iterations lets runs part), with each iteration's
+  rollouts split between the cores. (The hogwild
   backend is faster per step, but its stale asynchronous updates cost episodes: it missed the
   Hopper threshold within 8,000 episodes where one process took 2,000.)
 - ``sb3-contrib``: sb3-contrib's ``ARS`` (``LinearPolicy``, ``VecNormalize`` observations only,
