@@ -101,5 +101,5 @@ def test_fresh_model_is_pretrained_and_saved_first(tmp_path):
     assert (target / "config.json").exists() and (target / "tokenizer.json").exists()
     assert json.loads((target / "config.json").read_text())["model_type"] == "gpt2"
     assert result.train["count/forward_examples"] == 2 * 3 * 8        # pretraining is not in the ARS budget
-    again = posttrain(load_job(data=data))                            # the saved directory is reused
+    again = posttrain(load_job(data=data), overwrite=True)           # the saved directory is reused
     assert not again.pretrained

@@ -192,6 +192,10 @@ def test_shipped_target_studies_validate_and_run_a_tiny_trial(tmp_cwd, name):
     # a tiny version of a trial: short episodes, a 24-episode budget, every strategy switched on
     apply_overrides(spec.base, {"task.horizon": 20, "task.eval_episodes": 1, "stop.episodes": 24,
                                 "eval.every_episodes": 8, "checkpoint.every": 1000})
+    if name == "hopper_target":      # the file starts from the paper's settings; this test runs its own trial
+        assert spec.enqueue == [{"ars.version": "v2t", "ars.directions": 8, "ars.top": 4, "ars.step_size": 0.01,
+                                 "ars.noise": 0.025, "task.shift": 1.0, "population.size": 1}]
+    spec.enqueue = []
     study, _ = open_study(spec)
     study.enqueue_trial({"ars.directions": 4, "population.size": 2,
                          **{f"population.strategies.{k}": True for k in ("culling", "annealing", "tabu", "pso")}})
