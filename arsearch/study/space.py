@@ -380,6 +380,7 @@ def _enqueued(entries: Any, params: list[Param], base: dict) -> list[dict[str, A
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ConfigError("enqueue: expected [[enqueue]] tables of searched key = value")
     by_key = {p.key: p for p in params}
+    searched = {q.key for q in params if q.kind != "fixed"}
     trials = []
     for i, entry in enumerate(entries):
         fixed: dict[str, Any] = {}
@@ -390,7 +391,6 @@ def _enqueued(entries: Any, params: list[Param], base: dict) -> list[dict[str, A
             param = by_key[key]
             fixed.update(param.fixed_params(value, f"enqueue[{i}].{key!r}"))
             # a key whose condition this entry settles, and fails, would be silently ignored: refuse it
-            searched = {q.key for q in params if q.kind != "fixed"}
             if all(parent in entry or parent not in searched for parent in param.when):
                 context = {parent: entry[parent] if parent in entry else _get(base, parent) for parent in param.when}
                 if not param.active(context):
