@@ -507,9 +507,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     tasks = args.task or (list(TASKS) if args.smoke else ["digits"])
     seeds = {t: args.seeds or (2 if args.smoke else TASKS[t]["seeds"]) for t in TASKS}
+    # seed-major: an interrupted campaign leaves whole seeds (every variant on the same seeds), and one
+    # invocation keeps its workers busy across seeds instead of waiting for each seed's slowest run
     jobs = [] if args.report_only else [
-        (t, v, s, args.smoke) for t in tasks for v in variants(t) if not args.variants or v in args.variants
-        for s in range(seeds[t]) if not cached(t, v, s, args.smoke)]
+        (t, v, s, args.smoke) for s in range(max(seeds[t] for t in tasks)) for t in tasks if s < seeds[t]
+        for v in variants(t) if (not args.variants or v in args.variants) and not cached(t, v, s, args.smoke)]
     print(f"{len(jobs)} runs to do ({'smoke' if args.smoke else 'full'}); cache {cache_dir(args.smoke)}", flush=True)
     start = time.perf_counter()
 
