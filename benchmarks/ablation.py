@@ -420,9 +420,12 @@ def plot(by: dict, tasks: list[str], seeds: int, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
+    with_target = any("target" in TASKS[t] for t in tasks)
+    fig, axes = plt.subplots(2 if with_target else 1, len(tasks), figsize=(6.5 * len(tasks), 9 if with_target else 4.5),
+                             squeeze=False)
     colors = plt.get_cmap("tab20").colors
-    for ax, task in zip(axes[0], tasks):
+    for column, task in enumerate(tasks):
+        ax = axes[0][column]
         spec = TASKS[task]
         for i, v in enumerate(variants(task)):
             runs = [r for s, r in sorted(by.get((task, v), {}).items()) if s < seeds]
@@ -455,9 +458,37 @@ def plot(by: dict, tasks: list[str], seeds: int, out: Path) -> None:
         ax.set_ylabel(spec["metric"])
         if len(ax.lines) > ("target" in spec):
             ax.legend(fontsize=7, ncol=2)
+        if with_target:
+            success_panel(axes[1][column], task, by, seeds, colors)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def success_panel(ax, task: str, by: dict, seeds: int, colors) -> None:
+    """The share of seeds that have reached the target against spend: the criterion itself, read
+    as an empirical distribution of episodes to target (a seed that never reached it never counts)."""
+    spec = TASKS[task]
+    if "target" not in spec:
+        ax.axis("off")
+        return
+    for i, v in enumerate(variants(task)):
+        runs = [r for s, r in sorted(by.get((task, v), {}).items()) if s < seeds]
+        if not runs:
+            continue
+        hits = sorted(r["to_target"] for r in runs if r["reached"])
+        xs = [0.0, *hits, float(spec["budget"])]
+        ys = [0.0, *[(k + 1) / len(runs) for k in range(len(hits))], len(hits) / len(runs)]
+        ax.step(xs, ys, where="post", ls="--" if v.startswith("single") else "-",
+                color=colors[i % len(colors)], label=f"{v} ({len(hits)}/{len(runs)})")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{task}: share of seeds at {spec['metric']} ≥ {spec['target']:g} against spend")
+    ax.set_xlabel(f"training {spec['budget_key'].replace('_', ' ')}")
+    ax.set_ylabel("share of seeds at target")
+    if ax.lines:
+        ax.legend(fontsize=7, ncol=2, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no runs cached yet", ha="center", va="center", transform=ax.transAxes)
 
 
 def write_report(tasks: list[str], seeds: dict, smoke: bool, note: str) -> Path:
