@@ -264,10 +264,17 @@ def newcombe(s1: int, n1: int, s2: int, n2: int) -> tuple[float, float, float]:
     return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
 
 
+def reached(run: dict, budget: float) -> bool:
+    """The run reached the target within the budget. A run stops at the first iteration boundary at
+    or past the budget, so its last iteration may pass it (a Hopper population iteration is 64
+    episodes: 94 of them are 6016); a target first reached past the budget does not count."""
+    return bool(run["reached"]) and float(run["to_target"]) <= budget
+
+
 def restricted_episodes(run: dict, budget: float) -> float:
-    """Episodes to the target, or the whole budget for a run that never reached it (a censored run:
-    its time to target is more than the budget, so the mean of these is the restricted mean)."""
-    return float(run["to_target"]) if run["reached"] else float(budget)
+    """Episodes to the target, or the whole budget for a run that never reached it within the budget
+    (a censored run: its time to target is more than the budget, so the mean is the restricted mean)."""
+    return float(run["to_target"]) if reached(run, budget) else float(budget)
 
 
 def verdict(lo: float, hi: float) -> str:
@@ -314,6 +321,8 @@ def task_section(task: str, by: dict, seeds: int, smoke: bool) -> tuple[list[str
         target = spec["target"]
         lines += [f"Success = an evaluation return ≥ {target:g} within the budget (evaluation every "
                   f"{job['eval'].get('every_episodes')} training episodes, {job['task']['eval_episodes']} episodes). "
+                  "A run stops at the first iteration boundary at or past the budget; a target first reached "
+                  "past the budget does not count. "
                   "Success rate with its 95% Wilson interval, differences with Newcombe's interval. Episodes to "
                   f"target with a run that never reached it counted at the budget ({budget:,}): the restricted "
                   "mean of survival analysis, mean ± 95% CI (t), differences with Welch's interval (lower is "
@@ -321,7 +330,7 @@ def task_section(task: str, by: dict, seeds: int, smoke: bool) -> tuple[list[str
                   "the other columns are context. Final return: mean ± 95% CI (t).", ""]
 
         def rate(v):
-            return sum(r["reached"] for r in done[v]), len(done[v])
+            return sum(reached(r, budget) for r in done[v]), len(done[v])
 
         def episodes(v):
             return [restricted_episodes(r, budget) for r in done[v]]
@@ -395,8 +404,8 @@ def summary_lines(task: str, done: dict, best_single: str | None, rl: bool, budg
     def difference(v, ref) -> tuple[float, float]:
         """The 95% CI of v − ref on the task's criterion, oriented so that > 0 means v is better."""
         if rl and spec["criterion"] == "success rate":
-            _, lo, hi = newcombe(sum(r["reached"] for r in done[v]), len(done[v]),
-                                 sum(r["reached"] for r in done[ref]), len(done[ref]))
+            _, lo, hi = newcombe(sum(reached(r, budget) for r in done[v]), len(done[v]),
+                                 sum(reached(r, budget) for r in done[ref]), len(done[ref]))
             return lo, hi
         d, h = welch(outcome(v), outcome(ref))
         return d - h, d + h
@@ -414,7 +423,7 @@ def summary_lines(task: str, done: dict, best_single: str | None, rl: bool, budg
             f"worse than `none`: {', '.join(harms) or 'none'}.")
 
 
-def plot(by: dict, tasks: list[str], seeds: int, out: Path) -> None:
+def plot(by: dict, tasks: list[str], seeds: int, out: Path, smoke: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -459,25 +468,26 @@ def plot(by: dict, tasks: list[str], seeds: int, out: Path) -> None:
         if len(ax.lines) > ("target" in spec):
             ax.legend(fontsize=7, ncol=2)
         if with_target:
-            success_panel(axes[1][column], task, by, seeds, colors)
+            success_panel(axes[1][column], task, by, seeds, colors, smoke)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
 
 
-def success_panel(ax, task: str, by: dict, seeds: int, colors) -> None:
+def success_panel(ax, task: str, by: dict, seeds: int, colors, smoke: bool) -> None:
     """The share of seeds that have reached the target against spend: the criterion itself, read
     as an empirical distribution of episodes to target (a seed that never reached it never counts)."""
     spec = TASKS[task]
     if "target" not in spec:
         ax.axis("off")
         return
+    budget = spec["smoke_budget"] if smoke else spec["budget"]
     for i, v in enumerate(variants(task)):
         runs = [r for s, r in sorted(by.get((task, v), {}).items()) if s < seeds]
         if not runs:
             continue
-        hits = sorted(r["to_target"] for r in runs if r["reached"])
-        xs = [0.0, *hits, float(spec["budget"])]
+        hits = sorted(r["to_target"] for r in runs if reached(r, budget))
+        xs = [0.0, *hits, float(budget)]
         ys = [0.0, *[(k + 1) / len(runs) for k in range(len(hits))], len(hits) / len(runs)]
         ax.step(xs, ys, where="post", ls="--" if v.startswith("single") else "-",
                 color=colors[i % len(colors)], label=f"{v} ({len(hits)}/{len(runs)})")
@@ -520,7 +530,7 @@ def write_report(tasks: list[str], seeds: dict, smoke: bool, note: str) -> Path:
     else:
         lines.append("None: every (task, variant, seed) cell is cached.")
     lines.append("")
-    plot(by, tasks, max(seeds.values()), out / f"{name}.png")
+    plot(by, tasks, max(seeds.values()), out / f"{name}.png", smoke)
     path = out / f"{name}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

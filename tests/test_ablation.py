@@ -46,3 +46,11 @@ def test_swimmer_verdict_is_on_success_rate():
              "none": [1800] * 5 + [None] * 5, "pbt": [100] * 5 + [None] * 5, "all": [400] * 10}
     line = verdict_of("swimmer", cells)
     assert "on success rate" in line and "excluding 0: all." in line
+
+
+def test_a_target_first_reached_past_the_budget_does_not_count():
+    # a population iteration is 64 episodes, so a Hopper run ends at 6016: reaching 3120 there is a miss
+    budget = ablation.TASKS["hopper"]["budget"]
+    late, in_time = runs("hopper", [6016, 5990], budget)
+    assert not ablation.reached(late, budget) and ablation.restricted_episodes(late, budget) == budget
+    assert ablation.reached(in_time, budget) and ablation.restricted_episodes(in_time, budget) == 5990
