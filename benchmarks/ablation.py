@@ -334,8 +334,10 @@ def task_section(task: str, by: dict, seeds: int, smoke: bool) -> tuple[list[str
 
         def episodes(v):
             return [restricted_episodes(r, budget) for r in done[v]]
-        best_single = (min(singles, key=lambda v: (-rate(v)[0] / rate(v)[1], np.mean(episodes(v))))
-                       if singles else None)
+        def ranking(v):          # the best single learner on the task's criterion, the other one breaking ties
+            by_rate, by_episodes = -rate(v)[0] / rate(v)[1], float(np.mean(episodes(v)))
+            return (by_rate, by_episodes) if spec["criterion"] == "success rate" else (by_episodes, by_rate)
+        best_single = min(singles, key=ranking) if singles else None
         lines += [f"| variant | runs | success rate [95% CI] | Δ rate vs {best_single} [95% CI] | Δ rate vs none "
                   f"[95% CI] | episodes to target (budget if never) | Δ episodes vs {best_single} | "
                   "Δ episodes vs none | final return |", "|---|---|---|---|---|---|---|---|---|"]

@@ -54,3 +54,11 @@ def test_a_target_first_reached_past_the_budget_does_not_count():
     late, in_time = runs("hopper", [6016, 5990], budget)
     assert not ablation.reached(late, budget) and ablation.restricted_episodes(late, budget) == budget
     assert ablation.reached(in_time, budget) and ablation.restricted_episodes(in_time, budget) == 5990
+
+
+def test_the_best_single_learner_is_picked_on_the_tasks_criterion():
+    # single_kn reaches the target on every seed but late; single_n on four of five, early
+    cells = {"single_n": [1000, 1000, 1000, 1000, None], "single_kn": [5000] * 5, "none": [5000] * 5}
+    assert "best single learner (single_n)" in verdict_of("hopper", cells)       # episodes: 2000 against 5000
+    cells = {"single_n": [100] * 9 + [None], "single_kn": [1900] * 10, "none": [1900] * 10}
+    assert "best single learner (single_kn)" in verdict_of("swimmer", cells)     # success rate: 1.0 against 0.9
