@@ -164,10 +164,17 @@ def peek(path: str | Path, map_location="cpu") -> dict:
 
 
 # keys that must match between a checkpoint and the job resuming it: with any of them changed the
-# saved parameters, noise seeds or optimiser state mean something else (iterations, eval, tracking may change)
-SAME_JOB_KEYS = ("seed", "task.kind", "task.dataset", "task.model", "task.hidden", "task.channels",
-                 "task.activation", "task.env", "task.policy", "ars.version", "ars.directions",
-                 "ars.noise_source", "model.factory", "population.size")
+# saved parameters, noise seeds or optimiser state mean something else (iterations, eval, tracking may
+# change). These are the core ones; each task kind adds its own (`Task.resume_keys`: the dataset, the env...).
+SAME_JOB_KEYS = ("seed", "task.kind", "ars.version", "ars.directions", "ars.noise_source", "model.factory",
+                 "population.size")
+
+
+def same_job_keys(config) -> tuple[str, ...]:
+    """`SAME_JOB_KEYS` and the ``[task]`` keys the job's task kind says define its parameters."""
+    from .config import task_of
+
+    return (*SAME_JOB_KEYS, *(f"task.{k}" for k in task_of(config).resume_keys))
 
 
 def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint") -> None:
@@ -195,7 +202,7 @@ def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint") -> 
             data = data[part]
         return data
 
-    diffs = [f"{k} = {get(saved, k)!r} in the checkpoint, {get(now, k)!r} now" for k in SAME_JOB_KEYS
+    diffs = [f"{k} = {get(saved, k)!r} in the checkpoint, {get(now, k)!r} now" for k in same_job_keys(config)
              if get(saved, k) != get(now, k)]
     if diffs:
         raise CheckpointError(f"--resume: {path} was written by a different job: " + "; ".join(diffs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,9 +19,15 @@ from typing import Any
 import tomllib
 
 from .backends import REGISTRY as BACKENDS
-from .fields import choice, items, listof, number
+from .fields import choice, items, number
 from .population import REGISTRY as STRATEGIES
-from .population import InitConfig, strategy_class
+from .tasks import KINDS as TASKS
+
+# Every kind of plug-in, each one registry (`arsearch.registry`): the job config's tables, checks and
+# `applicable` are built from what their plug-ins declare, so no plug-in is named in this module.
+# The registries hold names only; a plug-in's module (and torch) is imported when the tables are
+# first needed (`_build`), not when this module is imported.
+REGISTRIES = (TASKS, BACKENDS, STRATEGIES)
 
 
 class ConfigError(ValueError):
@@ -28,47 +35,26 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class TaskConfig:
-    kind: str = choice("supervised", "supervised", "rl", "generate")
-    # supervised
-    dataset: str = "digits"          # digits | breast_cancer | regression | "package.module:function"
-    model: str = "mlp"               # mlp | cnn | "package.module:function"
-    hidden: list[int] = listof([64])
-    activation: str = choice("relu", "relu", "tanh")
-    channels: list[int] = listof([8, 16])
-    batch_size: int = number(256, 1)
-    test_fraction: float = number(0.25, 0.0, 1.0, low_open=True)   # < 1: JobConfig.check
-    test_dataset: str = ""           # "package.module:function" returning the test data (x, y) or a Dataset
-    # rl
-    env: str = "Swimmer-v5"
-    policy: str = choice("linear", "linear", "mlp")
-    horizon: int = number(1000, 1)
-    shift: float = 0.0
-    eval_episodes: int = number(5, 1)
-    # generate: a causal LM's greedy outputs scored by a reward (arsearch.tasks.generate)
-    prompts: str = "arithmetic"      # arithmetic | countdown | a .jsonl file | "package.module:function"
-    eval_prompts: str = ""           # held-out prompts (.jsonl); empty: `test_fraction` of `prompts`
-    n_prompts: int = number(2000, 1)  # built-in generators: how many prompts to make
-    reward: str = "arsearch.tasks.generate:exact_match"   # "package.module:function"
-    max_new_tokens: int = number(8, 1)
-    eval_batch: int = number(256, 1)  # generate: prompts per batched call when evaluating
+class _TaskCore:
+    kind: str = choice(TASKS.default, *TASKS)     # the task-kind registry's names
     # where the model runs: "cpu", "cuda", "cuda:1", or "auto" (cuda when available)
     device: str = "cpu"
+    # + every registered kind's own keys (dataset, env, prompts, function...): see `_build`
 
 
 @dataclass
-class ARSSection:
+class _ARSCore:
     version: str = choice("v1t", "v1", "v1t", "v2", "v2t")
     directions: int = number(32, 1)
     top: int = number(8, 1)
     step_size: float = number(0.02, 0.0, low_open=True)
     noise: float = number(0.03, 0.0, low_open=True)
     iterations: int = number(300, 0)
-    backend: str = choice("vectorized", *BACKENDS)        # the backend registry's names
+    backend: str = choice(BACKENDS.default, *BACKENDS)        # the backend registry's names
     noise_source: str = choice("seed", "seed", "table")
     table_size: int = number(10_000_000, 1)
     noise_rank: int = number(0, 0)       # r > 0: low-rank directions A·Bᵀ/√r per weight matrix (0 = full rank)
-    # + every registered backend's own keys (vector_chunk, devices, workers, nproc, timeout): below
+    # + every registered backend's own keys (vector_chunk, devices, workers, nproc, timeout): see `_build`
 
 
 def _copy_field(f: dataclasses.Field) -> dataclasses.Field:
@@ -77,41 +63,87 @@ def _copy_field(f: dataclasses.Field) -> dataclasses.Field:
     return field(default=f.default, metadata=f.metadata)
 
 
-def _with_backend_keys(core: type) -> type:
-    """``[ars]``: the core keys, then the keys of each registered backend's ``Config`` (the dataclass
-    beside its class), flat as before (``ars.workers``); a key two backends share (``timeout``) is
-    declared alike by both and appears once."""
-    from .backends import backend_class
+def _spec(cls: type) -> list[tuple]:
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], _copy_field(f)) for f in dataclasses.fields(cls)]
 
-    spec = {f.name: (f.name, typing.get_type_hints(core)[f.name], _copy_field(f)) for f in dataclasses.fields(core)}
-    for name in BACKENDS:
-        try:
-            cfg = backend_class(name).Config
-        except ValueError:          # a backend that cannot be imported here has no keys to offer
-            continue
-        hints = typing.get_type_hints(cfg)
-        for f in dataclasses.fields(cfg):
-            spec.setdefault(f.name, (f.name, hints[f.name], _copy_field(f)))
-    cls = dataclasses.make_dataclass(core.__name__, list(spec.values()))
+
+def _flat(core: type, name: str, registry) -> type:
+    """A table of `core`'s keys, then the keys of each registered plug-in's ``Config``, flat
+    (``ars.workers``, ``task.env``); a key two plug-ins share (``timeout``, ``hidden``) is declared
+    alike by both and appears once."""
+    spec = {e[0]: e for e in _spec(core)}
+    for p in registry.available().values():
+        for entry in _spec(p.Config):
+            spec.setdefault(entry[0], entry)
+    cls = dataclasses.make_dataclass(name, list(spec.values()))
     cls.__module__, cls.__doc__ = __name__, core.__doc__
     return cls
 
 
-ARSSection = _with_backend_keys(ARSSection)
+def _nested(core: list[tuple], name: str, registry) -> type:
+    """A table of the `core` keys, then one sub-table per registered plug-in: its ``Config``."""
+    tables = [(key, p.Config, field(default_factory=p.Config)) for key, p in registry.available().items()]
+    cls = dataclasses.make_dataclass(name, [*core, *tables])
+    cls.__module__ = __name__
+    return cls
 
 
-# [population]: its own keys, then one table per registered strategy, each the ``Config``
-# dataclass that lives beside the strategy's class (adding a strategy adds its table here).
-PopulationConfig = dataclasses.make_dataclass("PopulationConfig", [
-    ("size", int, number(8, 1)),
-    ("epoch", int, number(10, 1)),
-    ("strategies", list[str], items([], *STRATEGIES)),
-    ("fitness", str, choice("ema", "ema", "last", "eval")),
-    ("fitness_ema", float, number(0.7, 0.0, 1.0)),
-    ("init", InitConfig, field(default_factory=InitConfig)),
-    *[(name, strategy_class(name).Config, field(default_factory=strategy_class(name).Config)) for name in STRATEGIES],
-])
-PopulationConfig.__module__ = __name__
+_LAZY = ("TaskConfig", "ARSSection", "PopulationConfig", "JobConfig")
+if typing.TYPE_CHECKING:      # module attributes built on first use (`__getattr__`), named for checkers
+    TaskConfig = ARSSection = PopulationConfig = type
+_build_lock = threading.RLock()
+
+
+def _build() -> None:
+    """Build the tables whose keys come from the plug-ins (importing their modules, and torch), once."""
+    g = globals()
+    if "JobConfig" in g:
+        return
+    with _build_lock:
+        if "JobConfig" in g:
+            return
+        from .population.population import InitConfig
+
+        g["TaskConfig"] = _flat(_TaskCore, "TaskConfig", TASKS)
+        g["ARSSection"] = _flat(_ARSCore, "ARSSection", BACKENDS)
+        # [population]: its own keys, then one table per registered strategy, each the ``Config``
+        # dataclass that lives beside the strategy's class (adding a strategy adds its table here)
+        g["PopulationConfig"] = _nested([
+            ("size", int, number(8, 1)),
+            ("epoch", int, number(10, 1)),
+            ("strategies", list[str], items([], *STRATEGIES)),
+            ("fitness", str, choice("ema", "ema", "last", "eval")),
+            ("fitness_ema", float, number(0.7, 0.0, 1.0)),
+            ("init", InitConfig, field(default_factory=InitConfig)),
+        ], "PopulationConfig", STRATEGIES)
+        g["JobConfig"] = _JobConfig
+
+
+def __getattr__(name: str):
+    """`TaskConfig`, `ARSSection`, `PopulationConfig` and `JobConfig`, built on first use (PEP 562)."""
+    if name in _LAZY:
+        _build()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _table(name: str):
+    _build()
+    return globals()[name]
+
+
+def plugin(registry, name: str):
+    """The plug-in `name` of `registry` (a ConfigError naming the allowed ones if unknown)."""
+    try:
+        return registry.load(name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def task_of(config):
+    """The class of a job's task kind: what it declares (metrics, spend, objective...)."""
+    return plugin(TASKS, config.task.kind)
 
 
 @dataclass
@@ -128,10 +160,13 @@ class EvalConfig:
     every_episodes: int = number(0, 0)
 
 
-# what a job can spend, as named in [stop] and in the final metrics (count/<name>)
+# what a job can spend, as named in [stop] and in the final metrics (count/<name>); a task kind
+# says which of these it counts (`Task.spends`), the wall clock counts for all
 BUDGETS = ("episodes", "env_steps", "forward_examples", "seconds")
 # the metric families a stop target may name: those known at an evaluation
 TARGET_FAMILIES = ("eval", "train")
+# optional job tables that only some task kinds read (`Task.reads_tables`)
+TASK_TABLES = {"sampling": "(prioritised mini-batches)"}
 
 
 @dataclass
@@ -146,16 +181,18 @@ class StopConfig:
 
     episodes: int = number(0, 0)            # training episodes (evaluation episodes are counted apart)
     env_steps: int = number(0, 0)           # training environment steps
-    forward_examples: int = number(0, 0)    # examples (or observations) through the model once
+    forward_examples: int = number(0, 0)    # examples (or observations, or function evaluations) through the model once
     seconds: float = number(0.0, 0.0)       # wall clock of the training loop
     target: TargetConfig | None = None
 
     def reached(self, value: float) -> bool:
-        """Whether `value` of the target metric meets the target: a *loss* from below, any other from above."""
+        """Whether `value` of the target metric meets the target: from below for a metric the task
+        says is better lower (`JobConfig.check` records it; a *loss* when unchecked), else from above."""
         assert self.target is not None and self.target.value is not None
-        if "loss" in self.target.metric:
-            return value <= self.target.value
-        return value >= self.target.value
+        lower = getattr(self, "_lower_is_better", None)
+        if lower is None:
+            lower = "loss" in self.target.metric
+        return value <= self.target.value if lower else value >= self.target.value
 
 
 @dataclass
@@ -203,8 +240,8 @@ class CompressConfig:
 @dataclass
 class JobConfig:
     seed: int = number(0, 0, 2**32 - 1)     # NumPy and scikit-learn take seeds in [0, 2**32)
-    task: TaskConfig = field(default_factory=TaskConfig)
-    ars: ARSSection = field(default_factory=ARSSection)
+    task: TaskConfig = field(default_factory=lambda: _table("TaskConfig")())
+    ars: ARSSection = field(default_factory=lambda: _table("ARSSection")())
     population: PopulationConfig | None = None
     sampling: SamplingConfig | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -215,12 +252,17 @@ class JobConfig:
     stop: StopConfig | None = None
 
     def check(self) -> None:
-        """Constraints between keys."""
-        if self.ars.backend == "hogwild" and self.population is not None:
-            raise ConfigError("ars.backend = 'hogwild' runs one asynchronous learner and cannot be combined "
-                              "with [population]; use 'vectorized' or 'distributed'")
+        """Constraints between keys: the core ones, then those each selected plug-in declares."""
         if self.ars.top > self.ars.directions:
             raise ConfigError(f"ars.top = {self.ars.top} must be <= ars.directions = {self.ars.directions}")
+        for registry in (BACKENDS, TASKS, STRATEGIES):
+            for name in registry.selected(self):
+                try:
+                    plugin(registry, name).check(self)
+                except ConfigError:
+                    raise
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
         if self.population is not None:
             from .population.population import check_range
 
@@ -229,33 +271,25 @@ class JobConfig:
                     check_range(name, getattr(self.population.init, name))
                 except ValueError as e:
                     raise ConfigError(str(e)) from None
-        if self.task.kind == "generate" and (self.model is None or not self.model.path):
-            raise ConfigError("task.kind = \"generate\" needs [model] path: a Hugging Face model directory "
-                              "(with factory = \"transformers:AutoModelForCausalLM\")")
-        if self.sampling is not None and self.task.kind != "supervised":
-            raise ConfigError("[sampling] (prioritised mini-batches) needs task.kind = \"supervised\"")
-        if self.eval.every_episodes and self.task.kind != "rl":
+        task = task_of(self)
+        for table, what in TASK_TABLES.items():
+            if getattr(self, table) is not None and table not in task.reads_tables:
+                readers = [name for name, cls in TASKS.available().items() if table in cls.reads_tables]
+                raise ConfigError(f"[{table}] {what} needs task.kind = "
+                                  f"{' or '.join(f'{k!r}' for k in readers) or '(none registered)'}; a "
+                                  f"{self.task.kind} task does not read it")
+        if self.eval.every_episodes and "episodes" not in task.spends:
             raise ConfigError(f"eval.every_episodes = {self.eval.every_episodes}: a {self.task.kind} task spends no "
                               f"episodes, so it would never evaluate; use eval.every")
         if self.stop is not None:
-            self._check_stop(self.stop)
-        if self.task.test_fraction >= 1.0:
-            raise ConfigError(f"task.test_fraction = {self.task.test_fraction} leaves no training data; "
-                              f"allowed: > 0 and < 1")
-        if self.ars.devices:
-            _check_devices(self.ars.devices)
+            self._check_stop(self.stop, task)
 
-
-    def _check_stop(self, stop: StopConfig) -> None:
-        if stop.seconds and self.ars.backend == "distributed":
-            # every rank decides to stop on its own: clocks differ, counters and evaluations do not
-            raise ConfigError(f"stop.seconds = {stop.seconds} cannot be used with ars.backend = 'distributed': ranks "
-                              f"would stop at different iterations; use stop.episodes, env_steps or forward_examples")
-        if self.task.kind != "rl":
-            for name in ("episodes", "env_steps"):
-                if getattr(stop, name):
-                    raise ConfigError(f"stop.{name} = {getattr(stop, name)}: a {self.task.kind} task spends no "
-                                      f"{name.replace('_', ' ')}; use stop.forward_examples or stop.seconds")
+    def _check_stop(self, stop: StopConfig, task) -> None:
+        spends = [b for b in BUDGETS if b in task.spends or b == "seconds"]
+        for name in BUDGETS:
+            if getattr(stop, name) and name not in spends:
+                raise ConfigError(f"stop.{name} = {getattr(stop, name)}: a {self.task.kind} task spends no "
+                                  f"{name.replace('_', ' ')}; use {' or '.join('stop.' + b for b in spends)}")
         t = stop.target
         if t is None:
             return
@@ -269,30 +303,19 @@ class JobConfig:
                               f"checked at evaluations, so it must be one of "
                               f"{', '.join(f'{f}/<name>' for f in TARGET_FAMILIES)}")
         if family == "eval":
-            known = (("return", "return_std") if self.task.kind == "rl" else ("loss", "accuracy"))
+            known = task.evaluates(self)
             if name not in known:
                 raise ConfigError(f"stop.target.metric = {t.metric!r}: a {self.task.kind} task's evaluation does not "
                                   f"report it, so the target could never be checked; it reports "
                                   f"{', '.join('eval/' + k for k in known)}")
+            stop._lower_is_better = task.direction(name) == "minimize"     # read by `StopConfig.reached`
 
 
-def _check_devices(devices: list[str]) -> None:
-    """ars.devices must exist on this machine (an AssertionError deep in torch otherwise)."""
-    import torch
-
-    for i, name in enumerate(devices):
-        try:
-            device = torch.device(name)
-        except (RuntimeError, ValueError):
-            raise ConfigError(f"ars.devices[{i}] = {name!r} is not a device name (e.g. \"cpu\", \"cuda:0\")") from None
-        if device.type == "cuda":
-            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            if count == 0:
-                raise ConfigError(f"ars.devices[{i}] = {name!r} but no CUDA device is available on this machine; "
-                                  f"use \"cpu\" entries or leave ars.devices empty")
-            if device.index is not None and device.index >= count:
-                raise ConfigError(f"ars.devices[{i}] = {name!r} but this machine has {count} CUDA device(s) "
-                                  f"(cuda:0..cuda:{count - 1})")
+# built with the plug-ins' tables on first use (`__getattr__`); its annotations name them
+_JobConfig = JobConfig
+del JobConfig
+if typing.TYPE_CHECKING:
+    JobConfig = _JobConfig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,6 +390,7 @@ def _convert(value: Any, tp, path: str, meta) -> Any:
 
 def from_dict(cls, data: dict, path: str = ""):
     """Build dataclass `cls` from a dict, refusing unknown keys and bad values."""
+    _build()          # the job's annotations name the tables built from the plug-ins
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -395,45 +419,11 @@ def applicable(config: JobConfig) -> dict:
     list...), so resolved configs, MLflow params and reports show what the job actually uses.
     Loading the result gives back a config that trains exactly the same way."""
     out = to_dict(config)
-    task, ars = out["task"], out["ars"]
-    rl_keys = ("env", "policy", "horizon", "shift", "eval_episodes")
-    generate_keys = ("prompts", "eval_prompts", "n_prompts", "reward", "max_new_tokens", "eval_batch")
-    if config.task.kind == "supervised":
-        _drop(task, *rl_keys, *generate_keys)
-        model = config.model.factory if config.model is not None and config.model.factory else config.task.model
-        if model == "mlp":                  # a user factory may take any of these: keep them all
-            _drop(task, "channels")
-        elif model == "cnn":
-            _drop(task, "hidden")
-        if config.task.test_dataset:        # the test data comes from that function, not a split
-            _drop(task, "test_fraction")
-        else:
-            _drop(task, "test_dataset")
-    elif config.task.kind == "rl":
-        _drop(task, "dataset", "model", "channels", "activation", "batch_size", "test_fraction", "test_dataset",
-              *generate_keys)
-        if config.task.policy == "linear":
-            _drop(task, "hidden")
-    else:                                   # generate: the model comes from [model]
-        _drop(task, *rl_keys, "dataset", "model", "hidden", "channels", "activation", "test_dataset")
-        if config.task.eval_prompts:
-            _drop(task, "test_fraction")
-    backend = config.ars.backend
-    if backend != "hogwild":
-        _drop(ars, "workers")
-    if backend != "distributed":
-        _drop(ars, "nproc")
-    if backend not in ("hogwild", "distributed"):
-        _drop(ars, "timeout")
-    if backend != "vectorized":
-        _drop(ars, "devices")
-    if backend == "sequential":
-        _drop(ars, "vector_chunk")
+    for registry in REGISTRIES:
+        _drop_unselected(config, out.get(registry.table), registry)
+    ars = out["ars"]
     if config.ars.noise_source != "table":
         _drop(ars, "table_size")
-    if config.population is not None:
-        _drop(out["population"], *(s for s in ("culling", "annealing", "tabu", "pso")
-                                   if s not in config.population.strategies))
     if config.compress is not None:
         c = out["compress"]
         if config.compress.prune == 0:
@@ -445,6 +435,27 @@ def applicable(config: JobConfig) -> dict:
     else:                               # empty strings are "not set": the defaults say what applies
         _drop(out["tracking"], *(k for k in ("uri", "run_name") if not out["tracking"][k]))
     return out
+
+
+def _drop_unselected(config, table: dict | None, registry) -> None:
+    """Drop from `table` the keys of the registry's plug-ins this job does not select, and those
+    a selected one declares it leaves unread (`Plugin.unused_keys`)."""
+    if table is None:                   # an optional table the job does not have ([population])
+        return
+    selected = registry.selected(config)
+    plugins = registry.available()
+    if registry.nested:                 # one sub-table per plug-in: [population.culling]
+        for name, p in plugins.items():
+            if name in selected:
+                _drop(table.get(name, {}), *p.unused_keys(config))
+            else:
+                table.pop(name, None)
+        return
+    read = set()                        # flat: a key two plug-ins share stays if a selected one reads it
+    for name in selected:
+        p = plugins[name]
+        read |= set(p.keys()) - set(p.unused_keys(config))
+    _drop(table, *(k for p in plugins.values() for k in p.keys() if k not in read))
 
 
 def _drop(table: dict, *keys: str) -> None:
@@ -507,6 +518,6 @@ def load_job(path: str | Path | None = None, overrides=None, data: dict | None =
     raw = copy.deepcopy(data or {}) if path is None else load_toml(path)   # overrides must not edit the caller's dict
     if overrides:
         raw = apply_overrides(raw, overrides)
-    config = from_dict(JobConfig, raw)
+    config = from_dict(_table("JobConfig"), raw)
     config.check()
     return config

@@ -26,6 +26,7 @@ import torch
 
 from .ars import VERSIONS, StepResult, ars_step, normalizes_states
 from .noise import iteration_seeds
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -139,11 +140,11 @@ class ARSLearner(Learner):
 
 # The trainer's learners by name. A backend names the learner that drives it (``Backend.learner``;
 # hogwild's workers need their own), and a job with a [population] table uses "population".
-REGISTRY = {
+REGISTRY = Registry("learner", {
     "ars": "arsearch.learner:ARSLearner",
     "population": "arsearch.population:Population",
     "hogwild": "arsearch.backends.hogwild:HogwildLearner",
-}
+})
 
 
 def learner_name(config) -> str:
@@ -156,10 +157,4 @@ def learner_name(config) -> str:
 
 def make_learner(config, task, space, noise, backend, name: str | None = None) -> Learner:
     """The learner for a job (`learner_name`), built by its ``from_config``."""
-    import importlib
-
-    name = name or learner_name(config)
-    if name not in REGISTRY:
-        raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(REGISTRY)}")
-    module, _, attr = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), attr).from_config(config, task, space, noise, backend)
+    return REGISTRY.load(name or learner_name(config)).from_config(config, task, space, noise, backend)

@@ -1,34 +1,40 @@
 """Backends: how the 2N perturbed candidates of an ARS iteration are evaluated (the "ARS mode").
 
-Each backend lives in a module of its own; adding one means adding a module and a line here.
+Each backend lives in a module of its own, its class declaring its ``[ars]`` keys and checks
+(`base.Backend`); adding one means adding a module and a line in `REGISTRY`. Nothing here imports
+torch: a backend's module loads when it is named.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from .base import Backend, WorkerLost
+from ..registry import Registry
 
-REGISTRY = {
+REGISTRY = Registry("backend", {
     "sequential": "arsearch.backends.sequential:SequentialBackend",
     "vectorized": "arsearch.backends.vectorized:VectorizedBackend",
     "hogwild": "arsearch.backends.hogwild:HogwildBackend",
     "distributed": "arsearch.backends.distributed:DistributedBackend",
-}
+}, default="vectorized", select="ars.backend", table="ars")
 
 
-def backend_class(name: str) -> type[Backend]:
-    if name not in REGISTRY:
-        raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(REGISTRY)}")
-    module, _, attr = REGISTRY[name].partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"backend {name!r} is not available in this version of arsearch ({e})") from None
+def backend_class(name: str):
+    return REGISTRY.load(name)
 
 
-def make_backend(name: str, config=None) -> Backend:
+def make_backend(name: str, config=None):
     return backend_class(name).from_config(config)
+
+
+_LAZY = {"Backend": "base", "WorkerLost": "base", "BackendConfig": "base"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
 __all__ = ["Backend", "WorkerLost", "REGISTRY", "backend_class", "make_backend"]

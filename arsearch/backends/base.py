@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..noise import SeedNoise
+from ..registry import Plugin
 from ..spaces import ParameterSpace
 
 
@@ -22,17 +23,28 @@ class WorkerLost(RuntimeError):
     """A parallel backend lost a worker process or rank (it died, failed or stopped progressing)."""
 
 
-class Backend:
+class Backend(Plugin):
     """Evaluates the antithetic candidates θ ± ν·δ_k of one iteration and applies the step.
 
     ``evaluate`` returns (r+, r−), each of shape (N,), for the θ currently held by `space`;
     ``apply`` performs θ ← θ + Σ_k w_k·δ_k in place. The directions are regenerated from
     `seeds` by `noise`, so a backend never needs to keep them (though it may cache them).
+
+    As a plug-in (`arsearch.registry.Plugin`) a backend declares ``Config`` (its keys, flat in
+    ``[ars]``), ``check`` (its constraints on a job) and ``unused_keys``.
     """
 
     name = "base"
     learner = "ars"     # the learner (arsearch.learner.REGISTRY) that drives this backend without a population
     Config: type = BackendConfig
+    # a job on this backend starts its own processes from the command line (ranks under torchrun):
+    # a study runs its trials as subprocesses (`arsearch train --nproc`), never in a thread
+    own_processes = False
+
+    @classmethod
+    def processes(cls, config) -> int:
+        """Processes (and devices, one each) a job on this backend runs."""
+        return 1
 
     @classmethod
     def from_config(cls, config) -> Backend:

@@ -77,6 +77,23 @@ class DistributedConfig(VectorizedConfig):
 class DistributedBackend(VectorizedBackend):
     name = "distributed"
     Config = DistributedConfig
+    own_processes = True
+
+    @classmethod
+    def processes(cls, config) -> int:
+        return config.ars.nproc
+
+    @classmethod
+    def check(cls, config) -> None:
+        if config.stop is not None and config.stop.seconds:
+            # every rank decides to stop on its own: clocks differ, counters and evaluations do not
+            raise ValueError(f"stop.seconds = {config.stop.seconds} cannot be used with ars.backend = 'distributed': "
+                             f"ranks would stop at different iterations; use stop.episodes, env_steps or "
+                             f"forward_examples")
+
+    @classmethod
+    def unused_keys(cls, config) -> tuple[str, ...]:
+        return ("devices",)          # each rank runs on its own device (cuda:LOCAL_RANK)
 
     def __init__(self, timeout: float = 300.0, chunk: int = 0, device: str | torch.device = "cpu"):
         super().__init__(chunk=chunk)

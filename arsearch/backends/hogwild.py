@@ -77,6 +77,16 @@ class HogwildBackend(VectorizedBackend):
             return cls()
         return cls(workers=config.ars.workers, timeout=config.ars.timeout, chunk=config.ars.vector_chunk)
 
+    @classmethod
+    def check(cls, config) -> None:
+        if config.population is not None:
+            raise ValueError("ars.backend = 'hogwild' runs one asynchronous learner and cannot be combined "
+                             "with [population]; use 'vectorized' or 'distributed'")
+
+    @classmethod
+    def unused_keys(cls, config) -> tuple[str, ...]:
+        return ("devices",)          # each worker scores on the task's device
+
 
 def _share_space(space) -> None:
     """Move θ's storage (the model and any tensor the space holds itself) to shared memory."""

@@ -52,6 +52,22 @@ def cache_bytes() -> int:
 CACHE_BYTES = int(os.environ.get("ARSEARCH_CACHE_BYTES", 0)) or 2 * cache_bytes()
 
 
+def check_device(key: str, name: str) -> None:
+    """A device name that exists on this machine (an AssertionError deep in torch otherwise); ValueError."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{key} = {name!r} is not a device name (e.g. \"cpu\", \"cuda:0\")") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{key} = {name!r} but no CUDA device is available on this machine; "
+                             f"use \"cpu\" entries or leave ars.devices empty")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{key} = {name!r} but this machine has {count} CUDA device(s) "
+                             f"(cuda:0..cuda:{count - 1})")
+
+
 class VectorizedBackend(Backend):
     name = "vectorized"
     Config = VectorizedConfig
@@ -70,6 +86,11 @@ class VectorizedBackend(Backend):
         if config is None:
             return cls()
         return cls(chunk=config.ars.vector_chunk, devices=config.ars.devices)
+
+    @classmethod
+    def check(cls, config) -> None:
+        for i, name in enumerate(config.ars.devices):
+            check_device(f"ars.devices[{i}]", name)
 
     def directions(self, space, noise, seeds) -> torch.Tensor:
         key = tuple(seeds)

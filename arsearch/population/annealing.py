@@ -65,6 +65,7 @@ def acceptance_probability(delta: torch.Tensor, temperature) -> torch.Tensor:
 class Annealing(Strategy):
     name = "annealing"
     Config = AnnealingConfig
+    extra_candidates = 2        # `after_step` re-scores θ before and after the step
 
     def __init__(self, schedule: str = "adaptive", t0: float = 1.0, decay: float = 0.95, t_min: float = 1e-4,
                  target_acceptance: float = 0.3, difficulty: float = 0.0, units: str = "score"):

@@ -26,17 +26,21 @@ from dataclasses import dataclass
 
 import torch
 
+from ..registry import Plugin
+
 
 @dataclass
 class NoSettings:
     """The config table of a strategy without settings."""
 
 
-class Strategy:
+class Strategy(Plugin):
     name = "strategy"
     # the dataclass of its ``[population.<name>]`` table; `arsearch.config` builds the job
     # config's population table from these (one per registered strategy)
     Config: type = NoSettings
+    # candidates it scores per learner per iteration beyond the ARS step's 2N (spend estimates)
+    extra_candidates: int = 0
 
     @classmethod
     def from_settings(cls, settings) -> Strategy:

@@ -1,19 +1,43 @@
-"""Tasks: what is optimised. A task owns its model and scores candidate parameters (higher is better)."""
+"""Tasks: what is optimised. A task owns its model and scores candidate parameters (higher is better).
 
-from .base import Task
-from .rl import RLTask
-from .supervised import SupervisedTask
+Each task kind is a module of its own whose class declares its keys, checks, metrics and spend
+(`base.Task`); adding one is that module plus a line in `KINDS`. Nothing here imports torch: the
+classes load when a kind is named (`KINDS.load`), so `arsearch.config` can list the kinds cheaply.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..registry import Registry
+
+KINDS = Registry("task kind", {
+    "supervised": "arsearch.tasks.supervised:SupervisedTask",
+    "rl": "arsearch.tasks.rl:RLTask",
+    "generate": "arsearch.tasks.generate:GenerateTask",
+    "function": "arsearch.tasks.function:FunctionTask",
+}, select="task.kind", table="task")
 
 
-def build_task(config, device=None) -> Task:
-    """The task of a `JobConfig`."""
-    if config.task.kind == "generate":   # imports transformers: only when asked for
-        from .generate import GenerateTask
-
-        return GenerateTask.from_config(config, device)
-    if config.task.kind == "rl":
-        return RLTask.from_config(config, device)
-    return SupervisedTask.from_config(config, device)
+def task_class(kind: str):
+    return KINDS.load(kind)
 
 
-__all__ = ["Task", "SupervisedTask", "RLTask", "build_task"]
+def build_task(config, device=None):
+    """The task of a `JobConfig`: its kind's class, built by its ``from_config``."""
+    return task_class(config.task.kind).from_config(config, device)
+
+
+# the classes by their old names, loaded on first use (PEP 562)
+_LAZY = {"Task": "base", "SupervisedTask": "supervised", "RLTask": "rl", "GenerateTask": "generate",
+         "FunctionTask": "function"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+__all__ = ["KINDS", "Task", "SupervisedTask", "RLTask", "GenerateTask", "FunctionTask", "build_task", "task_class"]

@@ -1,4 +1,10 @@
-"""The task interface shared by supervised learning and reinforcement learning."""
+"""The task interface: what every task kind implements, and what it declares as a plug-in.
+
+A task kind is one module under `arsearch.tasks` plus one line in `arsearch.tasks.KINDS`. Its class
+declares (class attributes and class methods, read without building the task): the dataclass of its
+``[task]`` keys (``Config``), its checks on a job, the metrics it reports, the budgets it spends and
+its default objective. `arsearch.config`, the study and checkpoints read these instead of naming kinds.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,10 @@ import torch
 from torch import nn
 
 from ..normalizer import RunningNorm, StateStats
+from ..registry import Plugin
 
 
-class Task:
+class Task(Plugin):
     """Scores parameter candidates of `self.model`; higher is better.
 
     - ``batch(iteration)``: the data every candidate of one iteration is scored on (a mini-batch,
@@ -21,7 +28,49 @@ class Task:
       leading P dimension (vectorized backend);
     - ``pop_state_stats()``: states seen since the last call, for V2 normalisation;
     - ``evaluate()``: held-out metrics of the current parameters.
+
+    As a plug-in (see `arsearch.registry.Plugin`) a task kind also declares ``Config`` (its keys,
+    flat in ``[task]``; a key two kinds share is declared alike by both), ``check``, ``unused_keys``
+    and the class-level facts below, which `arsearch.config` and `arsearch.study` ask for.
     """
+
+    # -- the plug-in's declarations ------------------------------------------------------------------
+    # the [stop] budgets (and study spends) it counts, besides the wall clock ("seconds")
+    spends: tuple[str, ...] = ("forward_examples",)
+    default_spend: str = "forward_examples"
+    # the counters its results carry as count/<name> (training spend; eval_* are counted apart)
+    counters: tuple[str, ...] = ("forward_examples",)
+    # the optional job tables it reads ("sampling": prioritised mini-batches)
+    reads_tables: tuple[str, ...] = ()
+    # metrics of `evaluate()` that are better lower (a target on them is reached from below)
+    lower_is_better: tuple[str, ...] = ("loss",)
+    # [task] keys that must be the same for a checkpoint to be resumed (they define θ's meaning)
+    resume_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def evaluates(cls, config) -> tuple[str, ...]:
+        """The keys `evaluate()` will return for this job (eval/<key>), known before it is built."""
+        return tuple(cls.eval_metrics)
+
+    @classmethod
+    def objective(cls, config) -> tuple[str, str]:
+        """The default study metric and its direction for this job."""
+        name = cls.evaluates(config)[0] if cls.evaluates(config) else cls.metric
+        return f"eval/{name}", cls.direction(name)
+
+    @classmethod
+    def direction(cls, name: str) -> str:
+        return "minimize" if name in cls.lower_is_better else "maximize"
+
+    @classmethod
+    def spend_per_candidate(cls, config, spend: str) -> float:
+        """One candidate's spend in `spend` (an upper bound where it varies), for study grids and pruners."""
+        return float(config.task.batch_size)
+
+    @classmethod
+    def spend_per_iteration(cls, config, spend: str) -> float:
+        """Spend an iteration adds besides its candidates (prioritised sampling's re-scoring)."""
+        return 0.0
 
     model: nn.Module
     normalizer: RunningNorm | None = None

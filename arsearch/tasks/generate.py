@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..fields import number
 from ..imports import call_with_accepted, is_import_path, load_callable
 from .base import Task
 
@@ -148,9 +149,40 @@ class PromptBatch:
     attention_mask: torch.Tensor
 
 
+@dataclass
+class GenerateConfig:
+    """``[task]`` keys of ``kind = "generate"`` (the model itself comes from ``[model] path``)."""
+
+    prompts: str = "arithmetic"      # arithmetic | countdown | a .jsonl file | "package.module:function"
+    eval_prompts: str = ""           # held-out prompts (.jsonl); empty: `test_fraction` of `prompts`
+    n_prompts: int = number(2000, 1)  # built-in generators: how many prompts to make
+    reward: str = "arsearch.tasks.generate:exact_match"   # "package.module:function"
+    max_new_tokens: int = number(8, 1)
+    eval_batch: int = number(256, 1)  # prompts per batched call when evaluating
+    batch_size: int = number(256, 1)  # prompts per iteration
+    test_fraction: float = number(0.25, 0.0, 1.0, low_open=True)
+
+
 class GenerateTask(Task):
+    name = "generate"
+    Config = GenerateConfig
     metric = "reward"
     metric_direction = "maximize"
+    eval_metrics = ("reward",)
+    counters = ("forward_examples", "generated_tokens")
+
+    @classmethod
+    def check(cls, config) -> None:
+        if config.model is None or not config.model.path:
+            raise ValueError("task.kind = \"generate\" needs [model] path: a Hugging Face model directory "
+                             "(with factory = \"transformers:AutoModelForCausalLM\")")
+        if config.task.test_fraction >= 1.0:
+            raise ValueError(f"task.test_fraction = {config.task.test_fraction} leaves no training prompts; "
+                             f"allowed: > 0 and < 1")
+
+    @classmethod
+    def unused_keys(cls, config) -> tuple[str, ...]:
+        return ("test_fraction",) if config.task.eval_prompts else ()
 
     def __init__(self, model: nn.Module, tokenizer, train: list[dict], test: list[dict], reward=exact_match, *,
                  batch_size: int = 32, max_new_tokens: int = 8, eval_batch: int = 256, seed: int = 0,

@@ -8,11 +8,14 @@ applied as one batched product — the vectorized backend's data-parallel mode f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
 from ..ars import normalizes_states
+from ..fields import choice, listof, number
 from ..noise import iteration_seeds
 from ..normalizer import RunningNorm
 from .base import Task
@@ -42,9 +45,36 @@ class Policy(nn.Module):
         return x
 
 
+@dataclass
+class RLConfig:
+    """``[task]`` keys of ``kind = "rl"``."""
+
+    env: str = "Swimmer-v5"
+    policy: str = choice("linear", "linear", "mlp")
+    hidden: list[int] = listof([64])     # mlp policy
+    horizon: int = number(1000, 1)
+    shift: float = 0.0
+    eval_episodes: int = number(5, 1)
+
+
 class RLTask(Task):
+    name = "rl"
+    Config = RLConfig
     metric = "return"
     eval_metrics = ("return", "return_std")
+    spends = ("episodes", "env_steps", "forward_examples")
+    default_spend = "episodes"            # the ARS paper's measure
+    counters = ("episodes", "env_steps")
+    resume_keys = ("env", "policy", "hidden")
+
+    @classmethod
+    def unused_keys(cls, config) -> tuple[str, ...]:
+        return ("hidden",) if config.task.policy == "linear" else ()
+
+    @classmethod
+    def spend_per_candidate(cls, config, spend: str) -> float:
+        # one episode per candidate, of at most `horizon` steps (an upper bound)
+        return 1.0 if spend == "episodes" else float(config.task.horizon)
     bypass_wrappers = True  # step env.unwrapped when gym.make's wrappers allow it (tests turn it off)
 
     def __init__(self, env_id: str, *, policy: str = "linear", hidden=(64,), horizon: int = 1000, shift: float = 0.0,

@@ -11,6 +11,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..ars import normalizes_states
+from ..fields import choice, listof, number
 from ..models import build_model
 from ..normalizer import RunningNorm
 from .base import Task
@@ -174,7 +175,53 @@ class Batch:
     index: torch.Tensor            # positions in the training set
 
 
+@dataclass
+class SupervisedConfig:
+    """``[task]`` keys of ``kind = "supervised"``."""
+
+    dataset: str = "digits"          # digits | breast_cancer | regression | "package.module:function"
+    model: str = "mlp"               # mlp | cnn | "package.module:function"
+    hidden: list[int] = listof([64])
+    activation: str = choice("relu", "relu", "tanh")
+    channels: list[int] = listof([8, 16])
+    batch_size: int = number(256, 1)
+    test_fraction: float = number(0.25, 0.0, 1.0, low_open=True)   # < 1: `SupervisedTask.check`
+    test_dataset: str = ""           # "package.module:function" returning the test data (x, y) or a Dataset
+
+
+CLASSIFICATION = ("digits", "breast_cancer")     # the built-in datasets with classes (accuracy)
+
+
 class SupervisedTask(Task):
+    name = "supervised"
+    Config = SupervisedConfig
+    reads_tables = ("sampling",)
+    resume_keys = ("dataset", "model", "hidden", "channels", "activation")
+    eval_metrics = ("loss", "accuracy")
+
+    @classmethod
+    def check(cls, config) -> None:
+        if config.task.test_fraction >= 1.0:
+            raise ValueError(f"task.test_fraction = {config.task.test_fraction} leaves no training data; "
+                             f"allowed: > 0 and < 1")
+
+    @classmethod
+    def unused_keys(cls, config) -> tuple[str, ...]:
+        t = config.task
+        model = config.model.factory if config.model is not None and config.model.factory else t.model
+        unused = {"mlp": ("channels",), "cnn": ("hidden",)}.get(model, ())   # a user factory may take any
+        # the test data comes from that function, not a split
+        return (*unused, "test_fraction" if t.test_dataset else "test_dataset")
+
+    @classmethod
+    def objective(cls, config) -> tuple[str, str]:
+        # accuracy where the built-in data has classes; a user dataset may be a regression: its loss
+        return ("eval/accuracy", "maximize") if config.task.dataset in CLASSIFICATION else ("eval/loss", "minimize")
+
+    @classmethod
+    def spend_per_iteration(cls, config, spend: str) -> float:
+        return float(config.task.batch_size) if config.sampling is not None and spend != "seconds" else 0.0
+
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classification: bool,
                  batch_size: int = 256, test_fraction: float = 0.25, seed: int = 0, normalize: bool = False,
                  device: str | torch.device = "cpu", test: tuple[torch.Tensor, torch.Tensor] | None = None,
