@@ -19,6 +19,15 @@ Stages, each resumable and run by flag (any order, several at once):
   when the study's best configuration has changed since).
 - Every invocation ends by regenerating ``reports/tuned_vs_paper.md`` (and the learning-curve
   PNGs) from whatever is cached, saying what is still missing.
+- ``--raced-study T`` runs studies/T_raced.toml (issue 20: the same space, raced on shared tuning
+  seeds) until its seed jobs have spent ``--budget-factor`` (default 2) times the compute of the
+  one-seed study (the sum of its trials' wall-clock seconds, one core each; for the raced study the
+  sum of its seed jobs' wall-clock seconds, pruned and raced-out ones included). Writes
+  ``<data>/raced_T.json``.
+- ``--validate T`` reruns the raced study's top 3 configurations, the paper's settings (its enqueued
+  baseline) and the one-seed study's best completed configurations on ``--validate-seeds`` fresh seeds
+  (default 10) drawn from the raced study's validation stream, none of them a seed used before.
+  Resumable: each (configuration, seed) job is stored as it ends, seed-major.
 - ``--smoke``: the same pipeline at toy size (30-step episodes, a 48-episode budget, 3 trials, a
   toy target) into ``reports/data/tuned_vs_paper_smoke/`` and ``reports/tuned_vs_paper_smoke.md``;
   it checks the plumbing, not the claim.
@@ -56,6 +65,9 @@ SMOKE = {   # job keys for the toy version: short episodes, a tiny budget and a 
                "stop.target.value": 40.0, "checkpoint.every": 10 ** 6},
 }
 SMOKE_TRIALS = 3
+RACED = {"hopper": "studies/hopper_raced.toml"}     # the same space as TASKS' study, raced on shared seeds
+# every seed any earlier run of this benchmark or the ablation used: validation seeds must avoid them
+USED_SEEDS = set(range(10)) | set(range(FRESH_SEED_BASE, FRESH_SEED_BASE + 5))
 
 
 def data_root(smoke: bool) -> Path:
@@ -146,6 +158,111 @@ def summarise_study(task: str, spec, study, root: Path, session=None) -> dict:
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- stage 1b: the raced study (issue 20) ----------------------------------------------------------------
+def load_raced_spec(task: str, smoke: bool, root: Path):
+    from arsearch.config import apply_overrides
+    from arsearch.study import load_study
+
+    spec = load_study(ROOT / RACED[task], {
+        "storage": f"sqlite:///{root / 'optuna.db'}", "tracking": False,
+        "output": str(ROOT / "runs" / root.name / "studies")})
+    if smoke:
+        apply_overrides(spec.base, SMOKE[task])
+        spec.settings.seeds.tuning, spec.settings.seeds.max_per_config = 4, 3
+        spec.settings.validate.seeds = 2
+    return spec
+
+
+def one_seed_compute(task: str, root: Path) -> float:
+    """Core-seconds the one-seed study spent: its trials' wall clock (each trial one process, one core)."""
+    summary = read_json(root / f"study_{task}.json") or {}
+    return sum(t["seconds"] or 0.0 for t in summary.get("trials", []))
+
+
+def raced_compute(study) -> float:
+    """Core-seconds the raced study spent: its seed jobs' wall clock, pruned and raced-out jobs included."""
+    return sum(t.user_attrs.get("job_seconds", 0.0) for t in study.get_trials(deepcopy=False))
+
+
+def run_raced_stage(task: str, args, root: Path) -> None:
+    from arsearch.study import open_study, run_study
+
+    spec = load_raced_spec(task, args.smoke, root)
+    budget = args.budget_factor * one_seed_compute(task, root)
+    if not budget:
+        print(f"[{task}] the one-seed study has no recorded compute: run --study {task} first", flush=True)
+        return
+    study, _ = open_study(spec)
+    start = time.time()
+    trials = 0
+    while (raced_compute(study) < budget and not args.smoke) or (args.smoke and len(finished(study)) < 4):
+        if args.timeout and time.time() - start > args.timeout:
+            break
+        spec.settings.n_trials = 1
+        study = run_study(spec)
+        trials += 1
+        print(f"[{task}] raced study: {len(finished(study))} trials, {raced_compute(study):.0f} of {budget:.0f} "
+              f"core-seconds", flush=True)
+    summarise_raced(task, spec, study, root, session=(start, time.time(), trials), budget=budget)
+
+
+def summarise_raced(task: str, spec, study, root: Path, session=None, budget: float | None = None) -> dict:
+    import optuna
+
+    path = root / f"raced_{task}.json"
+    old = read_json(path) or {}
+    sessions = old.get("sessions", [])
+    if session is not None and session[2] > 0:
+        sessions.append({"start": _iso(session[0]), "end": _iso(session[1]), "seconds": session[1] - session[0],
+                         "trials_run": session[2]})
+    trials = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
+            continue
+        trials.append({"number": t.number, "state": t.state.name, "value": t.value,
+                       "config": t.user_attrs.get("config_id"), "overrides": t.user_attrs.get("overrides", {}),
+                       "seeds": t.user_attrs.get("seeds", {}), "raced_out": t.user_attrs.get("raced_out"),
+                       "job_seconds": t.user_attrs.get("job_seconds", 0.0), "jobs": t.user_attrs.get("jobs", 0),
+                       "fail_reason": t.user_attrs.get("fail_reason")})
+    summary = {"task": task, "study": spec.settings.name, "study_file": RACED[task], "base": spec.base,
+               "tuning_seeds": study.user_attrs.get("arsearch.seeds.tuning"), "sessions": sessions,
+               "budget_core_seconds": budget if budget is not None else old.get("budget_core_seconds"),
+               "core_seconds": raced_compute(study), "trials": trials,
+               "validation": study.user_attrs.get("arsearch.validation") or old.get("validation")}
+    write_json(path, summary)
+    return summary
+
+
+def run_validate_stage(task: str, args, root: Path) -> None:
+    """The raced study's top 3 and the paper's settings, beside the one-seed study's best completed
+    configurations, on the same fresh seeds."""
+    from arsearch.study import open_study
+    from arsearch.study.seeds import SeedTable
+    from arsearch.study.validate import add_external, validate_study
+
+    spec = load_raced_spec(task, args.smoke, root)
+    if args.validate_seeds:
+        spec.settings.validate.seeds = args.validate_seeds
+    study, _ = open_study(spec)
+    table = SeedTable(study)
+    table.tuning_seeds(spec.settings.seeds, spec.settings.seed)
+    fresh = table.validation_seeds(spec.settings.validate.seeds, spec.settings.seed)
+    clash = sorted(set(fresh) & (USED_SEEDS | set(study.user_attrs.get("arsearch.seeds.tuning", []))))
+    if clash:
+        raise SystemExit(f"validation seeds {clash} were used before; change the raced study's seed")
+    one_seed = read_json(root / f"study_{task}.json") or {}
+    done = sorted((t for t in one_seed.get("trials", []) if t["state"] == "COMPLETE" and not t["censored"]),
+                  key=lambda t: t["value"])
+    for t in done[:args.one_seed_top]:
+        add_external(table, t["overrides"], f"one-seed study trial {t['number']}", {"value": t["value"], "n": 1})
+    print(f"[{task}] validating on fresh seeds {fresh}", flush=True)
+    summary = validate_study(spec, study)
+    summarise_raced(task, spec, study, root)
+    from arsearch.study.show import validation_lines
+
+    print("\n".join(validation_lines(summary)), flush=True)
 
 
 # -- stage 2: fresh seeds ----------------------------------------------------------------------------
@@ -357,12 +474,121 @@ def build_report(root: Path, smoke: bool, seeds_wanted: int) -> Path:
                 lines += [f"![{task} learning curves]({png.name})", ""]
         lines += [f"Target: {criterion}. " + _verdict(task, stats, seeds_wanted), ""]
         lines += _evidence(best, stats, budget, paper_episodes)
+        if task in RACED:
+            lines += raced_section(root, task, summary, smoke, name, missing)
     lines += ["## Still missing", ""]
     lines += [f"- {m}" for m in missing] or ["- nothing: every stage is cached."]
     lines += ["", "`>B` means the threshold was not reached within the budget of B training episodes (a censored "
               "run: it counts as +∞ in the median). The CI of the median is the distribution-free one from order "
               "statistics; with 5 runs the widest, [min, max], covers 93.8%, so that is what it shows.", ""]
     return write_report(name, "\n".join(lines))
+
+
+def raced_section(root: Path, task: str, one_seed: dict, smoke: bool, name: str, missing: list) -> list[str]:
+    """The raced study beside the one-seed study, and both validated on the same fresh seeds."""
+    raced = read_json(root / f"raced_{task}.json")
+    lines = [f"### {task.capitalize()}: the raced study (shared seeds, racing, held-out validation)", ""]
+    if not raced:
+        missing.append(f"{task}: the raced study (`--raced-study {task}`)")
+        return lines + [f"`{RACED[task]}` not run yet.", ""]
+    trials = raced["trials"]
+    raced_out = sum(1 for t in trials if t["raced_out"])
+    pruned = sum(1 for t in trials if t["state"] == "PRUNED" and not t["raced_out"])
+    done = sum(1 for t in trials if t["state"] == "COMPLETE")
+    failed = sum(1 for t in trials if t["state"] == "FAIL")
+    jobs = sum(t["jobs"] for t in trials)
+    one = sum(t["seconds"] or 0 for t in one_seed["trials"])
+    budget = raced.get("budget_core_seconds") or 0
+    lines += [f"Study `{raced['study']}` ({raced['study_file']}): the same space, sampler and pruner as the one-seed "
+              f"study; tuning seeds {raced['tuning_seeds']} drawn once from the study's seed and shared by every "
+              f"trial; racing against the incumbent in doubling batches (1, 2, then up to "
+              f"{load_raced_spec(task, smoke, root).settings.seeds.cap} seeds); a configuration's value is the "
+              f"restricted mean of episodes to target (a miss counts the budget). {len(trials)} trials: {done} "
+              f"complete, {raced_out} raced out, {pruned} pruned within their first seed, {failed} failed; {jobs} "
+              f"seed jobs, {raced['core_seconds'] / 3600:.2f} core-hours against the one-seed study's {one / 3600:.2f} "
+              f"({raced['core_seconds'] / one if one else float('nan'):.2f}×; budget {budget / max(one, 1):.1f}×).", ""]
+    if budget and raced["core_seconds"] < budget:
+        missing.append(f"{task}: the raced study's compute budget ({raced['core_seconds']:.0f} of {budget:.0f} "
+                       f"core-seconds; `--raced-study {task}`)")
+    v = raced.get("validation")
+    if not v:
+        missing.append(f"{task}: validation on fresh seeds (`--validate {task}`)")
+        return lines + ["Validation not run yet.", ""]
+    stop = raced["base"]["stop"]
+    target, limit = stop["target"]["value"], stop["episodes"]
+    lines += [f"Validated on {len(v['seeds'])} fresh seeds {v['seeds']}, drawn from a stream disjoint from the "
+              f"tuning seeds and from every seed used before (study seed 0, ablation seeds 0–9, fresh seeds "
+              f"1000–1004). Episodes to {target:g} within {limit}: a miss is `>{limit}`.", "",
+              "| configuration | hyperparameters | tuning estimate (seeds) | fresh: restricted mean [95% CI] "
+              "| fresh: median episodes (CI, coverage) | fresh: success | episodes per fresh seed |",
+              "|---|---|---|---|---|---|---|"]
+    stats = {}
+    for c in v["configs"]:
+        label = (c.get("label") or ("paper (enqueued baseline)" if c["baseline"] else f"raced rank {c.get('rank')}"
+                                    + f" (trial {c['trials'][0]})"))
+        eps = []
+        for seed in v["seeds"]:
+            value = c["fresh"]["values"].get(str(seed))
+            if value is None:
+                continue
+            eps.append(value if value <= limit else math.inf)
+        if not eps:
+            continue
+        med, low, high, cov = median_ci(eps)
+        lo, hi = c["fresh"]["interval"]
+        reached = sum(not math.isinf(e) for e in eps)
+        stats[c["config"]] = {"median": med, "reached": reached, "n": len(eps), "label": label, "c": c}
+        tuning = c["tuning"]
+        lines.append(f"| {label} | {_hyper(raced['base'], c['overrides'])} | {tuning['value']:.0f} ({tuning['n']}) "
+                     f"| {c['fresh']['value']:.0f} [{lo:.0f}, {hi:.0f}] | {_fmt_ep(med, limit)} "
+                     f"([{_fmt_ep(low, limit)}, {_fmt_ep(high, limit)}], {cov:.0%}) | {reached}/{len(eps)} "
+                     f"| {', '.join(_fmt_ep(e, limit) for e in eps)} |")
+    lines.append("")
+    if not v.get("complete"):
+        missing.append(f"{task}: validation has not run every fresh seed (`--validate {task}`)")
+    lines += _raced_verdict(v, stats, limit, one_seed)
+    return lines
+
+
+def _raced_verdict(v: dict, stats: dict, limit: int, one_seed: dict) -> list[str]:
+    from scipy.stats import spearmanr
+
+    out = []
+    winner = v.get("winner")
+    raced = [c for c in v["configs"] if not c.get("label") and not c["baseline"]]
+    paper = next((c for c in v["configs"] if c["baseline"]), None)
+    raced_winner = min((c for c in raced if c["config"] in stats and stats[c["config"]]["n"] == len(v["seeds"])),
+                       key=lambda c: c["fresh"]["value"], default=None)
+    if raced_winner and paper and paper["config"] in stats:
+        w, p = stats[raced_winner["config"]], stats[paper["config"]]
+        ok = w["median"] <= 0.5 * p["median"] and w["reached"] >= 0.9 * w["n"]
+        out.append(f"Target 1, the validated winner's median episodes to target ≤ 0.5 × the paper settings' median on "
+                   f"the same seeds, with success ≥ 90%: **{'Met' if ok else 'Missed'}** — the raced study's best on "
+                   f"fresh seeds ({w['label']}) has median {_fmt_ep(w['median'], limit)} and success {w['reached']}/"
+                   f"{w['n']}; the paper's settings median {_fmt_ep(p['median'], limit)}, success {p['reached']}/{p['n']}.")
+        if winner and winner != raced_winner["config"]:
+            out.append(f"  (Over every validated configuration the best on fresh seeds is {stats[winner]['label']}.)")
+    # the one-seed study's own estimate of the paper's settings: its enqueued trial's value on seed 0
+    paper_one = next((t["value"] for t in one_seed["trials"] if paper and t["state"] == "COMPLETE"
+                      and t["overrides"] == paper["overrides"]), math.nan)
+    for name, group in (("raced study", [(c, c["tuning"]["value"]) for c in raced + ([paper] if paper else [])]),
+                        ("one-seed study", [(c, c["tuning"]["value"]) for c in v["configs"] if c.get("label")]
+                         + ([(paper, paper_one)] if paper else []))):
+        group = [(c, t) for c, t in group if c["config"] in stats and not math.isnan(t)]
+        if len(group) >= 3:
+            rho = spearmanr([t for _, t in group], [c["fresh"]["value"] for c, _ in group]).statistic
+            tag = " (target ≥ 0.6)" if name == "raced study" else ""
+            verdict = f" **{'Met' if rho >= 0.6 else 'Missed'}**" if name == "raced study" else ""
+            out.append(f"- Rank correlation of the {name}'s tuning estimates with the fresh-seed results, over its "
+                       f"{len(group)} validated configurations (the paper's settings included, at its own study's "
+                       f"estimate): Spearman {rho:.2f}{tag}.{verdict}")
+    if "vs_baseline" in v:
+        b = v["vs_baseline"]
+        p = f"; paired Wilcoxon p = {b['wilcoxon_p']:.3g}" if "wilcoxon_p" in b else ""
+        out.append(f"- Winner against the paper's settings on the same {b['n']} fresh seeds: probability of "
+                   f"improvement {b['probability_of_improvement']:.2f} (P(X < Y) in episodes, as rliable defines it), "
+                   f"fewer episodes on {b['paired_wins']} seeds{p}.")
+    return out + [""]
 
 
 def _median(values: list[float]) -> float:
@@ -418,6 +644,17 @@ def main(argv=None) -> int:
                         help="fresh seeds of this configuration only (repeatable; default both): two processes "
                              "may then share the work, one per configuration")
     parser.add_argument("--seeds-wanted", type=int, default=5, help="fresh seeds the report expects per configuration")
+    parser.add_argument("--raced-study", action="append", choices=sorted(RACED), default=[],
+                        help="run (or continue) this task's raced study, compute-matched to the one-seed study")
+    parser.add_argument("--budget-factor", type=float, default=2.0,
+                        help="the raced study's compute as a multiple of the one-seed study's (default 2)")
+    parser.add_argument("--validate", action="append", choices=sorted(RACED), default=[],
+                        help="validate the raced study's top configurations, the paper's settings and the one-seed "
+                             "study's best on fresh seeds")
+    parser.add_argument("--validate-seeds", type=int, default=0, help="fresh seeds per configuration (default: "
+                                                                        "the study file's validate.seeds)")
+    parser.add_argument("--one-seed-top", type=int, default=2,
+                        help="the one-seed study's best completed configurations to validate beside (default 2)")
     parser.add_argument("--report", action="store_true", help="only regenerate the report from the cache")
     parser.add_argument("--smoke", action="store_true", help="toy sizes, separate data and report")
     args = parser.parse_args(argv)
@@ -431,6 +668,10 @@ def main(argv=None) -> int:
             run_study_stage(task, args, root)
         if args.fresh_seeds:
             run_fresh_stage(args.task or sorted(TASKS), args, root)
+        for task in args.raced_study:
+            run_raced_stage(task, args, root)
+        for task in args.validate:
+            run_validate_stage(task, args, root)
     # refresh the study summaries from the storage: trials finished by other workers, or by a study
     # stage that is still running (or was stopped) and has not written its summary yet
     stored = []
@@ -447,6 +688,12 @@ def main(argv=None) -> int:
 
             study, _ = open_study(spec)
             summarise_study(task, spec, study, root)
+    for task in RACED:
+        spec = load_raced_spec(task, args.smoke, root)
+        if spec.settings.name in stored and task not in args.raced_study:
+            from arsearch.study import open_study
+
+            summarise_raced(task, spec, open_study(spec)[0], root)
     seeds_wanted = args.fresh_seeds or args.seeds_wanted
     path = build_report(root, args.smoke, seeds_wanted)
     print(f"report: {path.relative_to(ROOT)}")

@@ -35,9 +35,11 @@ EVAL_LOG_ENV = "ARSEARCH_EVAL_LOG"
 
 def job_metrics(config: JobConfig, task) -> list[str]:
     """The metrics a job's result holds, which a study may optimise: eval/* (asked of the task),
-    train/*, count/* (the task's counters) and time/elapsed_s."""
+    train/*, count/* (the counters its task kind declares) and time/elapsed_s."""
+    from ..config import task_of
+
     evals = [f"eval/{k}" for k in task.evaluate()]
-    counters = ["count/episodes", "count/env_steps"] if config.task.kind == "rl" else ["count/forward_examples"]
+    counters = [f"count/{c}" for c in task_of(config).counters]
     return [*evals, "train/score", "train/score_max", "train/step_scale", *counters, "time/elapsed_s"]
 
 
@@ -224,12 +226,25 @@ def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
         pass
 
 
-def train_command(config_path: Path, config: JobConfig) -> list[str]:
+def train_command(config_path: Path, config: JobConfig, resume: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "arsearch.cli", "train", str(config_path), "--quiet",
            "--set", "tracking.enabled=false"]
     if config.ars.backend == "distributed":
         cmd += ["--nproc", str(config.ars.nproc)]
+    if resume:
+        cmd += ["--resume"]
     return cmd
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the thread that started it dies (Linux), so a trial's
+    job never outlives a killed worker (kill -9 included)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
+    except Exception:                                                         # noqa: BLE001 - not Linux
+        pass
 
 
 def devices_needed(config: JobConfig, pool: DevicePool) -> int:
@@ -241,8 +256,13 @@ def devices_needed(config: JobConfig, pool: DevicePool) -> int:
 
 def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str, report: bool,
                          pool: DevicePool, on_line=None, poll: float = 0.2, every: int = 1,
-                         reporter: Reporter | None = None) -> tuple[dict, list[dict]]:
-    """Run `arsearch train` for this trial; returns (metrics.json, history). Raises TrialPruned/TrialFailed."""
+                         reporter: Reporter | None = None, resume: bool = False,
+                         stop: threading.Event | None = None, label: str = "",
+                         env_extra: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
+    """Run `arsearch train` for this trial; returns (metrics.json, history). Raises TrialPruned/TrialFailed.
+
+    `resume`: continue the job in `trial_dir` from its checkpoint; `stop` (set by another thread) ends
+    the job early with TrialFailed; `label` ("seed 42") names the job in the trial's attributes."""
     reporter = reporter or Reporter(trial, metric, report, every)
     trial_dir.mkdir(parents=True, exist_ok=True)
     config_path = trial_dir / "config.toml"
@@ -255,21 +275,23 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
     eval_log = trial_dir / "evals.jsonl"
     eval_log.unlink(missing_ok=True)
     (trial_dir / "metrics.json").unlink(missing_ok=True)
-    env = dict(os.environ)
+    env = {**os.environ, **(env_extra or {})}
     env[EVAL_LOG_ENV] = str(eval_log)
     env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
     count = devices_needed(config, pool)
-    devices, handles = pool.acquire(count) if count else ([], [])
+    devices, handles = pool.acquire(count, stop=stop) if count else ([], [])
+    suffix = f" ({label})" if label else ""
     if count:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
-        trial.set_user_attr("devices", devices)
+        trial.set_user_attr("devices" + suffix, devices)
     history: list[dict] = []
     log_path = trial_dir / "train.log"
     try:
         with log_path.open("w") as log_file:
-            proc = subprocess.Popen(train_command(config_path, config), env=env, stdout=log_file,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-            trial.set_user_attr("pid", proc.pid)
+            proc = subprocess.Popen(train_command(config_path, config, resume), env=env, stdout=log_file,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
+            trial.set_user_attr("pid" + suffix, proc.pid)
             offset, partial = 0, ""
             try:
                 while True:
@@ -292,6 +314,8 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
                                 reporter(event["iteration"], history[-1])
                     if done:
                         break
+                    if stop is not None and stop.is_set():
+                        raise TrialFailed(f"stopped{suffix}: another job of this trial failed or was pruned")
                     time.sleep(poll)
             except BaseException:
                 _kill_group(proc)
@@ -354,6 +378,11 @@ class Objective:
         result: dict = {}
         state, reason = "FAIL", ""
         try:
+            if s.seeds.active:          # a configuration on shared seeds, raced or not (arsearch.study.race)
+                value = self._seeded(trial, overrides, config, child, result)
+                state = "COMPLETE"
+                trial.set_user_attr("result", {k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+                return value
             reporter = self._reporter(trial, config, report)
             if s.subprocess or config.ars.backend == "distributed":
                 def on_line(event):
@@ -411,6 +440,72 @@ class Objective:
                 from ..tracking import FINISH_TIMEOUT
 
                 child.wait(FINISH_TIMEOUT)
+
+    def seed_parallel(self, config: JobConfig, wanted: int) -> int:
+        """Seed jobs this worker runs at once: `wanted`, else one per GPU of the pool or per CPU core."""
+        if wanted:
+            return wanted
+        if self.pool.devices and devices_needed(config, self.pool):
+            return max(1, len(self.pool.devices) // devices_needed(config, self.pool))
+        return max(1, os.cpu_count() or 1)
+
+    def _seeded(self, trial, overrides: dict, config: JobConfig, child, result: dict) -> float:
+        """The trial's configuration on the study's shared tuning seeds (see arsearch.study.race)."""
+        from .race import SeededTrial
+
+        s = self.spec.settings
+        parallel = self.seed_parallel(config, s.seeds.parallel)
+        run_job = self.job_runner(trial, child, parallel)
+
+        def on_seed(cid, seed, row, index):
+            if child is not None and index >= 0 and cid == trial.user_attrs.get("config_id", cid):
+                child.log_metrics({"seed/value": row["value"], "seed/seed": seed}, step=index)
+        race = SeededTrial(self.spec, trial.study, self.output, run_job, parallel, on_seed=on_seed)
+        return race(trial, overrides, config, result)
+
+    def job_runner(self, trial, child, parallel: int):
+        """run_job(config, job_dir, primary, stop) for seed jobs: a subprocess each when several run at
+        once (or the study asks for subprocesses), else in this process. Only the `primary` job reports
+        to the pruner and to the trial's MLflow curves. A job whose directory holds checkpoints (its
+        worker was killed) resumes from them."""
+        from .. import checkpoint as ckpt
+
+        s = self.spec.settings
+        report = not self.spec.multi_objective
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+
+        def run_job(config: JobConfig, job_dir: Path, primary: bool, stop: threading.Event):
+            reporter = self._reporter(trial, config, report and primary)
+            resume = bool(ckpt.existing(job_dir))
+            if parallel > 1 or s.subprocess or config.ars.backend == "distributed":
+                def on_line(event):
+                    if child is not None and primary and "train" in event:
+                        child.on_iteration(None, event["iteration"], event["train"])
+                    if child is not None and primary and "metrics" in event:
+                        child.on_eval(None, event["iteration"], event["metrics"])
+                return run_subprocess_trial(trial, config, job_dir, s.metric, report and primary, self.pool,
+                                            on_line=on_line, reporter=reporter, resume=resume, stop=stop,
+                                            label=f"seed {config.seed}",
+                                            env_extra={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS",
+                                                                                         str(threads))})
+            return self._in_process(trial, config, reporter, child if primary else None, resume)
+        return run_job
+
+    def _in_process(self, trial, config: JobConfig, reporter: Reporter, child, resume: bool = False):
+        from ..trainer import Trainer
+
+        callbacks: list[Callback] = [PruningCallback(trial, self.spec.settings.metric, reporter=reporter)]
+        if child is not None:
+            callbacks.insert(0, _MetricsOnly(child))
+        trainer = Trainer(config, callbacks=callbacks, progress=False)
+        result: dict = {}
+        try:
+            result = trainer.run(resume=resume)
+        finally:
+            if not result:
+                trainer.task.close()
+                trainer.backend.close()
+        return result, trainer.history
 
     def _reporter(self, trial, config: JobConfig, report: bool) -> Reporter:
         """Reports stepped by spend; for spend-to-target, the gap to the target is what is reported."""

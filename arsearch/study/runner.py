@@ -289,7 +289,7 @@ class StudyTracker:
         if state == "PRUNED":       # MLflow's own status for it is KILLED; say what happened
             from ..tracking import PRUNED_TAG
 
-            at = result.get("iterations") if result else None
+            at = result.get("study/pruned_at", result.get("iterations")) if result else None
             at = at if at is not None else (history[-1]["iteration"] if history else "")
             tags.update({PRUNED_TAG: "true", "arsearch.pruned_at": str(at)})
         if reason:
@@ -302,6 +302,46 @@ class StudyTracker:
         # queued on the study's sending thread: the next trial starts while this one's artifacts upload
         cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
                   tags=tags)
+
+    def log_validation(self, summary: dict) -> None:
+        """One MLflow run per validated configuration, nested under the study's parent run: its fresh-seed
+        values (step = the fresh seed's index), the aggregate, its interval and the tuning estimate."""
+        from ..tracking import PARENT_TAG, ROLE_TAG, STUDY_TAG, MlflowCallback
+
+        for c in summary.get("configs", []):
+            tags = {PARENT_TAG: self.parent_id, STUDY_TAG: self.study.study_name, ROLE_TAG: "validation",
+                    "arsearch.config": c["config"], "arsearch.baseline": str(c["baseline"]).lower(),
+                    "arsearch.winner": str(c["config"] == summary.get("winner")).lower()}
+            label = ("baseline" if c["baseline"] else f"rank {c.get('rank', '?')}")
+            name = f"validate {label} = {c['fresh']['value']:.4g}"
+            cb = MlflowCallback(self.client, JobConfig(), run_id=None, log_checkpoint=False)
+
+            def create(tags=tags, name=name):
+                return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            cb.run_id = cb._safe("create validation run", create)
+            if not cb.run_id:
+                continue
+            params = {**{f"config.{k}": redact(str(v)) for k, v in c["overrides"].items()},
+                      "trials": str(c["trials"]), "fresh_seeds": str(summary["seeds"])}
+            cb._safe("log params", cb._log_params, params)
+            for i, seed in enumerate(summary["seeds"]):
+                if str(seed) in c["fresh"]["values"]:
+                    cb.log_metrics({"fresh/value": c["fresh"]["values"][str(seed)], "fresh/seed": seed}, step=i)
+            lo, hi = c["fresh"]["interval"]
+            cb.log_metrics({f"fresh/{summary['aggregate']}": c["fresh"]["value"], "fresh/ci_low": lo,
+                            "fresh/ci_high": hi, f"tuning/{summary['aggregate']}": c["tuning"]["value"],
+                            "tuning/seeds": c["tuning"]["n"]}, step=0)
+            cb.flush()
+            cb._safe("end validation run", self.client.set_terminated, cb.run_id, "FINISHED")
+        extra = {}
+        if "rank_correlation" in summary:
+            extra["validate/rank_correlation"] = summary["rank_correlation"]["spearman"]
+        if "vs_baseline" in summary:
+            extra["validate/probability_of_improvement"] = summary["vs_baseline"]["probability_of_improvement"]
+        if extra:
+            parent = MlflowCallback(self.client, JobConfig(), run_id=self.parent_id, log_checkpoint=False)
+            parent.log_metrics(extra, step=0)
+            parent.flush()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every queued tracking call of this process's trials has been sent (at most `timeout` s)."""
@@ -345,7 +385,9 @@ class StudyTracker:
         cb._safe("set description", self.client.set_tag, self.parent_id, NOTE_TAG, study_description(self.study))
         if done:
             try:
-                toml = best_config_toml(self.study)
+                from .show import validated_best
+
+                toml = best_config_toml(self.study, validated_best(self.study))
                 path = out_dir.parent / "best.toml"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(toml)
@@ -435,6 +477,10 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
         study.set_user_attr("arsearch.base", spec.base)
         study.set_user_attr("arsearch.metrics", s.metrics)
         study.set_user_attr("arsearch.study_file", str(spec.path) if spec.path else "")
+    if s.seeds.active:              # drawn once, stored in the study: every trial runs the same seed i
+        from .seeds import SeedTable
+
+        SeedTable(study).tuning_seeds(s.seeds, s.seed)
     if created or "arsearch.search" not in study.user_attrs:    # what `report` and the parent run describe
         study.set_user_attr("arsearch.search", {
             "sampler": s.sampler, "pruner": s.pruner, "startup_trials": s.startup_trials,
@@ -499,6 +545,10 @@ def run_study(spec: StudySpec, progress: bool = False) -> optuna.Study:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.optimize(objective, n_trials=s.n_trials, timeout=s.timeout or None, n_jobs=s.n_jobs,
                                catch=(Exception,), show_progress_bar=progress, gc_after_trial=False)
+        if s.validate.active and s.validate.auto:
+            from .validate import validate_study
+
+            validate_study(spec, study, tracker)
     finally:
         if tracker is not None:             # also after Ctrl-C: what was queued is sent, the parent closed
             tracker.finish_study(Path(s.output) / s.name / "plots")

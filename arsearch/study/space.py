@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BUDGETS, ConfigError, JobConfig, apply_overrides, from_dict, load_job, load_toml
+from .seeds import AGGREGATES, CENSORED_AGGREGATES, SeedSettings, ValidateSettings, parse_tables
 
 SAMPLERS = ("tpe", "cmaes", "gp", "random", "nsga2")
 PRUNERS = ("median", "hyperband", "successive_halving", "wilcoxon", "none")
@@ -266,6 +267,11 @@ class StudySettings:
     spend: str = ""                          # episodes | env_steps | forward_examples | seconds; default by task
     censored_penalty: float = 2.0            # a trial missing the target scores budget × this
     report_grid: int = 0                     # spend between intermediate reports (0: eval.every_episodes or none)
+    # a configuration's value over its seeds (studies with [study.seeds]): mean | median | iqm |
+    # success_rate, and for spend_to_target restricted_mean (the default there) | km_median
+    aggregate: str = ""
+    seeds: SeedSettings = field(default_factory=SeedSettings)            # [study.seeds]
+    validate: ValidateSettings = field(default_factory=ValidateSettings)  # [study.validate]
 
 
 @dataclass
@@ -297,6 +303,7 @@ class StudySpec:
 
 
 def _settings(raw: dict) -> StudySettings:
+    seeds, validate = parse_tables(raw)
     fields_ = {f.name for f in dataclasses.fields(StudySettings)}
     for key in raw:
         if key not in fields_:
@@ -312,7 +319,7 @@ def _settings(raw: dict) -> StudySettings:
             ok = isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
         if not ok:
             raise ConfigError(f"study.{key}: expected {getattr(tp, '__name__', str(tp))}, got {value!r}")
-    s = StudySettings(**raw)
+    s = StudySettings(**raw, seeds=seeds, validate=validate)
     if s.sampler not in SAMPLERS:
         raise ConfigError(f"study.sampler = {s.sampler!r} is not allowed; allowed: {', '.join(SAMPLERS)}")
     if s.pruner not in PRUNERS:
@@ -330,6 +337,14 @@ def _settings(raw: dict) -> StudySettings:
                           f"(a censored trial must not look better than one that used its whole budget)")
     if s.report_grid < 0:
         raise ConfigError(f"study.report_grid = {s.report_grid} is out of range; allowed: >= 0")
+    if s.aggregate and s.aggregate not in AGGREGATES:
+        raise ConfigError(f"study.aggregate = {s.aggregate!r} is not allowed; allowed: {', '.join(AGGREGATES)}")
+    if s.aggregate in CENSORED_AGGREGATES and s.objective != "spend_to_target":
+        raise ConfigError(f"study.aggregate = {s.aggregate!r} counts misses at the budget: it needs "
+                          f"objective = 'spend_to_target'")
+    if s.validate.active and not s.seeds.active:
+        raise ConfigError("[study.validate] reruns configurations on fresh seeds beside the study's tuning seeds: "
+                          "it needs [study.seeds] tuning = N")
     if s.metric and s.metrics:
         raise ConfigError("study: give either metric or metrics, not both")
     if s.direction and s.directions:
@@ -406,12 +421,14 @@ def _enqueued(entries: Any, params: list[Param], base: dict) -> list[dict[str, A
 
 def _complete_spend(s: StudySettings, config: JobConfig) -> None:
     """Default the spend by task; a spend-to-target study needs a target and a budget in that spend."""
+    from ..config import task_of
     from .spend import default_spend
 
     s.spend = s.spend or default_spend(config)
-    if s.spend in ("episodes", "env_steps") and config.task.kind != "rl":
+    spends = [b for b in BUDGETS if b in task_of(config).spends or b == "seconds"]
+    if s.spend not in spends:
         raise ConfigError(f"study.spend = {s.spend!r}: the base job is a {config.task.kind} task, which spends no "
-                          f"{s.spend.replace('_', ' ')}; use forward_examples or seconds")
+                          f"{s.spend.replace('_', ' ')}; use {' or '.join(spends)}")
     if s.objective != "spend_to_target":
         return
     if s.metric or s.metrics:
@@ -468,14 +485,17 @@ def _keys_in(message: str) -> set[str]:
 
 def _complete_objectives(s: StudySettings, base: JobConfig) -> None:
     """Default metric/direction from the task kind; metric/direction become one-item lists."""
+    from ..config import task_of
+
+    task = task_of(base)            # the task kind declares its default objective and its metrics' directions
     if not s.metrics:
-        s.metrics = [s.metric or ("eval/return" if base.task.kind == "rl" else
-                                  "eval/accuracy" if base.task.dataset in ("digits", "breast_cancer") else "eval/loss")]
+        s.metrics = [s.metric or task.objective(base)[0]]
     if not s.directions:
         if s.direction:
             s.directions = [s.direction] * len(s.metrics)
         else:
-            s.directions = ["minimize" if m.endswith("loss") or m.startswith(("count/", "time/")) else "maximize"
+            s.directions = [task.direction(m.partition("/")[2]) if m.startswith("eval/") else
+                            "minimize" if m.endswith("loss") or m.startswith(("count/", "time/")) else "maximize"
                             for m in s.metrics]
     if len(s.directions) != len(s.metrics):
         raise ConfigError(f"study: {len(s.metrics)} metrics but {len(s.directions)} directions")
@@ -484,3 +504,12 @@ def _complete_objectives(s: StudySettings, base: JobConfig) -> None:
             raise ConfigError(f"study.direction = {d!r} is not allowed; allowed: {', '.join(DIRECTIONS)}")
     s.metric = s.metrics[0]
     s.direction = s.directions[0]
+    if s.seeds.active and len(s.metrics) > 1:
+        raise ConfigError("[study.seeds] aggregates one objective over seeds; a study with several metrics cannot "
+                          "use it")
+    if s.aggregate == "success_rate" and (base.stop is None or base.stop.target is None):
+        raise ConfigError("study.aggregate = 'success_rate' needs a [stop] target in the base config: a seed "
+                          "succeeds when its job reaches it")
+    s.aggregate = s.aggregate or ("restricted_mean" if s.objective == "spend_to_target" else "mean")
+    if s.aggregate == "success_rate":       # the trial's value is then a share of seeds: more is better
+        s.directions, s.direction = ["maximize"], "maximize"

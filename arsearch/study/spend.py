@@ -14,14 +14,16 @@ import math
 from ..config import BUDGETS, JobConfig
 
 # where each spend is found in a trial's metrics (per iteration, and in the final result)
-SPEND_KEYS = {"episodes": "count/episodes", "env_steps": "count/env_steps",
-              "forward_examples": "count/forward_examples", "seconds": "time/elapsed_s"}
+SPEND_KEYS = {**{b: f"count/{b}" for b in BUDGETS if b != "seconds"}, "seconds": "time/elapsed_s"}
 assert tuple(SPEND_KEYS) == BUDGETS
 
 
 def default_spend(config: JobConfig) -> str:
-    """Episodes for RL (the ARS paper's measure), forward examples for supervised tasks."""
-    return "episodes" if config.task.kind == "rl" else "forward_examples"
+    """The spend the job's task kind declares as its measure (`Task.default_spend`: episodes for RL,
+    as the ARS paper counts, forward examples for the others)."""
+    from ..config import task_of
+
+    return task_of(config).default_spend
 
 
 def as_step(spend: str, value: float) -> int:
@@ -38,15 +40,17 @@ def budget_step(config: JobConfig, spend: str) -> int:
 
 def per_iteration(config: JobConfig, spend: str) -> float | None:
     """An estimate of one iteration's spend (an upper bound for environment steps), None for seconds."""
+    from ..config import STRATEGIES, plugin, task_of
+
     pop = config.population
     k = pop.size if pop is not None else 1
-    candidates = 2 * config.ars.directions * k + (2 * k if pop is not None and "annealing" in pop.strategies else 0)
+    # the ARS step's 2N per learner, and what the strategies score besides (`Strategy.extra_candidates`)
+    extra = sum(plugin(STRATEGIES, s).extra_candidates for s in pop.strategies) if pop is not None else 0
+    candidates = (2 * config.ars.directions + extra) * k
     if spend == "seconds":
         return None
-    if config.task.kind == "rl":
-        return candidates if spend == "episodes" else candidates * config.task.horizon
-    batch = config.task.batch_size
-    return candidates * batch + (batch if config.sampling is not None else 0)
+    task = task_of(config)
+    return candidates * task.spend_per_candidate(config, spend) + task.spend_per_iteration(config, spend)
 
 
 def report_grid(config: JobConfig, spend: str, grid: int = 0, max_reports: int = 0) -> int:

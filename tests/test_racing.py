@@ -1,0 +1,255 @@
+"""Seed-robust studies: shared tuning seeds, racing, aggregates and held-out validation.
+
+The jobs here are stand-ins whose result the test controls: a configuration's quality (by its
+step size) plus a seed's luck that is the same for every configuration run on that seed (common
+random numbers). Racing and validation read only what a job returns, so these tests check their
+decisions exactly; tests/test_racing_jobs.py runs the same machinery on real `arsearch train` jobs.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import optuna
+import pytest
+
+from arsearch.config import ConfigError
+from arsearch.study import load_study, open_study
+from arsearch.study.objective import Objective
+from arsearch.study.seeds import (
+    TUNING_SEEDS_ATTR,
+    VALIDATION_SEEDS_ATTR,
+    SeedTable,
+    config_id,
+    draw_seeds,
+    iqm,
+    km_median,
+)
+from arsearch.study.seeds import Objective as SeedObjective
+from arsearch.study.validate import validate_study
+from tests.support.study import write_study
+
+QUALITY = {0.01: 0.50, 0.02: 0.80, 0.03: 0.70, 0.04: 0.90}
+
+
+def luck(seed: int) -> float:
+    """A seed's luck, large next to the differences between configurations (sd 0.3)."""
+    return float(np.random.default_rng(seed).normal(0.0, 0.3))
+
+
+class FakeJobs:
+    """run_job stand-in: records every (step size, seed) job it runs; the result is quality + luck."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls: list[tuple[float, int]] = []
+        self.fail_after = fail_after
+        self.lock = threading.Lock()
+
+    def __call__(self, config, job_dir, primary, stop):
+        with self.lock:
+            if self.fail_after is not None and len(self.calls) >= self.fail_after:
+                raise KeyboardInterrupt      # the worker dies here: what it finished must survive
+            self.calls.append((config.ars.step_size, config.seed))
+        value = QUALITY[config.ars.step_size] + luck(config.seed)
+        return {"eval/accuracy": value, "count/forward_examples": 1000.0, "iterations": 10}, []
+
+
+class FakeObjective(Objective):
+    jobs: FakeJobs
+
+    def job_runner(self, trial, child, parallel):
+        return self.jobs
+
+
+def spec_for(tmp_path, seeds: str, validate: str = "", enqueue=(), study_extra: str = ""):
+    text = (f'storage = "sqlite:///{tmp_path / "optuna.db"}"\nmetric = "eval/accuracy"\ndirection = "maximize"\n'
+            f'sampler = "random"\npruner = "none"\noutput = "{tmp_path / "out"}"\n{study_extra}\n'
+            f'[study.seeds]\n{seeds}\n')
+    if validate:
+        text += f"[study.validate]\n{validate}\n"
+    path = write_study(tmp_path, study=text, space='"ars.step_size" = { choice = [0.01, 0.02, 0.03, 0.04] }\n')
+    for params in enqueue:
+        path.write_text(path.read_text() + f'\n[[enqueue]]\n"ars.step_size" = {params}\n')
+    return load_study(path)
+
+
+def run_trials(spec, step_sizes, jobs):
+    study, _ = open_study(spec)
+    for step in step_sizes:
+        study.enqueue_trial({"ars.step_size": step})
+    objective = FakeObjective(spec, spec.settings.name, None)
+    objective.jobs = jobs
+    waiting = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.WAITING]
+    study.optimize(objective, n_trials=len(waiting), catch=(Exception,))
+    return study
+
+
+def test_common_seeds_are_drawn_once_stored_and_shared_by_every_trial(tmp_path):
+    spec = spec_for(tmp_path, "tuning = 4\nmax_per_config = 3\nparallel = 1")
+    jobs = FakeJobs()
+    study = run_trials(spec, [0.01, 0.02, 0.03], jobs)
+    tuning = study.user_attrs[TUNING_SEEDS_ATTR]
+    assert tuning == draw_seeds(spec.settings.seed, 4, 1) and len(set(tuning)) == 4
+    assert 0 not in tuning[:1] or tuning != [0, 1, 2, 3]        # not the base job's fixed seed 0
+    for step in (0.01, 0.02, 0.03):      # every configuration ran exactly the first 3 shared seeds
+        assert sorted(s for st, s in jobs.calls if st == step) == sorted(tuning[:3])
+    for t in study.trials:
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        seeds = t.user_attrs["seeds"]
+        assert [int(s) for s in seeds] == tuning[:3]
+        assert t.value == pytest.approx(np.mean([QUALITY[t.params["ars.step_size"]] + luck(s) for s in tuning[:3]]))
+    # a second worker (another sampler seed) reads the same seeds
+    spec2 = spec_for(tmp_path, "tuning = 4\nmax_per_config = 3\nparallel = 1")
+    assert SeedTable(open_study(spec2)[0]).tuning_seeds(spec2.settings.seeds, spec2.settings.seed) == tuning
+
+
+def test_changing_the_seeds_of_a_running_study_is_refused(tmp_path):
+    spec = spec_for(tmp_path, "tuning = [11, 22, 33]\nparallel = 1")
+    run_trials(spec, [0.02], FakeJobs())
+    other = spec_for(tmp_path, "tuning = [11, 23, 33]\nparallel = 1")
+    with pytest.raises(ConfigError, match="created with tuning seeds"):
+        open_study(other)
+
+
+def test_racing_drops_a_worse_challenger_and_keeps_a_better_one(tmp_path):
+    spec = spec_for(tmp_path, "tuning = 5\nrace = true\nparallel = 1")
+    jobs = FakeJobs()
+    # 0.02 (0.80) is the first incumbent; 0.01 (0.50) is worse on every shared seed; 0.04 (0.90) better
+    study = run_trials(spec, [0.02, 0.03, 0.01, 0.04, 0.01], jobs)
+    t = {i: study.trials[i] for i in range(5)}
+    assert t[0].state == optuna.trial.TrialState.COMPLETE and len(t[0].user_attrs["seeds"]) == 1
+    for worse in (1, 2):
+        assert t[worse].state == optuna.trial.TrialState.PRUNED
+        why = t[worse].user_attrs["raced_out"]
+        assert why["after_seeds"] == 1 and why["challenger"] < why["incumbent"]
+        assert why["incumbent_config"] == config_id({"ars.step_size": 0.02})
+    assert t[3].state == optuna.trial.TrialState.COMPLETE
+    tuning = study.user_attrs[TUNING_SEEDS_ATTR]
+    # the incumbent gained a seed at each challenge (one per trial), the winner ran every seed it had
+    table = SeedTable(study)
+    assert sorted(table.rows(config_id({"ars.step_size": 0.02}))) == sorted(tuning[:4])
+    # 0.02 had gained its 4th seed beside 0.04's first; 0.04 then ran batches 1, 2, 1 (capped) to match it
+    assert [int(s) for s in t[3].user_attrs["seeds"]] == tuning[:4]
+    assert table.incumbent(SeedObjective("maximize"), tuning) == config_id({"ars.step_size": 0.04})
+    # the repeated bad configuration shares its rows: it is raced out again without a new seed job
+    assert jobs.calls.count((0.01, tuning[0])) == 1
+    # challengers only ever ran seeds the incumbent had already run: here, the first one
+    for step in (0.03, 0.01):
+        assert [s for st, s in jobs.calls if st == step] == [tuning[0]]
+
+
+def test_racing_with_a_paired_test_keeps_a_challenger_until_the_test_says_worse(tmp_path):
+    spec = spec_for(tmp_path, "tuning = 8\nrace = true\nparallel = 1\nalpha = 0.05")
+    jobs = FakeJobs()
+    study = run_trials(spec, [0.02] + [0.03] * 1 + [0.04] * 6 + [0.01], jobs)
+    last = study.trials[-1]
+    # with one shared seed a test cannot reject, so 0.01 is raced only once enough seeds are paired
+    assert last.state == optuna.trial.TrialState.PRUNED
+    why = last.user_attrs["raced_out"]
+    assert why["after_seeds"] >= 5 and why["p_value"] < 0.05
+
+
+def test_a_resumed_race_repeats_no_finished_seed_job(tmp_path):
+    spec = spec_for(tmp_path, "tuning = 4\nmax_per_config = 4\nparallel = 1")
+    jobs = FakeJobs(fail_after=2)
+    study, _ = open_study(spec)
+    study.enqueue_trial({"ars.step_size": 0.02})
+    objective = FakeObjective(spec, spec.settings.name, None)
+    objective.jobs = jobs
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(objective, n_trials=1)
+    assert len(jobs.calls) == 2
+    # the retried trial (same configuration) runs only the two seeds that were missing
+    jobs.fail_after = None
+    study = run_trials(spec, [0.02], jobs)
+    tuning = study.user_attrs[TUNING_SEEDS_ATTR]
+    assert sorted(s for _, s in jobs.calls) == sorted(tuning)
+    assert len(jobs.calls) == 4
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 1 and len(done[0].user_attrs["seeds"]) == 4
+
+
+def test_validation_seeds_are_fresh_and_name_the_winner_against_the_baseline(tmp_path):
+    spec = spec_for(tmp_path, "tuning = 3\nparallel = 1", validate="top = 2\nseeds = 6", enqueue=[0.01])
+    study = run_trials(spec, [0.02, 0.03, 0.04], FakeJobs())    # 0.01 is the enqueued baseline: trial 0
+    jobs = FakeJobs()
+    summary = validate_study(spec, study, run_job=jobs)
+    tuning = study.user_attrs[TUNING_SEEDS_ATTR]
+    fresh = study.user_attrs[VALIDATION_SEEDS_ATTR]
+    assert len(fresh) == 6 and not set(fresh) & set(tuning)
+    assert fresh == summary["seeds"]
+    validated = {c["overrides"]["ars.step_size"] for c in summary["configs"]}
+    assert validated == {0.04, 0.02, 0.01}                  # top 2 by tuning value, and the baseline
+    assert sorted(s for _, s in jobs.calls) == sorted(fresh * 3)
+    win = next(c for c in summary["configs"] if c["config"] == summary["winner"])
+    assert win["overrides"] == {"ars.step_size": 0.04}
+    assert win["fresh"]["value"] == pytest.approx(np.mean([0.9 + luck(s) for s in fresh]))
+    lo, hi = win["fresh"]["interval"]
+    assert lo <= win["fresh"]["value"] <= hi
+    v = summary["vs_baseline"]
+    assert v["paired_wins"] == 6 and v["probability_of_improvement"] > 0.5
+    assert summary["rank_correlation"]["n"] == 3
+    # resumable: a second call runs nothing new
+    again = FakeJobs()
+    validate_study(spec, study, run_job=again)
+    assert again.calls == []
+    from arsearch.study.show import show
+
+    text = show(study)
+    assert "held-out validation on 6 fresh seeds" in text and "<- winner" in text
+    assert "step_size = 0.04" in text                       # the job config printed is the validated winner's
+
+
+def test_validation_needs_shared_seeds(tmp_path):
+    path = write_study(tmp_path, study='storage = "sqlite:///optuna.db"\n[study.validate]\ntop = 2\n')
+    with pytest.raises(ConfigError, match=r"needs \[study.seeds\]"):
+        load_study(path)
+
+
+def test_unknown_seed_keys_and_bad_values_are_refused(tmp_path):
+    for text, match in (("tuning = 3\nracing = true", "unknown key 'study.seeds.racing'"),
+                        ("tuning = -1", "study.seeds.tuning"), ("tuning = [1, 1]", "distinct"),
+                        ("tuning = 3\nalpha = 1.5", "study.seeds.alpha")):
+        path = write_study(tmp_path, study=f'storage = "sqlite:///optuna.db"\n[study.seeds]\n{text}\n')
+        with pytest.raises(ConfigError, match=match):
+            load_study(path)
+    path = write_study(tmp_path, study='aggregate = "km_median"\n')
+    with pytest.raises(ConfigError, match="spend_to_target"):
+        load_study(path)
+
+
+# -- aggregates against values computed by hand ----------------------------------------------------------
+def rows(values, success=None, spend=None):
+    return [{"value": v, "success": None if success is None else success[i],
+             "spend": None if spend is None else spend[i]} for i, v in enumerate(values)]
+
+
+def test_aggregates_match_hand_computed_values():
+    x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 100.0]
+    assert SeedObjective("maximize", "mean").value(rows(x)) == pytest.approx(128 / 8)
+    assert SeedObjective("maximize", "median").value(rows(x)) == pytest.approx(4.5)
+    assert SeedObjective("maximize", "iqm").value(rows(x)) == pytest.approx((3 + 4 + 5 + 6) / 4)
+    assert iqm([1, 2, 3, 4]) == pytest.approx(2.5)
+    ok = SeedObjective("maximize", "success_rate")
+    assert ok.value(rows(x, success=[True, False, True, True, False, False, True, True])) == pytest.approx(5 / 8)
+    assert ok.aggregate_direction == "maximize"
+
+
+def test_censored_aggregates_count_misses_at_the_budget():
+    budget = 6000.0
+    # spend to target: three hits and two misses (their recorded value carries the penalty 2x)
+    spend = [800.0, 2000.0, 4000.0, 6000.0, 6000.0]
+    success = [True, True, True, False, False]
+    values = [800.0, 2000.0, 4000.0, 12000.0, 12000.0]
+    r = rows(values, success, spend)
+    assert SeedObjective("minimize", "restricted_mean", budget).value(r) == pytest.approx((800 + 2000 + 4000 + 6000 + 6000) / 5)
+    # Kaplan-Meier: S drops by 1/5 at 800, 2000, 4000; S(4000) = 0.4 <= 0.5, so the median is 4000
+    assert SeedObjective("minimize", "km_median", budget).value(r) == pytest.approx(4000.0)
+    # fewer than half reach the target: no median, the censored value budget x penalty
+    r2 = rows([800.0, 12000.0, 12000.0], [True, False, False], [800.0, 6000.0, 6000.0])
+    assert SeedObjective("minimize", "km_median", budget, penalty=2.0).value(r2) == pytest.approx(12000.0)
+    # an early censoring (a run stopped before the budget) is handled by KM, not counted as a miss at it
+    assert km_median([100.0, 200.0, 300.0], [True, False, True], missing=math.inf) == pytest.approx(300.0)
+    assert SeedObjective("minimize", "mean", budget).value(r) == pytest.approx(sum(values) / 5)
