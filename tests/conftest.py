@@ -1,4 +1,4 @@
-"""Every fixture the tests share.
+"""Every fixture the tests share (helpers and presets: `tests.support`).
 
 Markers (pyproject.toml): `multiprocess` (worker processes, ranks, subprocesses), `postgres`,
 `gpu`. The fast part alone: ``pytest -m "not multiprocess and not postgres"``.
@@ -19,8 +19,6 @@ import torch
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlflow-test.db")
 torch.set_num_threads(1)
-# legacy helper modules (_study_util, parallel_helpers) import by bare name from files not yet migrated
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -47,6 +45,16 @@ def mlflow_db(tmp_cwd):
 
     shutil.copy(mlflow_template(), tmp_cwd / "mlflow.db")
     return tmp_cwd
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny Hugging Face causal LM (a 2-layer GPT-2, seeded, and a character tokenizer) saved once per
+    session with save_pretrained, no download: tests read it (as ``model.path``) and never write into it."""
+    pytest.importorskip("transformers")
+    from tests.support.hf import make_tiny_lm_dir
+
+    return make_tiny_lm_dir(tmp_path_factory.mktemp("hf") / "tiny")
 
 
 @pytest.fixture

@@ -219,11 +219,9 @@ def test_compressed_form_round_trips_bit_exact():
     assert all(torch.equal(back[k], state[k]) for k in state)
 
 
-def job(directory, overrides=None, **compress):
-    """The digits job with a [compress] table, writing under `directory`."""
-    return make_job("digits", directory, **{"task.hidden": [32], "ars.directions": 4, "ars.top": 2,
-                                            "ars.iterations": 12, "ars.step_size": 0.02, "eval.every": 6,
-                                            "checkpoint.every": 6, "compress": compress, **(overrides or {})})
+# the digits job, a little wider and shorter, that the [compress] training tests run
+SMALL = {"task.hidden": [32], "ars.directions": 4, "ars.top": 2, "ars.iterations": 12, "ars.step_size": 0.02,
+         "eval.every": 6, "checkpoint.every": 6}
 
 
 @pytest.mark.parametrize("backend,share_bits", [
@@ -233,8 +231,9 @@ def job(directory, overrides=None, **compress):
 ])
 def test_training_job_keeps_pruned_zero_and_shared_tied(tmp_path, backend, share_bits):
     # hogwild: two workers write the shared θ without a lock; distributed: a world of one in this process
-    trainer = Trainer(job(tmp_path / "run", {"ars.backend": backend, "ars.workers": 2}, prune=0.8,
-                          share_bits=share_bits, search="all"), progress=False)
+    compress = {"prune": 0.8, "share_bits": share_bits, "search": "all"}
+    trainer = Trainer(make_job("digits", tmp_path / "run", **{**SMALL, "ars.backend": backend, "ars.workers": 2,
+                                                              "compress": compress}), progress=False)
     start = trainer.space.vector().clone()
     if share_bits:    # two codebooks of 2^3 centroids, and the biases
         assert trainer.space.dim == 2 * 8 + 32 + 10
@@ -252,7 +251,8 @@ def test_training_job_keeps_pruned_zero_and_shared_tied(tmp_path, backend, share
 
 def test_gradual_pruning_shrinks_the_space_and_resumes_exactly(tmp_path):
     compress = dict(prune=0.8, prune_schedule="gradual", prune_iterations=8, prune_every=2, search="unpruned")
-    straight = Trainer(job(tmp_path / "run", {"ars.backend": "sequential"}, **compress), progress=False)
+    straight = Trainer(make_job("digits", tmp_path / "run", **{**SMALL, "ars.backend": "sequential", "compress": compress}),
+                       progress=False)
     full = straight.space.dim
     straight.run()
     dims = [row["compress/search_dim"] for row in straight.history if "compress/search_dim" in row]
@@ -262,9 +262,11 @@ def test_gradual_pruning_shrinks_the_space_and_resumes_exactly(tmp_path):
     assert_pruned_zero(straight.space)
 
     resumed = tmp_path / "resumed"
-    first = Trainer(job(resumed, {"ars.backend": "sequential", "ars.iterations": 6}, **compress), progress=False)
+    first = Trainer(make_job("digits", resumed, **{**SMALL, "ars.backend": "sequential", "ars.iterations": 6,
+                                                   "compress": compress}), progress=False)
     first.run()
-    second = Trainer(job(resumed, {"ars.backend": "sequential"}, **compress), progress=False)
+    second = Trainer(make_job("digits", resumed, **{**SMALL, "ars.backend": "sequential", "compress": compress}),
+                     progress=False)
     second.run(resume=True)
     assert second.space.dim == straight.space.dim
     for (k, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values()):
@@ -276,12 +278,13 @@ def test_gradual_pruning_shrinks_the_space_and_resumes_exactly(tmp_path):
                                              ({"search": "unpruned"}, "compress.prune")])
 def test_inconsistent_compress_tables_fail_before_work(tmp_path, compress, match):
     with pytest.raises(ConfigError, match=match):
-        Trainer(job(tmp_path / "run", **compress), progress=False)
+        Trainer(make_job("digits", tmp_path / "run", **{**SMALL, "compress": compress}), progress=False)
 
 
 def test_gradual_needs_iterations(tmp_path):
     with pytest.raises(ConfigError, match="prune_iterations"):
-        Trainer(job(tmp_path / "run", prune=0.5, prune_schedule="gradual"), progress=False)
+        Trainer(make_job("digits", tmp_path / "run", **{**SMALL, "compress": {"prune": 0.5, "prune_schedule": "gradual"}}),
+                progress=False)
 
 
 class WatchingNoise(SeedNoise):

@@ -17,7 +17,7 @@ from arsearch.tasks.generate import (  # noqa: E402
     exact_match,
     load_prompts,
 )
-from tests.support.hf import generate_job, make_tiny_lm_dir  # noqa: E402
+from tests.support import job_data  # noqa: E402
 
 
 def reverse_prompts(n=40, seed=0):
@@ -35,16 +35,6 @@ def constant_reward(prompts, outputs, references):
 
 def wrong_length_reward(prompts, outputs, references):
     return [1.0]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A 2-layer GPT-2 and a character tokenizer, built from a config and saved locally (no download)."""
-    return make_tiny_lm_dir(tmp_path_factory.mktemp("gen") / "tiny")
-
-
-def job(tmp_path, path, **tables):
-    return generate_job(tmp_path, path, n_prompts=100, directions=2, eval_every=1, **tables)
 
 
 def test_arithmetic_data_is_deterministic_distinct_and_correct():
@@ -78,7 +68,7 @@ def test_prompt_sources(tmp_path):
 
 
 def test_candidates_score_alike_in_both_paths_and_leave_the_model_alone(tmp_path, model_dir):
-    task = build_task(load_job(data=job(tmp_path, model_dir)))
+    task = build_task(load_job(data=job_data("generate", tmp_path / "out", **{"model.path": model_dir})))
     assert isinstance(task, GenerateTask)
     batch = task.batch(0)
     assert batch.input_ids.shape[0] == 8
@@ -102,7 +92,7 @@ def test_candidates_score_alike_in_both_paths_and_leave_the_model_alone(tmp_path
 
 
 def test_evaluation_is_held_out_and_not_counted(tmp_path, model_dir):
-    task = build_task(load_job(data=job(tmp_path, model_dir)))
+    task = build_task(load_job(data=job_data("generate", tmp_path / "out", **{"model.path": model_dir})))
     assert len(task.test) == 25 and len(task.train) == 75
     assert not {it["prompt"] for it in task.test} & {it["prompt"] for it in task.train}
     task.evaluate()
@@ -112,15 +102,17 @@ def test_evaluation_is_held_out_and_not_counted(tmp_path, model_dir):
 
 
 def test_reward_contract_is_checked(tmp_path, model_dir):
-    task = build_task(load_job(data=job(tmp_path, model_dir, task={"reward": "tests.test_generate:constant_reward"})))
+    task = build_task(load_job(data=job_data("generate", tmp_path / "out", **{
+        "model.path": model_dir, "task.reward": "tests.test_generate:constant_reward"})))
     assert task.score(task.batch(0)) == 0.5
-    task = build_task(load_job(data=job(tmp_path, model_dir, task={"reward": "tests.test_generate:wrong_length_reward"})))
+    task = build_task(load_job(data=job_data("generate", tmp_path / "out", **{
+        "model.path": model_dir, "task.reward": "tests.test_generate:wrong_length_reward"})))
     with pytest.raises(ValueError, match="returned \\(1,\\) values for 8 prompts"):
         task.score(task.batch(0))
 
 
 def test_cross_entropy_training_learns(tmp_path, model_dir):
-    task = build_task(load_job(data=job(tmp_path, model_dir)))
+    task = build_task(load_job(data=job_data("generate", tmp_path / "out", **{"model.path": model_dir})))
     losses = task.train_cross_entropy(30, lr=3e-3, batch_size=16)
     assert sum(losses[-5:]) < sum(losses[:5])
     assert not task.model.training and all(p.grad is None for p in task.model.parameters())
@@ -129,7 +121,8 @@ def test_cross_entropy_training_learns(tmp_path, model_dir):
 def test_posttrain_logs_curve_metrics_and_sample_table(tmp_path, model_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    data = job(tmp_path, model_dir, tracking={"enabled": True, "uri": uri, "experiment": "gen"})
+    data = job_data("generate", tmp_path / "out", tracking={"enabled": True, "uri": uri, "experiment": "gen"},
+                    **{"model.path": model_dir})
     result = posttrain(load_job(data=data))
     assert result.tracking_error is None
     from mlflow.tracking import MlflowClient

@@ -14,16 +14,12 @@ from arsearch.cli import main  # noqa: E402
 from arsearch.config import ConfigError, load_job  # noqa: E402
 from arsearch.models import load_hf  # noqa: E402
 from arsearch.posttrain import posttrain  # noqa: E402
-from tests.support.hf import FACTORY, generate_job, make_tiny_lm_dir  # noqa: E402
+from tests.support import job_data  # noqa: E402
+from tests.support.hf import FACTORY  # noqa: E402
 
+# the generate preset, a little larger: 120 prompts, 3 directions, an evaluation every 2 iterations
+HF = {"task.n_prompts": 120, "ars.directions": 3, "ars.top": 3, "eval.every": 2}
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A 2-layer GPT-2 and a character tokenizer, built from a config and saved locally (no download)."""
-    return make_tiny_lm_dir(tmp_path_factory.mktemp("hf") / "tiny")
-
-def job(tmp_path, path, **tables):
-    return generate_job(tmp_path, path, n_prompts=120, directions=3, eval_every=2, **tables)
 
 def test_load_from_directory_with_its_tokenizer(model_dir):
     model, tok = load_hf(FACTORY, str(model_dir))
@@ -33,7 +29,7 @@ def test_load_from_directory_with_its_tokenizer(model_dir):
 
 def test_posttrain_saves_a_plain_transformers_directory(tmp_path, model_dir):
     before = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(model_dir).state_dict().items()}
-    result = posttrain(load_job(data=job(tmp_path, model_dir)))
+    result = posttrain(load_job(data=job_data("generate", tmp_path / "out", **HF, **{"model.path": model_dir})))
     out = tmp_path / "out"
     assert (out / "model" / "config.json").exists() and (out / "samples.json").exists()
     # reloadable by plain transformers, with the post-trained weights
@@ -47,13 +43,14 @@ def test_posttrain_saves_a_plain_transformers_directory(tmp_path, model_dir):
     assert any(not torch.equal(state[k], before[k]) for k in state)          # ARS moved the weights
     assert result.train["count/forward_examples"] == 2 * 3 * 8 * 2           # 2N candidates x batch x iterations
     # the exported safetensors go on top of the directory: the next job starts where this one ended
-    again = posttrain(load_job(data=job(tmp_path / "b", model_dir, model={"checkpoint": result.checkpoint},
-                                        ars={"iterations": 0})))
+    again = posttrain(load_job(data=job_data("generate", tmp_path / "b" / "out", **HF, **{
+        "model.path": model_dir, "model.checkpoint": result.checkpoint, "ars.iterations": 0})))
     assert again.before["reward"] == pytest.approx(result.after["reward"])
 
 def test_vectorized_backend_scores_like_the_sequential_one(tmp_path, model_dir):
-    seq = posttrain(load_job(data=job(tmp_path / "s", model_dir)))
-    vec = posttrain(load_job(data=job(tmp_path / "v", model_dir, ars={"backend": "vectorized"})))
+    seq = posttrain(load_job(data=job_data("generate", tmp_path / "s" / "out", **HF, **{"model.path": model_dir})))
+    vec = posttrain(load_job(data=job_data("generate", tmp_path / "v" / "out", **HF,
+                                           **{"model.path": model_dir, "ars.backend": "vectorized"})))
     a, b = load_file(seq.checkpoint), load_file(vec.checkpoint)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert seq.after["reward"] == pytest.approx(vec.after["reward"])
@@ -79,10 +76,10 @@ def test_bad_directories_exit_2(tmp_path, model_dir, capsys, monkeypatch):
              ({"task": {"reward": "arsearch.tasks.generate:nothing"}}, "has no attribute 'nothing'")]
     for extra, reason in cases:
         cfg = tmp_path / "job.toml"
-        cfg.write_text(tomli_w.dumps(job(tmp_path, model_dir, **extra)))
+        cfg.write_text(tomli_w.dumps(job_data("generate", tmp_path / "out", **HF, **{"model.path": model_dir}, **extra)))
         assert main(["posttrain", str(cfg), "--quiet"]) == 2, extra
         assert reason in capsys.readouterr().err, extra
-    data = job(tmp_path, model_dir)
+    data = job_data("generate", tmp_path / "out", **HF, **{"model.path": model_dir})
     data["model"]["path"] = ""
     with pytest.raises(ConfigError, match="needs \\[model\\] path"):
         load_job(data=data)
@@ -94,8 +91,9 @@ def test_bad_directories_exit_2(tmp_path, model_dir, capsys, monkeypatch):
 
 def test_fresh_model_is_pretrained_and_saved_first(tmp_path):
     target = tmp_path / "pre"
-    data = job(tmp_path, target, model={"init": "arsearch.tasks.generate:tiny_causal_lm", "pretrain_epochs": 1},
-               ars={"iterations": 1})
+    data = job_data("generate", tmp_path / "out", **HF, **{
+        "model.path": target, "model.init": "arsearch.tasks.generate:tiny_causal_lm", "model.pretrain_epochs": 1,
+        "ars.iterations": 1})
     result = posttrain(load_job(data=data))
     assert result.pretrained
     assert (target / "config.json").exists() and (target / "tokenizer.json").exists()

@@ -15,7 +15,7 @@ from arsearch.noise import iteration_seeds, make_noise
 from arsearch.population import Population, strategy_class
 from arsearch.spaces import FullSpace
 from arsearch.tasks import build_task
-from tests.helpers import job
+from tests.support import make_job
 
 
 def parts(cfg):
@@ -49,7 +49,7 @@ def test_ars_step_weighs_each_learner_with_its_own_step_size_and_noise():
 
 def test_single_learner_step_equals_the_iteration_written_out(tmp_path):
     """seeds → batch → evaluate → update_weights → apply, by hand, gives the learner's θ bit for bit."""
-    cfg = job(tmp_path)
+    cfg = make_job("digits", tmp_path / "run")
     task, space, noise, backend = parts(cfg)
     lrn = ARSLearner(Hyper.of(cfg), task, space, noise, backend)
     task2, space2, noise2, backend2 = parts(cfg)
@@ -81,15 +81,15 @@ def test_every_learner_runs_the_one_iteration(monkeypatch, tmp_path):
     opt = ARS(model.parameters(), directions=2, top=2)
     x = torch.randn(8, 3)
     opt.step(lambda: model(x).pow(2).mean())
-    cfg = job(tmp_path, **{"population.size": 2, "population.epoch": 1})
+    cfg = make_job("digits", tmp_path / "run", **{"population.size": 2, "population.epoch": 1})
     task, space, noise, backend = parts(cfg)
     Population.from_config(cfg, task, space, noise, backend).step(0)
     assert calls == ["optimizer", "learner"]
 
 
 def test_a_population_of_one_without_strategies_is_the_single_learner(tmp_path):
-    cfg = job(tmp_path, **{"population.size": 1, "population.fitness": "last"})
-    plain = job(tmp_path)
+    cfg = make_job("digits", tmp_path / "run", **{"population.size": 1, "population.fitness": "last"})
+    plain = make_job("digits", tmp_path / "run")
     single = ARSLearner.from_config(plain, *parts(plain))
     task, space, noise, backend = parts(cfg)
     pop = Population.from_config(cfg, task, space, noise, backend)
@@ -100,7 +100,7 @@ def test_a_population_of_one_without_strategies_is_the_single_learner(tmp_path):
 
 
 def test_per_learner_noise_batched_equals_the_loop(tmp_path):
-    cfg = job(tmp_path)
+    cfg = make_job("digits", tmp_path / "run")
     task, space, noise, vec = parts(cfg)
     seq = make_backend("sequential", cfg)
     thetas = space.vector().unsqueeze(0) + 0.05 * torch.randn(3, space.dim)
@@ -116,7 +116,7 @@ def test_per_learner_noise_batched_equals_the_loop(tmp_path):
 
 # -- hyperparameters, not the job config ------------------------------------------------------------
 def test_hyper_is_the_ars_table_and_seed(tmp_path):
-    cfg = job(tmp_path, seed=7)
+    cfg = make_job("digits", tmp_path / "run", seed=7)
     h = Hyper.of(cfg)
     assert (h.version, h.directions, h.top, h.step_size, h.noise, h.seed) == ("v1t", 8, 4, 0.05, 0.03, 7)
     assert Hyper.of(h) is h
@@ -130,11 +130,11 @@ def test_hyper_is_the_ars_table_and_seed(tmp_path):
 
 # -- registries ------------------------------------------------------------------------------------
 def test_the_trainer_picks_its_learner_from_the_registry(tmp_path):
-    assert learner_name(job(tmp_path)) == "ars"
-    assert learner_name(job(tmp_path, **{"population.size": 2})) == "population"
-    assert learner_name(job(tmp_path, **{"ars.backend": "hogwild"})) == "hogwild"
+    assert learner_name(make_job("digits", tmp_path / "run")) == "ars"
+    assert learner_name(make_job("digits", tmp_path / "run", **{"population.size": 2})) == "population"
+    assert learner_name(make_job("digits", tmp_path / "run", **{"ars.backend": "hogwild"})) == "hogwild"
     assert set(REGISTRY) == {"ars", "population", "hogwild"}
-    cfg = job(tmp_path)
+    cfg = make_job("digits", tmp_path / "run")
     assert type(make_learner(cfg, *parts(cfg))) is ARSLearner
     assert REGISTRY["hogwild"].endswith(HogwildLearner.__name__)
     with pytest.raises(ValueError, match="unknown learner 'nope'"):

@@ -19,14 +19,14 @@ from arsearch.noise import LowRankNoise, TableNoise, make_noise
 from arsearch.spaces import FullSpace
 from arsearch.tasks.supervised import lowrank_mlp_forward
 from arsearch.trainer import Trainer
-from tests.helpers import job, job_in
-from tests.support import StopAt
+from tests.support import StopAt, make_job
 
 SEEDS = [3, 14, 15, 92, 65]
 
 
 def digits_trainer(tmp_path, **overrides):
-    return Trainer(job(tmp_path, **{"ars.noise_rank": 2, **overrides}), progress=False)
+    return Trainer(make_job("digits", tmp_path / "run", **{"checkpoint.every": 5, "ars.noise_rank": 2, **overrides}),
+                   progress=False)
 
 
 # -- the noise ----------------------------------------------------------------------------------
@@ -158,9 +158,9 @@ def test_automatic_chunk_keeps_a_call_in_cache_and_changes_no_score(tmp_path, mo
                                            ("distributed", {})])
 def test_lowrank_resume_is_bit_exact(tmp_path, backend, extra):
     overrides = {"ars.backend": backend, "ars.iterations": 8, "checkpoint.every": 4, "ars.noise_rank": 2, **extra}
-    full = Trainer(job(tmp_path / "full", **overrides), progress=False)
+    full = Trainer(make_job("digits", tmp_path / "full", **overrides), progress=False)
     full_result = full.run()
-    cfg = job(tmp_path / "cut", **overrides)
+    cfg = make_job("digits", tmp_path / "cut", **overrides)
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, callbacks=[StopAt(6)], progress=False).run()
     assert ckpt.latest(cfg.checkpoint.dir).name == "iter_0000004.pt"
@@ -189,17 +189,20 @@ def _lowrank_rank(rank: int, world: int, port: int, root: str) -> None:
     root = Path(root)
     common = {"ars.backend": "distributed", "ars.noise_rank": 2, "ars.directions": 5, "ars.top": 3,
               "ars.version": "v2t"}
-    full = Trainer(job_in(root / "full", 1000, **common, **{"ars.iterations": 8}), progress=False)
+    full = Trainer(make_job("digits", root / "full", **common, **{"checkpoint.every": 1000, "ars.iterations": 8}),
+                   progress=False)
     full.run()
-    Trainer(job_in(root / "cut", 4, **common, **{"ars.iterations": 4}), progress=False).run()
+    cut = {**common, "checkpoint.every": 4}
+    Trainer(make_job("digits", root / "cut", **cut, **{"ars.iterations": 4}), progress=False).run()
     dist.barrier()                     # rank 0 has written the checkpoint every rank resumes from
-    resumed = Trainer(job_in(root / "cut", 4, **common, **{"ars.iterations": 8}), progress=False)
+    resumed = Trainer(make_job("digits", root / "cut", **cut, **{"ars.iterations": 8}), progress=False)
     resumed.run(resume=True)
     torch.save({"full": full.space.vector(), "resumed": resumed.space.vector()}, root / f"rank{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
 
 
+@pytest.mark.multiprocess
 def test_lowrank_resume_is_bit_exact_on_two_gloo_ranks(tmp_path):
     ctx = mp.get_context("spawn")
     port = _free_port()
@@ -275,13 +278,14 @@ def test_fullspace_knows_its_shapes():
     assert FullSpace(model).shapes == [(3, 4), (3,), (5, 2, 3, 3), (5,)]
 
 
+@pytest.mark.multiprocess
 def test_lowrank_hogwild_with_one_worker_resumes_to_the_vectorized_run(tmp_path):
     # one hogwild worker is deterministic (it equals the vectorized run), so its resume can be exact
     common = {"ars.noise_rank": 2, "checkpoint.every": 4}
-    single = Trainer(job(tmp_path / "v", **common, **{"ars.iterations": 8}), progress=False)
+    single = Trainer(make_job("digits", tmp_path / "v", **common, **{"ars.iterations": 8}), progress=False)
     single.run()
     hog = {"ars.backend": "hogwild", "ars.workers": 1, **common}
-    Trainer(job(tmp_path / "h", **hog, **{"ars.iterations": 4}), progress=False).run()
-    resumed = Trainer(job(tmp_path / "h", **hog, **{"ars.iterations": 8}), progress=False)
+    Trainer(make_job("digits", tmp_path / "h", **hog, **{"ars.iterations": 4}), progress=False).run()
+    resumed = Trainer(make_job("digits", tmp_path / "h", **hog, **{"ars.iterations": 8}), progress=False)
     assert resumed.run(resume=True)["iterations"] == 8
     assert torch.equal(resumed.space.vector(), single.space.vector())

@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from _study_util import mlflow_db, write_study  # noqa: F401 - a fixture
 
 from arsearch import checkpoint as ckpt
 from arsearch.ars import update_weights
@@ -19,7 +18,8 @@ from arsearch.population.tabu import Tabu, rms_distance
 from arsearch.spaces import FullSpace
 from arsearch.tasks import build_task
 from arsearch.trainer import Trainer
-from tests.helpers import job
+from tests.support import make_job
+from tests.support.study import write_study
 
 
 def population(cfg):
@@ -30,9 +30,9 @@ def population(cfg):
 
 
 def pbt_job(tmp_path, **over):
-    return job(tmp_path, **{"population.size": 6, "population.epoch": 2, "population.strategies": ["pbt"],
-                            "population.init.step_size": [0.01, 0.1], "population.init.noise": [0.01, 0.05],
-                            "ars.iterations": 12, **over})
+    return make_job("digits", tmp_path / "run", **{
+        "population.size": 6, "population.epoch": 2, "population.strategies": ["pbt"],
+        "population.init.step_size": [0.01, 0.1], "population.init.noise": [0.01, 0.05], "ars.iterations": 12, **over})
 
 
 # -- per-learner hyperparameters --------------------------------------------------------------------
@@ -46,10 +46,10 @@ def test_ranges_spread_the_learners_log_uniformly_and_are_logged(tmp_path):
     init = [e for e in pop.lineage if e["event"] == "init"]
     assert [e["learner"] for e in init] == list(range(6))
     assert [e["step_size_after"] for e in init] == pop.step_sizes.tolist()
-    fixed = population(job(tmp_path, **{"population.size": 3}))
+    fixed = population(make_job("digits", tmp_path / "run", **{"population.size": 3}))
     assert fixed.step_sizes.tolist() == [0.05] * 3 and fixed.noises.tolist() == [0.03] * 3
     with pytest.raises(ConfigError, match="population.init.step_size"):
-        job(tmp_path, **{"population.init.step_size": [0.1, 0.01]})
+        make_job("digits", tmp_path / "run", **{"population.init.step_size": [0.1, 0.01]})
 
 
 def test_each_learner_steps_with_its_own_step_size_and_noise(tmp_path):
@@ -159,7 +159,7 @@ def test_lineage_is_logged_to_mlflow_as_a_table(tmp_cwd):
 
 # -- fitness ----------------------------------------------------------------------------------------
 def test_fitness_is_an_exponential_moving_average_of_the_candidates_mean(tmp_path):
-    cfg = job(tmp_path, **{"population.size": 3, "population.fitness_ema": 0.6})
+    cfg = make_job("digits", tmp_path / "run", **{"population.size": 3, "population.fitness_ema": 0.6})
     pop = population(cfg)
     pop.step(0)
     m1 = pop.last.rewards.mean(1)
@@ -167,14 +167,14 @@ def test_fitness_is_an_exponential_moving_average_of_the_candidates_mean(tmp_pat
     pop.step(1)
     m2 = pop.last.rewards.mean(1)
     assert torch.allclose(pop.fitness, 0.6 * m1 + 0.4 * m2)
-    last = population(job(tmp_path, **{"population.size": 3, "population.fitness": "last"}))
+    last = population(make_job("digits", tmp_path / "run", **{"population.size": 3, "population.fitness": "last"}))
     last.step(0)
     last.step(1)
     assert torch.equal(last.fitness, last.last.rewards.mean(1))
 
 
 def test_epoch_evaluation_fitness_scores_each_theta_and_counts_it(tmp_path):
-    cfg = job(tmp_path, **{"population.size": 3, "population.epoch": 2, "population.fitness": "eval"})
+    cfg = make_job("digits", tmp_path / "run", **{"population.size": 3, "population.epoch": 2, "population.fitness": "eval"})
     pop = population(cfg)
     pop.step(0)
     spent = pop.task.counters["forward_examples"]

@@ -19,10 +19,6 @@ from tests.support import assert_same_state, make_job
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def job(tmp, **over):
-    return make_job("population", tmp / "run", **over)
-
-
 def parts(cfg):
     torch.manual_seed(cfg.seed)       # as the trainer does: same initial model
     task = build_task(cfg)
@@ -31,7 +27,7 @@ def parts(cfg):
 
 
 def test_vectorized_batch_equals_the_per_learner_loop(tmp_path):
-    cfg = job(tmp_path)
+    cfg = make_job("population", tmp_path / "run")
     task, space, noise, vec = parts(cfg)
     seq = make_backend("sequential", cfg)
     thetas = space.vector().unsqueeze(0) + 0.1 * torch.randn(3, space.dim)
@@ -48,7 +44,7 @@ def test_vectorized_batch_equals_the_per_learner_loop(tmp_path):
 
 
 def test_learner_zero_follows_the_single_learner_and_best_is_loaded(tmp_path):
-    cfg = job(tmp_path, **{"population.strategies": [], "sampling": None})
+    cfg = make_job("population", tmp_path / "run", **{"population.strategies": [], "sampling": None})
     single = Trainer(load_job(data=_plain(cfg)), progress=False)
     for i in range(3):
         single.learner.step(i)
@@ -73,7 +69,7 @@ def _plain(cfg):
 
 
 def test_all_strategies_learn_digits_and_resume_exactly(tmp_path):
-    cfg = job(tmp_path, **{"ars.iterations": 60, "checkpoint.every": 30})
+    cfg = make_job("population", tmp_path / "run", **{"ars.iterations": 60, "checkpoint.every": 30})
     trainer = Trainer(cfg, progress=False)
     result = trainer.run()
     # chance is 0.1; 16 hidden units, 60 iterations. Seeds 1-6 of this job gave 0.45-0.62 (mean 0.56)
@@ -100,9 +96,10 @@ def test_all_strategies_learn_digits_and_resume_exactly(tmp_path):
 
 
 def test_resume_refuses_a_population_of_another_size(tmp_path):
-    cfg = job(tmp_path, **{"ars.iterations": 10})
+    cfg = make_job("population", tmp_path / "run", **{"ars.iterations": 10})
     Trainer(cfg, progress=False).run()
-    other = Trainer(job(tmp_path, **{"ars.iterations": 20, "population.size": 3}), progress=False)
+    other = Trainer(make_job("population", tmp_path / "run", **{"ars.iterations": 20, "population.size": 3}),
+                    progress=False)
     with pytest.raises(ValueError, match="population.size"):
         other.run(resume=True)
 

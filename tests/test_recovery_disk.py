@@ -9,12 +9,13 @@ import sys
 import time
 
 import pytest
-from _recovery_util import checkpoints, run, start, tmpfs, wait_for, write_job
 
 from arsearch.cli import main
 from arsearch.tracking import TrackingError, connect
+from tests.support.recovery import checkpoints, run, start, tmpfs, wait_for, write_job
 
 
+@pytest.mark.multiprocess
 def test_read_only_checkpoint_dir_is_refused_before_any_work(tmp_cwd, capsys):
     with tmpfs(tmp_cwd / "ro", readonly=True):
         write_job(tmp_cwd, ckpt_dir="ro/run", iterations=5)
@@ -26,6 +27,7 @@ def test_read_only_checkpoint_dir_is_refused_before_any_work(tmp_cwd, capsys):
         assert not (tmp_cwd / "mlflow.db").exists() and not (tmp_cwd / "mlruns").exists()
 
 
+@pytest.mark.multiprocess
 def test_read_only_tracking_store_is_refused_with_its_path(tmp_cwd, capsys):
     with tmpfs(tmp_cwd / "ro", readonly=True):
         write_job(tmp_cwd, uri="sqlite:///ro/mlflow.db", iterations=5)
@@ -36,6 +38,7 @@ def test_read_only_tracking_store_is_refused_with_its_path(tmp_cwd, capsys):
         assert not (tmp_cwd / "runs").exists()
 
 
+@pytest.mark.multiprocess
 def test_full_disk_says_no_space_left_and_leaves_no_temporary(tmp_cwd, capsys):
     with tmpfs(tmp_cwd / "small", size="64k"):
         # a 64-512-10 MLP: ~140 kB per checkpoint, more than the file system holds
@@ -71,6 +74,7 @@ def test_existing_checkpoints_are_refused_unless_resume_or_overwrite_and_resume_
     assert [p.name for p in checkpoints(tmp_cwd / "runs/a")] == ["iter_0000002.pt"]
 
 
+@pytest.mark.multiprocess
 def test_two_trains_started_together_into_one_dir_one_refuses(tmp_cwd):
     write_job(tmp_cwd, iterations=30, tracking=False)
     barrier = tmp_cwd / "go"
@@ -120,6 +124,7 @@ def _interrupted_creation(path, delay: float):
     p.wait()
 
 
+@pytest.mark.multiprocess
 def test_half_created_mlflow_db_is_named_with_what_to_do(tmp_cwd, capsys):
     write_job(tmp_cwd, iterations=2)
     db = tmp_cwd / "mlflow.db"
@@ -138,6 +143,7 @@ def test_half_created_mlflow_db_is_named_with_what_to_do(tmp_cwd, capsys):
     assert f"rm {db}" in err and "Traceback" not in err
 
 
+@pytest.mark.multiprocess
 def test_creating_the_db_cannot_be_left_half_made(tmp_cwd):
     """kill -9 while arsearch creates a fresh mlflow.db: no database is left, so the next run works."""
     write_job(tmp_cwd, iterations=2)

@@ -7,7 +7,7 @@ import torch
 from arsearch.cli import main
 from arsearch.config import ConfigError
 from arsearch.tasks import build_task
-from tests.helpers import job
+from tests.support import make_job
 
 TOML = """
 seed = 0
@@ -43,33 +43,35 @@ def train(tmp_cwd, capsys):
 
 
 def test_user_train_test_datasets_are_used_as_given(tmp_path):
-    task = build_task(job(tmp_path, **{"task.dataset": "_recovery_data:split", "task.hidden": [4]}))
+    task = build_task(make_job("digits", tmp_path / "run", **{"task.dataset": "tests.support.recovery_data:split",
+                                                              "task.hidden": [4]}))
     assert len(task.x_train) == 120 and len(task.x_test) == 14          # no re-split
-    from _recovery_data import split
+    from tests.support.recovery_data import split
     assert torch.equal(task.x_test, split()[1].tensors[0])
 
 
 def test_explicit_test_dataset_function(tmp_path):
-    task = build_task(job(tmp_path, **{"task.dataset": "_recovery_data:train_only",
-                                       "task.test_dataset": "_recovery_data:test_only"}))
+    task = build_task(make_job("digits", tmp_path / "run",
+                               **{"task.dataset": "tests.support.recovery_data:train_only",
+                                  "task.test_dataset": "tests.support.recovery_data:test_only"}))
     assert len(task.x_train) == 120 and len(task.x_test) == 10
 
 
 def test_user_split_trains_end_to_end(train):
-    code, err = train('task.dataset="_recovery_data:split"')
+    code, err = train('task.dataset="tests.support.recovery_data:split"')
     assert code == 0, err
 
 
 @pytest.mark.parametrize(("sets", "message"), [
-    (['task.dataset="_recovery_data:three"'],
-     "dataset '_recovery_data:three' returned a tuple of length 3; accepted: (x, y) arrays or tensors; "
+    (['task.dataset="tests.support.recovery_data:three"'],
+     "dataset 'tests.support.recovery_data:three' returned a tuple of length 3; accepted: (x, y) arrays or tensors; "
      "a torch Dataset of (x, y) pairs; or (train_dataset, test_dataset)"),
-    (['task.dataset="_recovery_data:onehot"'],
-     "dataset '_recovery_data:onehot': the labels y have shape (120, 2) (one-hot rows: return arr.argmax(1)"),
-    (['task.dataset="_recovery_data:strings"'],
-     "dataset '_recovery_data:strings': the labels y are strings"),
-    (['task.model="_recovery_data:dict_other"', 'task.dataset="_recovery_data:split"'],
-     "task.model '_recovery_data:dict_other' returned a dict with keys ['hidden', 'scores']; return a tensor, "
+    (['task.dataset="tests.support.recovery_data:onehot"'],
+     "dataset 'tests.support.recovery_data:onehot': the labels y have shape (120, 2) (one-hot rows: return arr.argmax(1)"),
+    (['task.dataset="tests.support.recovery_data:strings"'],
+     "dataset 'tests.support.recovery_data:strings': the labels y are strings"),
+    (['task.model="tests.support.recovery_data:dict_other"', 'task.dataset="tests.support.recovery_data:split"'],
+     "task.model 'tests.support.recovery_data:dict_other' returned a dict with keys ['hidden', 'scores']; return a tensor, "
      "or a dict with a 'logits' tensor"),
     (['ars.devices=["cuda:0"]'], "ars.devices[0] = 'cuda:0' but no CUDA device is available on this machine"),
     (["task.test_fraction=1.0"], "task.test_fraction = 1.0 leaves no training data; allowed: > 0 and < 1"),
@@ -92,7 +94,8 @@ def test_tiny_test_fraction_that_leaves_examples_trains(train):
 
 
 def test_dict_output_with_logits_is_used(train):
-    code, err = train('task.model="_recovery_data:dict_logits"', 'task.dataset="_recovery_data:split"')
+    code, err = train('task.model="tests.support.recovery_data:dict_logits"',
+                      'task.dataset="tests.support.recovery_data:split"')
     assert code == 0, err
 
 
@@ -100,4 +103,4 @@ def test_devices_check_is_in_the_config(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match=r"ars.devices\[1\] = 'cuda:1'"):
-        job(tmp_path, **{"ars.devices": ["cpu", "cuda:1"]})
+        make_job("digits", tmp_path / "run", **{"ars.devices": ["cpu", "cuda:1"]})

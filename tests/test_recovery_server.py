@@ -8,8 +8,12 @@ import subprocess
 import sys
 import urllib.request
 
-from _recovery_util import checkpoints, start, wait_for, write_job
-from _study_util import env
+import pytest
+
+from tests.support.recovery import checkpoints, start, wait_for, write_job
+from tests.support.study import env
+
+pytestmark = pytest.mark.multiprocess       # a real `mlflow server` and `arsearch train` processes
 
 
 def _free_port() -> int:

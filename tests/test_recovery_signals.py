@@ -4,14 +4,18 @@ the MLflow run ended, one command to resume, and --resume continuing the same ru
 import os
 import signal
 
+import pytest
 import torch
-from _recovery_util import checkpoints, run, runs, start, wait_for, write_job
 
 from arsearch import checkpoint as ckpt
 from arsearch.callbacks import Callback
 from arsearch.interrupt import StopSignals, TrainingInterrupted
 from arsearch.trainer import Trainer
-from tests.helpers import job
+from tests.support import make_job
+from tests.support.recovery import checkpoints, run, runs, start, wait_for, write_job
+
+# every test here starts `arsearch` processes or sends real signals (to them or to this process)
+pytestmark = pytest.mark.multiprocess
 
 
 class CtrlCAt(Callback):
@@ -57,8 +61,9 @@ def test_ctrl_c_saves_ends_the_run_killed_and_resume_continues_it_bit_exactly(tm
     assert sorted(set(steps)) == list(range(1, stopped_at + 4))
 
     # bit-exact: the same job run straight through, in process
-    ref = Trainer(job(tmp_path, **{"ars.iterations": stopped_at + 3, "checkpoint.every": 1000,
-                                   "task.hidden": [16], "ars.directions": 8, "ars.top": 4, "ars.step_size": 0.02}),
+    ref = Trainer(make_job("digits", tmp_path / "run",
+                           **{"ars.iterations": stopped_at + 3, "checkpoint.every": 1000, "task.hidden": [16],
+                              "ars.directions": 8, "ars.top": 4, "ars.step_size": 0.02}),
                   progress=False)
     ref.run()
     resumed = ckpt.peek(tmp_path / "runs/a/final.pt")["model"]
@@ -104,7 +109,7 @@ def test_kill_9_leaves_a_stale_run_that_the_next_start_ends(tmp_path):
 
 def test_second_signal_during_the_save_does_not_corrupt_it(tmp_path, monkeypatch):
     """In process, with real signals: SIGINT at iteration 3, a second one while the checkpoint is written."""
-    config = job(tmp_path, **{"ars.iterations": 50, "checkpoint.every": 1000})
+    config = make_job("digits", tmp_path / "run", **{"ars.iterations": 50, "checkpoint.every": 1000})
     real_save = torch.save
     calls = []
 
@@ -128,7 +133,7 @@ def test_second_signal_during_the_save_does_not_corrupt_it(tmp_path, monkeypatch
 
 
 def test_second_signal_during_an_iteration_stops_at_once(tmp_path):
-    config = job(tmp_path, **{"ars.iterations": 50, "checkpoint.every": 2})
+    config = make_job("digits", tmp_path / "run", **{"ars.iterations": 50, "checkpoint.every": 2})
 
     with StopSignals():
         trainer = Trainer(config, callbacks=[CtrlCAt(3, times=2)], progress=False)

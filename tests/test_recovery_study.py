@@ -8,13 +8,13 @@ import uuid
 
 import optuna
 import pytest
-from _recovery_util import run, start, wait_for
-from _study_util import write_study
 
 from arsearch.cli import main
 from arsearch.config import ConfigError
 from arsearch.study import load_existing, load_study, open_study
 from arsearch.tracking import redact
+from tests.support.recovery import run, start, wait_for
+from tests.support.study import write_study
 
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
 
@@ -27,6 +27,7 @@ def _together(cwd, n, *args):
     return [p.communicate(timeout=400) + (p.returncode,) for p in procs]
 
 
+@pytest.mark.multiprocess
 def test_two_workers_started_together_on_fresh_sqlite_and_mlflow(tmp_cwd):
     path = write_study(tmp_cwd, study='sampler = "random"\npruner = "none"\n', iterations=4)
     results = _together(tmp_cwd, 2, "study", "run", str(path), "--n-trials", "2", "--quiet")
@@ -57,6 +58,8 @@ def _fresh_postgres_schema() -> str:
     return f"{url}?options=-csearch_path%3D{schema}"
 
 
+@pytest.mark.multiprocess
+@pytest.mark.postgres
 def test_two_workers_started_together_on_a_fresh_postgres_schema(tmp_cwd):
     url = _fresh_postgres_schema()                     # no tables at all: both workers create them at once
     path = write_study(tmp_cwd, study=f'storage = "{url}"\ntracking = false\nsampler = "random"\npruner = "none"\n',
@@ -121,6 +124,7 @@ def test_password_is_masked_in_errors_and_mlflow_params(tmp_cwd, capsys):
     assert params["study.storage"] == "postgresql://user:***@127.0.0.1:1/db"
 
 
+@pytest.mark.multiprocess
 def test_killed_worker_runs_are_ended_and_the_rerun_says_which_trial_it_retried(tmp_cwd):
     path = write_study(tmp_cwd, study='pruner = "none"\nheartbeat_interval = 1\ngrace_period = 3\nmax_retry = 1\n',
                        space='"ars.iterations" = { low = 10, high = 1500 }\n')

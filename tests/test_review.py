@@ -8,12 +8,13 @@ import optuna
 import pytest
 import tomli_w
 import tomllib
-from _study_util import env, mlflow_db, write_study  # noqa: F401 - a fixture
 
 from arsearch.cli import main
 from arsearch.config import load_job, to_toml
+from tests.support.study import env, runs_of, write_study
 
 
+@pytest.mark.multiprocess
 def test_help_and_version_import_neither_torch_nor_mlflow_nor_sklearn():
     probe = ("import sys\nfrom arsearch.cli import main\n"
              "for argv in (['--help'], ['--version'], ['study', '--help'], ['ui', '--help']):\n"
@@ -25,6 +26,7 @@ def test_help_and_version_import_neither_torch_nor_mlflow_nor_sklearn():
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
 
 
+@pytest.mark.multiprocess
 def test_train_start_up_imports_only_what_the_job_needs(tmp_cwd):
     write_study(tmp_cwd, iterations=2)
     probe = ("import subprocess, sys\nfrom arsearch.cli import main\n"
@@ -101,8 +103,6 @@ def test_tracking_uri_comes_from_the_environment_when_unset(tmp_path, monkeypatc
 
 @pytest.mark.usefixtures("mlflow_db")
 def test_train_logs_to_MLFLOW_TRACKING_URI_applicable_params_and_no_final_copies(tmp_cwd, monkeypatch):
-    from test_tracking import runs_of
-
     from arsearch.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 
     tmp = tmp_cwd

@@ -16,25 +16,14 @@ from arsearch.config import load_job  # noqa: E402
 from arsearch.posttrain import base_model, posttrain, pretrain  # noqa: E402
 from arsearch.tasks import build_task  # noqa: E402
 from arsearch.weights import read_safetensors, read_state_dict, save_safetensors  # noqa: E402
-
-
-def job(tmp_path, checkpoint, **extra):
-    data = {"seed": 0, "task": {"dataset": "digits", "hidden": [16], "batch_size": 64},
-            "model": {"factory": "mlp", "checkpoint": str(checkpoint)},
-            "ars": {"version": "v1t", "directions": 4, "top": 2, "step_size": 0.02, "noise": 0.02,
-                    "iterations": 3, "backend": "sequential"},
-            "eval": {"every": 3}, "tracking": {"enabled": False},
-            "checkpoint": {"dir": str(tmp_path / "out"), "every": 100}}
-    for key, value in extra.items():
-        data[key] = {**data.get(key, {}), **value}
-    return data
+from tests.support import job_data  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("st")
     torch.manual_seed(0)
-    task = build_task(load_job(data=job(tmp, tmp / "x.pt")))
+    task = build_task(load_job(data=job_data("posttrain", tmp / "out", **{"model.checkpoint": tmp / "x.pt"})))
     pretrain(task, epochs=2)
     return {k: v.clone() for k, v in base_model(task).state_dict().items()}
 
@@ -78,25 +67,29 @@ def test_single_and_sharded_files_load_and_posttrain(tmp_path, state):
     for path in (single, index, tmp_path):          # a file, an index, a directory holding the index
         loaded = read_state_dict(path)
         assert set(loaded) == set(state) and all(torch.equal(loaded[k], state[k]) for k in state)
-    result = posttrain(load_job(data=job(tmp_path, index)))
+    result = posttrain(load_job(data=job_data("posttrain", tmp_path / "out", **{"model.checkpoint": index})))
     assert result.checkpoint.endswith("posttrained.safetensors")
     exported = load_file(result.checkpoint)          # plain safetensors, loadable without arsearch
     assert set(exported) == set(state)
     # and the export starts the next job
-    again = posttrain(load_job(data=job(tmp_path / "b", result.checkpoint, ars={"iterations": 0})))
+    again = posttrain(load_job(data=job_data("posttrain", tmp_path / "b" / "out",
+                                              **{"model.checkpoint": result.checkpoint, "ars.iterations": 0})))
     assert again.before["accuracy"] == pytest.approx(result.after["accuracy"])
 
 
 def test_pt_export_on_request(tmp_path, state):
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "w.safetensors"))
-    result = posttrain(load_job(data=job(tmp_path, tmp_path / "w.safetensors", model={"export": "pt"})))
+    data = job_data("posttrain", tmp_path / "out", **{"model.checkpoint": tmp_path / "w.safetensors",
+                                                     "model.export": "pt"})
+    result = posttrain(load_job(data=data))
     assert result.checkpoint.endswith("posttrained.pt")
     assert set(torch.load(result.checkpoint, weights_only=True)) == set(state)
 
 
 def test_compressed_export_carries_its_format(tmp_path, state):
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "w.safetensors"))
-    data = job(tmp_path, tmp_path / "w.safetensors", compress={"prune": 0.5, "share_bits": 3, "search": "centroids"})
+    data = job_data("posttrain", tmp_path / "out", compress={"prune": 0.5, "share_bits": 3, "search": "centroids"},
+                    **{"model.checkpoint": tmp_path / "w.safetensors"})
     result = posttrain(load_job(data=data))
     assert result.compressed_checkpoint.endswith("compressed.safetensors")
     tensors, meta = read_safetensors(result.compressed_checkpoint)
@@ -146,7 +139,7 @@ def test_bad_files_exit_2_with_the_reason(tmp_path, state, capsys, monkeypatch):
         with pytest.raises(CheckpointError, match=reason):
             read_state_dict(tmp_path / name)
         cfg = tmp_path / "job.toml"
-        cfg.write_text(tomli_w.dumps(job(tmp_path, tmp_path / name)))
+        cfg.write_text(tomli_w.dumps(job_data("posttrain", tmp_path / "out", **{"model.checkpoint": tmp_path / name})))
         assert main(["posttrain", str(cfg), "--quiet"]) == 2, name
         err = capsys.readouterr().err
         assert reason in err and name.split("/")[-1] in err, (name, err)

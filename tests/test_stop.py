@@ -9,7 +9,7 @@ from arsearch.callbacks import Callback
 from arsearch.cli import main
 from arsearch.config import ConfigError, load_job
 from arsearch.trainer import Trainer
-from tests.helpers import job
+from tests.support import make_job
 
 # the tiny digits job: 2·N candidates of batch_size examples per iteration
 PER_ITERATION = 2 * 8 * 64
@@ -31,7 +31,9 @@ def comparable(result: dict) -> dict:
 
 def test_a_run_stops_exactly_at_a_forward_budget(tmp_path):
     budget = 5 * PER_ITERATION - 100          # met during the fifth iteration
-    result = Trainer(job(tmp_path, **{"ars.iterations": 100, "stop.forward_examples": budget}), progress=False).run()
+    cfg = make_job("digits", tmp_path / "run", **{"checkpoint.every": 5, "ars.iterations": 100,
+                                                  "stop.forward_examples": budget})
+    result = Trainer(cfg, progress=False).run()
     assert result["iterations"] == 5
     assert result["stop/reason"] == "forward_examples" and result["stop/target_reached"] == 0.0
     assert result["count/forward_examples"] == 5 * PER_ITERATION
@@ -43,7 +45,8 @@ def test_a_run_stops_exactly_at_a_forward_budget(tmp_path):
 
 
 def test_iterations_stay_a_cap(tmp_path):
-    result = Trainer(job(tmp_path, **{"stop.forward_examples": 10 ** 9}), progress=False).run()
+    cfg = make_job("digits", tmp_path / "run", **{"checkpoint.every": 5, "stop.forward_examples": 10 ** 9})
+    result = Trainer(cfg, progress=False).run()
     assert result["iterations"] == 10 and result["stop/reason"] == "iterations"
 
 
@@ -67,7 +70,7 @@ def test_an_rl_run_stops_exactly_at_an_episode_budget_and_evaluates_on_an_episod
 
 def eval_curve(tmp_path, metric, **overrides):
     """(iteration, value, forward_examples) at each evaluation of a run without a target."""
-    trainer = Trainer(job(tmp_path, **overrides), progress=False)
+    trainer = Trainer(make_job("digits", tmp_path / "run", **{"checkpoint.every": 5, **overrides}), progress=False)
     trainer.run()
     return [(r["iteration"], r[metric], r["count/forward_examples"]) for r in trainer.history if metric in r]
 
@@ -81,7 +84,8 @@ def test_a_run_stops_exactly_at_its_target(tmp_path, metric):
     value = curve[len(curve) // 2][1]
     iteration, _, spent = next(c for c in curve if better(c[1], value))
     assert iteration < 40
-    result = Trainer(job(tmp_path / "target", **overrides, **{"stop.target": {"metric": metric, "value": value}}),
+    result = Trainer(make_job("digits", tmp_path / "target", **{"checkpoint.every": 5, **overrides,
+                                                                "stop.target": {"metric": metric, "value": value}}),
                      progress=False).run()
     assert result["stop/reason"] == "target" and result["stop/target_reached"] == 1.0
     assert result["iterations"] == iteration and result["count/forward_examples"] == spent
@@ -89,30 +93,36 @@ def test_a_run_stops_exactly_at_its_target(tmp_path, metric):
 
 
 def test_a_target_never_reached_ends_at_the_budget_unreached(tmp_path):
-    result = Trainer(job(tmp_path, **{"ars.iterations": 40, "stop.forward_examples": 3 * PER_ITERATION,
-                                      "stop.target": {"metric": "eval/accuracy", "value": 1.01}}), progress=False).run()
+    cfg = make_job("digits", tmp_path / "run", **{"checkpoint.every": 5, "ars.iterations": 40,
+                                                  "stop.forward_examples": 3 * PER_ITERATION,
+                                                  "stop.target": {"metric": "eval/accuracy", "value": 1.01}})
+    result = Trainer(cfg, progress=False).run()
     assert result["stop/reason"] == "forward_examples" and result["stop/target_reached"] == 0.0
     assert result["iterations"] == 3 and "eval/accuracy" in result
 
 
 def test_population_annealing_and_prioritised_sampling_spend_counts(tmp_path):
     k, n, batch = 2, 8, 64
-    cfg = job(tmp_path, **{"ars.iterations": 3, "population": {"size": k, "epoch": 2, "strategies": ["annealing"]},
-                           "sampling": {"alpha": 0.6}})
+    cfg = make_job("digits", tmp_path / "run", **{"checkpoint.every": 5, "ars.iterations": 3,
+                                                  "population": {"size": k, "epoch": 2, "strategies": ["annealing"]},
+                                                  "sampling": {"alpha": 0.6}})
     result = Trainer(cfg, progress=False).run()
     # every learner's 2N candidates, annealing's 2K re-scorings, one priority update of the batch
     per_iteration = (k * 2 * n + 2 * k + 1) * batch
     assert result["count/forward_examples"] == 3 * per_iteration
-    cfg = job(tmp_path / "b", **{"ars.iterations": 30, "stop.forward_examples": 2 * per_iteration,
-                                 "population": {"size": k, "epoch": 2, "strategies": ["annealing"]},
-                                 "sampling": {"alpha": 0.6}})
+    cfg = make_job("digits", tmp_path / "b", **{"checkpoint.every": 5, "ars.iterations": 30,
+                                                "stop.forward_examples": 2 * per_iteration,
+                                                "population": {"size": k, "epoch": 2, "strategies": ["annealing"]},
+                                                "sampling": {"alpha": 0.6}})
     result = Trainer(cfg, progress=False).run()
     assert result["iterations"] == 2 and result["stop/reason"] == "forward_examples"
 
 
+@pytest.mark.multiprocess
 def test_a_hogwild_job_stops_at_its_budget(tmp_path):
     # the workers' counts reach the trainer with each relayed step, so the budget is met as with one process
-    cfg = job(tmp_path, **{"ars.backend": "hogwild", "ars.iterations": 40, "stop.forward_examples": 10 * PER_ITERATION})
+    cfg = make_job("digits", tmp_path / "run", **{"checkpoint.every": 5, "ars.backend": "hogwild", "ars.iterations": 40,
+                                                  "stop.forward_examples": 10 * PER_ITERATION})
     result = Trainer(cfg, progress=False).run()
     assert result["stop/reason"] == "forward_examples"
     assert result["iterations"] == 10 and result["count/forward_examples"] == 10 * PER_ITERATION
@@ -132,12 +142,12 @@ def test_resume_is_bit_exact_with_a_target_and_a_budget(tmp_path):
     curve = eval_curve(tmp_path / "free", "eval/accuracy", **overrides)
     value = curve[len(curve) // 2][1]
     overrides["stop.target"] = {"metric": "eval/accuracy", "value": value}
-    full = Trainer(job(tmp_path / "full", **overrides), progress=False)
+    full = Trainer(make_job("digits", tmp_path / "full", **overrides), progress=False)
     full_result = full.run()
     stop_at = full_result["iterations"]
     assert full_result["stop/reason"] == "target" and stop_at > 4
 
-    cfg = job(tmp_path / "cut", **overrides)
+    cfg = make_job("digits", tmp_path / "cut", **overrides)
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, callbacks=[Interrupt(stop_at - 1)], progress=False).run()
     resumed = Trainer(cfg, progress=False)
@@ -172,12 +182,13 @@ def test_resume_is_bit_exact_with_a_target_and_a_budget(tmp_path):
 ])
 def test_bad_stop_values_are_refused_naming_the_key(tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match):
-        job(tmp_path, **overrides)
+        make_job("digits", tmp_path / "run", **overrides)
 
 
 def test_a_target_the_task_does_not_evaluate_is_refused_before_training(tmp_path, monkeypatch):
     # a regression dataset evaluates loss only: accuracy passes the config check, the trainer refuses it
-    cfg = job(tmp_path, **{"task.dataset": "regression", "stop.target": {"metric": "eval/accuracy", "value": 0.9}})
+    cfg = make_job("digits", tmp_path / "run", **{"task.dataset": "regression",
+                                                  "stop.target": {"metric": "eval/accuracy", "value": 0.9}})
     with pytest.raises(ConfigError, match="stop.target.metric = 'eval/accuracy'.*reports eval/loss"):
         Trainer(cfg, progress=False)
 
@@ -219,10 +230,12 @@ def test_schedules_over_the_job_end_where_a_budget_ends_it(tmp_path):
 
     # two learners' candidates + annealing's re-scoring of both + the priority update's batch
     per_iteration = 2 * (2 * 8 * 64) + 2 * 2 * 64 + 64
-    cfg = job(tmp_path, **{"ars.iterations": 1000, "stop.forward_examples": 5 * per_iteration,
-                           "population.size": 2, "population.strategies": ["annealing"],
-                           "population.annealing.schedule": "linear", "population.annealing.t0": 2.0,
-                           "sampling.alpha": 0.6, "sampling.beta": 0.4})
+    cfg = make_job("digits", tmp_path / "run", **{"checkpoint.every": 5, "ars.iterations": 1000,
+                                                  "stop.forward_examples": 5 * per_iteration,
+                                                  "population.size": 2, "population.strategies": ["annealing"],
+                                                  "population.annealing.schedule": "linear",
+                                                  "population.annealing.t0": 2.0,
+                                                  "sampling.alpha": 0.6, "sampling.beta": 0.4})
     trainer = Trainer(cfg, callbacks=[Record()], progress=False)
     betas = []
     sample = trainer.task.sampler.sample

@@ -2,15 +2,15 @@
 
 import optuna
 import pytest
-from _study_util import write_study
 
 from arsearch.config import ConfigError
 from arsearch.reports import markdown_table, write_report
 from arsearch.study import load_study, open_study, run_study
 from arsearch.study.objective import Reporter
+from tests.support.study import write_study
 
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
-PER_ITERATION = 2 * 4 * 64          # the tiny digits job of _study_util: 2·N candidates × batch
+PER_ITERATION = 2 * 4 * 64          # the tiny digits job of tests.support.study: 2·N candidates × batch
 
 TARGET = '[stop]\nforward_examples = {budget}\ntarget = {{ metric = "eval/accuracy", value = {value} }}\n'
 
@@ -181,7 +181,7 @@ def test_bad_spend_settings_are_refused(tmp_cwd, study, base_extra, match):
 def test_shipped_target_studies_validate_and_run_a_tiny_trial(tmp_cwd, name):
     pytest.importorskip("gymnasium")
     from arsearch.config import apply_overrides
-    from tests._study_util import REPO
+    from tests.support.study import REPO
 
     spec = load_study(REPO / "studies" / f"{name}.toml", {"n_trials": 1, "tracking": False})
     s = spec.settings

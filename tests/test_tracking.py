@@ -2,23 +2,11 @@
 
 import json
 import socket
-from pathlib import Path
 
 import pytest
 
 from arsearch.cli import main
-from tests.support.study import write_study
-
-
-def runs_of(uri, experiment):
-    from mlflow import MlflowClient
-
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = f"sqlite:///{Path.cwd() / uri[len('sqlite:///'):]}"   # MLflow caches stores by URI: pin the path
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    assert exp is not None, f"no experiment {experiment!r} in {uri}"
-    return client, client.search_runs([exp.experiment_id])
+from tests.support.study import runs_of, write_study
 
 
 @pytest.mark.usefixtures("mlflow_db")

@@ -10,9 +10,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _study_util import REPO, mlflow_db, write_study  # noqa: F401 - a fixture
 
 from arsearch.cli import main
+from tests.support.study import REPO, write_study
 
 
 def test_ui_runs_mlflow_with_this_interpreter():
@@ -64,6 +64,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 @pytest.mark.usefixtures("mlflow_db")
 def test_ui_starts_from_an_unactivated_venv_and_serves_the_store(tmp_cwd):
     from mlflow import MlflowClient

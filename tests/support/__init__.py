@@ -1,13 +1,18 @@
 """What the tests share: one way to build a job (`make_job`), a few presets, small user callables.
 
-    from tests.support import make_job
+    from tests.support import job_data, make_job
     cfg = make_job("digits", tmp_path, **{"ars.backend": "sequential", "ars.iterations": 3})
+    data = job_data("generate", tmp_path / "out", **{"model.path": model_dir})   # a dict, for TOML or load_job
 
 `kind` names a preset (a plain dict, below); `directory` becomes ``checkpoint.dir``; every other
-keyword is a dotted key (``"ars.top"``, ``"population.annealing.schedule"``) applied through the
-library's own ``--set`` mechanism, so an override is validated exactly as a user's would be.
-Fixtures live in tests/conftest.py; the plain NumPy ARS the core is checked against is
-`tests.support.reference`.
+keyword is a dotted key (``"ars.top"``, ``"population.annealing.schedule"``). `make_job` applies them
+through the library's own ``--set`` mechanism, so an override is validated exactly as a user's would
+be; `job_data` writes them into the plain dict, for tests that write a job file or break a job on purpose.
+Fixtures (``tmp_cwd``, ``mlflow_db``, ``model_dir``, ``spawn``, ...) live in tests/conftest.py; the
+other modules here: `study` (study files, subprocess commands), `recovery` (real `arsearch`
+processes, signals, mounts), `parallel` (models that fail inside a worker or rank), `hf` (a tiny
+Hugging Face model), `recovery_data` (user data functions), and `reference`, the plain NumPy ARS the
+core is checked against.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from arsearch.callbacks import Callback
 from arsearch.config import JobConfig, load_job
+from tests.support.hf import FACTORY
 
 # A tiny digits classification job: an iteration takes a few milliseconds.
 DIGITS = {
@@ -51,27 +57,81 @@ POPULATION = {
     "checkpoint": {"every": 10},
 }
 
-PRESETS = {"digits": DIGITS, "rl": SWIMMER, "population": POPULATION}
+# Post-training the digits MLP whose weights are at ``model.checkpoint`` (set it): 3 sequential iterations.
+POSTTRAIN = {
+    "seed": 0,
+    "task": {"dataset": "digits", "hidden": [16], "batch_size": 64},
+    "model": {"factory": "mlp"},
+    "ars": {"version": "v1t", "directions": 4, "top": 2, "step_size": 0.02, "noise": 0.02, "iterations": 3,
+            "backend": "sequential"},
+    "eval": {"every": 3},
+    "tracking": {"enabled": False},
+    "checkpoint": {"every": 100},
+}
+
+# Post-training the Hugging Face causal LM at ``model.path`` (set it; `tests.support.hf.make_tiny_lm_dir`
+# makes one, the `model_dir` fixture holds it) on arithmetic prompts, rewarded by digit match.
+GENERATE = {
+    "seed": 0,
+    "task": {"kind": "generate", "prompts": "arithmetic", "n_prompts": 100, "batch_size": 8, "max_new_tokens": 3,
+             "reward": "arsearch.tasks.generate:digit_match"},
+    "model": {"factory": FACTORY},
+    "ars": {"version": "v1t", "directions": 2, "top": 2, "step_size": 0.05, "noise": 0.05, "iterations": 2,
+            "backend": "sequential"},
+    "eval": {"every": 1},
+    "tracking": {"enabled": False},
+    "checkpoint": {"every": 100},
+}
+
+PRESETS = {"digits": DIGITS, "rl": SWIMMER, "population": POPULATION, "posttrain": POSTTRAIN, "generate": GENERATE}
 
 
-def make_job(kind: str = "digits", directory: str | Path | None = None, **dotted_overrides) -> JobConfig:
-    """A validated `JobConfig` from preset `kind`, writing under `directory`, with dotted-key overrides.
+def job_data(kind: str = "digits", directory: str | Path | None = None, **overrides) -> dict:
+    """Preset `kind` as the plain dict of a job file (for `load_job(data=...)` or `tomli_w.dumps`),
+    writing under `directory`, with `overrides` written into it unchecked.
 
-    An override whose value is None removes that key (or a whole optional table, e.g. "sampling").
+    A dotted key (``"model.path"``) sets that one value; a table name with a dict (``model={...}``) is
+    merged into that table; None removes the key (or a whole optional table, e.g. "sampling"). Paths
+    become strings, as a TOML file holds them.
     """
     if kind not in PRESETS:
         raise ValueError(f"unknown test preset {kind!r}; allowed: {', '.join(PRESETS)}")
     data = copy.deepcopy(PRESETS[kind])
     if directory is not None:
         data["checkpoint"]["dir"] = str(directory)
-    for key in [k for k, v in dotted_overrides.items() if v is None]:
+    for key, value in overrides.items():
         *parents, last = key.split(".")
         node = data
         for part in parents:
-            node = node.get(part, {})
-        node.pop(last, None)
-        del dotted_overrides[key]
-    return load_job(data=data, overrides=dotted_overrides)
+            node = node.get(part, {}) if value is None else node.setdefault(part, {})
+        if value is None:
+            node.pop(last, None)
+        elif isinstance(value, dict) and isinstance(node.get(last), dict):
+            node[last] = {**node[last], **_plain(value)}
+        else:
+            node[last] = _plain(value)
+    return data
+
+
+def _plain(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def make_job(kind: str = "digits", directory: str | Path | None = None, **dotted_overrides) -> JobConfig:
+    """A validated `JobConfig` from preset `kind`, writing under `directory`, with dotted-key overrides
+    applied as ``--set`` applies them.
+
+    An override whose value is None removes that key (or a whole optional table, e.g. "sampling").
+    """
+    removed = {k: None for k, v in dotted_overrides.items() if v is None}
+    overrides = {k: v for k, v in dotted_overrides.items() if v is not None}
+    return load_job(data=job_data(kind, directory, **removed), overrides=overrides)
 
 
 def assert_same_state(a, b, where: str = "state") -> None:

@@ -1,4 +1,5 @@
-"""A tiny causal LM saved as a Hugging Face directory, and generate-task jobs on it (no download)."""
+"""A tiny causal LM saved as a Hugging Face directory (no download). The `model_dir` fixture holds one;
+`make_job`/`job_data`'s "generate" preset post-trains the model at ``model.path``."""
 
 from __future__ import annotations
 
@@ -17,19 +18,3 @@ def make_tiny_lm_dir(directory: Path) -> Path:
     save_hf(model, tok, directory)
     return directory
 
-
-def generate_job(out_dir: Path, path: Path, *, n_prompts: int = 100, directions: int = 2, eval_every: int = 1,
-                 **tables) -> dict:
-    """A tiny generate-task post-training job (sequential backend, digit-match reward, no tracking);
-    `tables` are merged into the job's tables, e.g. ``ars={"iterations": 4}``."""
-    data = {"seed": 0,
-            "task": {"kind": "generate", "prompts": "arithmetic", "n_prompts": n_prompts, "batch_size": 8,
-                     "max_new_tokens": 3, "reward": "arsearch.tasks.generate:digit_match"},
-            "model": {"factory": FACTORY, "path": str(path)},
-            "ars": {"version": "v1t", "directions": directions, "top": directions, "step_size": 0.05,
-                    "noise": 0.05, "iterations": 2, "backend": "sequential"},
-            "eval": {"every": eval_every}, "tracking": {"enabled": False},
-            "checkpoint": {"dir": str(out_dir / "out"), "every": 100}}
-    for key, value in tables.items():
-        data[key] = {**data.get(key, {}), **value}
-    return data

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from _study_util import REPO, env
+
+from tests.support.study import REPO, env
 
 JOB = """
 seed = 0

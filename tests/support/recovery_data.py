@@ -1,4 +1,5 @@
-"""User dataset and model functions for tests/test_recovery_input.py (given as _recovery_data:NAME)."""
+"""User dataset and model functions for tests/test_recovery_input.py (given as
+``tests.support.recovery_data:NAME``)."""
 
 import torch
 from torch import nn

@@ -46,15 +46,28 @@ def write_study(directory: Path, study: str = "", space: str = "", iterations: i
 
 
 def env() -> dict:
-    """Environment for `arsearch` subprocesses: this checkout first on the path, one thread each."""
+    """Environment for `arsearch` subprocesses: this checkout first on the path (so that jobs can name
+    ``tests.support...:NAME`` callables), one thread each."""
     e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")] + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
     e["OMP_NUM_THREADS"] = "1"
     return e
 
 
 def arsearch_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "arsearch.cli", *args]
+
+
+def runs_of(uri: str, experiment: str):
+    """(MlflowClient, the runs of `experiment`) in the store at `uri`, which must hold it."""
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{Path.cwd() / uri[len('sqlite:///'):]}"   # MLflow caches stores by URI: pin the path
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment!r} in {uri}"
+    return client, client.search_runs([exp.experiment_id])
 
 
 def mlflow_template() -> Path:
