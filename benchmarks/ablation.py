@@ -3,6 +3,7 @@
     nice -n 10 python benchmarks/ablation.py --task digits                 # 5 seeds, ~10 min on 2 cores
     nice -n 10 python benchmarks/ablation.py --task swimmer --seeds 10 --workers 8
     nice -n 10 python benchmarks/ablation.py --task hopper --seeds 5 --workers 8
+    nice -n 15 python benchmarks/ablation.py --task rastrigin ackley           # 10 seeds, 100 and 1000 dims, ~20 min
     python benchmarks/ablation.py --report-only                             # rebuild the report from the cache
     python benchmarks/ablation.py --smoke                                   # every task and variant, tiny budgets
 
@@ -27,7 +28,14 @@ Tasks (the issue's regimes):
 - **swimmer**: Swimmer-v5, horizon 1000, the paper's V1 settings per learner (N = 1, b = 1,
   α = 0.02, ν = 0.01); success = evaluation return ≥ 325 within 2000 episodes;
 - **hopper**: Hopper-v5, horizon 1000, the paper's V2-t settings (N = 8, b = 4, α = 0.01,
-  ν = 0.025, survival bonus shift 1); episodes to an evaluation return ≥ 3120 within 6000.
+  ν = 0.025, survival bonus shift 1); episodes to an evaluation return ≥ 3120 within 6000;
+- **rastrigin-100, rastrigin-1000, ackley-100, ackley-1000** (``--task rastrigin`` runs both
+  dimensions, as does ``--task ackley``): ``task.kind = "function"``, the benchmark's value f(θ)
+  at an equal budget of 64,000 function evaluations (lower is better), θ₀ uniform over the usual
+  domain [−w, w]^d (w = 5.12, 32.768). ARS V1-t with N = 8, b = 4 and its step and noise in units
+  of the domain (α = 0.01·w, ν = 0.04·w: one rule for both functions, not tuned per variant).
+  The multimodal home ground of annealing, tabu and particle swarms: the textbook expects them
+  to beat a single local searcher here.
 
 Variants: one learner with N directions (``single_n``), one with K·N directions and K·b kept
 (``single_kn``), a population of K learners with no strategy (``none``), each strategy alone,
@@ -95,6 +103,27 @@ TASKS = {
         "extra": [],
     },
 }
+
+
+def function_task(function: str, dim: int, half_width: float) -> dict:
+    return {
+        "budget_key": "forward_examples", "metric": "eval/value", "minimize": True, "seeds": 10,
+        "budget": 64_000,               # = 1000 population iterations of 4 × 2·8 candidates (one evaluation each)
+        "smoke_budget": 1_280, "fmt": ".4g",
+        "job": {"task": {"kind": "function", "function": function, "dim": dim},
+                "ars": {"version": "v1t", "directions": 8, "top": 4, "step_size": round(0.01 * half_width, 6),
+                        "noise": round(0.04 * half_width, 6)},
+                "population": {"size": K, "epoch": 10},
+                "eval": {"every": 25}},
+        "extra": [],
+    }
+
+
+for _function, _w in (("rastrigin", 5.12), ("ackley", 32.768)):
+    for _dim in (100, 1000):
+        TASKS[f"{_function}-{_dim}"] = function_task(_function, _dim, _w)
+# --task names that stand for several tasks
+ALIASES = {"rastrigin": ["rastrigin-100", "rastrigin-1000"], "ackley": ["ackley-100", "ackley-1000"]}
 
 
 def variants(task: str) -> list[str]:
@@ -196,6 +225,7 @@ def run_one(args) -> dict:
         data = job_data(task, variant, seed, smoke, tmp)
         config = load_job(data=data)
         trainer = Trainer(config, progress=False)
+        initial = trainer.task.value() if hasattr(trainer.task, "value") else None   # a function task's f(θ₀)
         start = time.perf_counter()
         result = trainer.run()
     key = f"count/{spec['budget_key']}"
@@ -209,6 +239,8 @@ def run_one(args) -> dict:
         hit = next((spent for spent, value in curve if value >= spec["target"]), None)
         out["reached"] = hit is not None
         out["to_target"] = hit
+    if initial is not None:
+        out["initial"] = initial
     if "lineage" in result:
         out["final_hyperparameters"] = result.get("hyperparameters")
     path = cache_path(task, variant, seed, smoke)
@@ -362,13 +394,15 @@ def task_section(task: str, by: dict, seeds: int, smoke: bool) -> tuple[list[str
             lines.append(f"| {v} | {n} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {rate_cells[0]} | {rate_cells[1]} | "
                          f"{m:.0f} ± {ci:.0f} | {episode_cells[0]} | {episode_cells[1]} | {fm:.4g} ± {fci:.2g} |")
     else:
-        lines += [f"Score: `{spec['metric']}` of the best learner when the budget is spent; mean ± half-width "
+        sign, fmt = (-1.0 if spec.get("minimize") else 1.0), spec.get("fmt", ".3f")
+        lines += [f"Score: `{spec['metric']}` of the best learner when the budget is spent"
+                  f"{' (lower is better)' if sign < 0 else ''}; mean ± half-width "
                   "of the 95% CI (t); differences with Welch's 95% CI. A difference whose CI contains 0 is not "
                   "a measured effect.", ""]
 
         def scores(v):
             return [r["score"] for r in done[v]]
-        best_single = max(singles, key=lambda v: np.mean(scores(v))) if singles else None
+        best_single = max(singles, key=lambda v: sign * np.mean(scores(v))) if singles else None
         lines += [f"| variant | runs | mean ± 95% CI | Δ vs {best_single} ± 95% CI | Δ vs none ± 95% CI | "
                   "iterations | per-seed |", "|---|---|---|---|---|---|---|"]
         for v in rows:
@@ -382,11 +416,14 @@ def task_section(task: str, by: dict, seeds: int, smoke: bool) -> tuple[list[str
                     cells.append("—")
                     continue
                 d, h = welch(scores(v), scores(ref))
-                cells.append(f"{d:+.3f} ± {h:.3f}{verdict(d - h, d + h)}")
+                cells.append(f"{d:+{fmt}} ± {h:{fmt}}{verdict(sign * d - h, sign * d + h)}")
             its = np.mean([r["iterations"] for r in done[v]])
-            lines.append(f"| {v} | {len(done[v])} | {m:.4f} ± {ci:.3f} | {cells[0]} | {cells[1]} | {its:.0f} | "
-                         f"{', '.join(f'{s:.3f}' for s in scores(v))} |")
+            mean_fmt = fmt if "g" in fmt else ".4f"
+            lines.append(f"| {v} | {len(done[v])} | {m:{mean_fmt}} ± {ci:{fmt}} | {cells[0]} | {cells[1]} | {its:.0f} | "
+                         f"{', '.join(f'{s:{fmt}}' for s in scores(v))} |")
     lines += ["", summary_lines(task, done, best_single, rl, budget), ""]
+    if spec.get("minimize") and best_single is not None:
+        lines += textbook_lines(task, done, best_single), ""
     return lines, missing
 
 
@@ -400,7 +437,8 @@ def summary_lines(task: str, done: dict, best_single: str | None, rl: bool, budg
 
     def outcome(v):
         if not rl:
-            return [r["score"] for r in done[v]]                      # higher is better
+            sign = -1.0 if spec.get("minimize") else 1.0
+            return [sign * r["score"] for r in done[v]]               # oriented: higher is better
         return [-restricted_episodes(r, budget) for r in done[v]]   # fewer episodes is better
 
     def difference(v, ref) -> tuple[float, float]:
@@ -423,6 +461,39 @@ def summary_lines(task: str, done: dict, best_single: str | None, rl: bool, budg
     return (f"Verdict ({task}, on {criterion}): population configurations that beat the best single learner "
             f"({best_single}) with the CI of the difference excluding 0: {', '.join(beats) or 'none'}. Strategies significantly "
             f"worse than `none`: {', '.join(harms) or 'none'}.")
+
+
+# the strategies the textbook sends to multimodal functions: escaping local minima is their purpose
+MULTIMODAL = ["annealing", "tabu", "pso"]
+# why the function verdicts come out as they do: written from the cached runs (the numbers in each
+# section's diagnostics line are computed); shown under each function task's verdict
+CAUSES: dict[str, str] = {}
+
+
+def textbook_lines(task: str, done: dict, best_single: str) -> str:
+    """The textbook's claim on a multimodal function, met or not, with the diagnostics behind it."""
+    spec = TASKS[task]
+
+    def values(v):
+        return [r["score"] for r in done[v]]
+
+    def better(v, ref) -> bool:                 # lower value, the CI of the difference excluding 0
+        d, h = welch(values(v), values(ref))
+        return d + h < 0
+    ran = [v for v in MULTIMODAL if done.get(v)]
+    met = [v for v in ran if better(v, best_single)]
+    over_none = [v for v in ran if done.get("none") and better(v, "none")]
+    fmt = spec.get("fmt", ".4g")
+    means = {v: float(np.mean(values(v))) for v in done if done[v]}
+    initial = [r["initial"] for r in done[best_single] if "initial" in r]
+    start = f" (f(θ₀) {np.mean(initial):{fmt}} on average)" if initial else ""
+    line = (f"Textbook claim ({task}): annealing, tabu or PSO beat the best single learner ({best_single}) at equal "
+            f"function evaluations: **{'met' if met else 'not met'}**"
+            f"{' by ' + ', '.join(met) if met else ''}. Beating a population without a strategy (`none`): "
+            f"{', '.join(over_none) or 'none of them'}. Mean final values{start}: "
+            + ", ".join(f"{v} {means[v]:{fmt}}" for v in ("single_n", "single_kn", "none", *ran) if v in means) + ".")
+    cause = CAUSES.get(task) or CAUSES.get(task.split("-")[0])
+    return line + (f" Cause: {cause}" if cause else "")
 
 
 def plot(by: dict, tasks: list[str], seeds: int, out: Path, smoke: bool = False) -> None:
@@ -464,6 +535,8 @@ def plot(by: dict, tasks: list[str], seeds: int, out: Path, smoke: bool = False)
             ax.axhline(spec["target"], color="k", lw=0.8, ls=":")
         if not ax.lines or len(ax.lines) == ("target" in spec):
             ax.text(0.5, 0.5, "no runs cached yet", ha="center", va="center", transform=ax.transAxes)
+        if spec.get("minimize") and ax.lines:
+            ax.set_yscale("log")
         ax.set_title(f"{task}: {spec['metric']} against spend (mean, 95% CI band)")
         ax.set_xlabel(f"training {spec['budget_key'].replace('_', ' ')}")
         ax.set_ylabel(spec["metric"])
@@ -512,17 +585,30 @@ def write_report(tasks: list[str], seeds: dict, smoke: bool, note: str) -> Path:
              f"reports/data/{name}/; do not edit by hand -->", "",
              "Regenerate (resumable: cached runs are skipped, the report is rebuilt from the cache):",
              "`nice -n 10 python benchmarks/ablation.py --task digits` · `--task swimmer --seeds 10` · "
-             "`--task hopper --seeds 5` (add `--workers P` on a larger machine); `--report-only` rebuilds this file.",
+             "`--task hopper --seeds 5` · `nice -n 15 python benchmarks/ablation.py --task rastrigin ackley` "
+             "(add `--workers P` on a larger machine); `--report-only` rebuilds this file.",
              "", note, ""]
     # every cached seed is reported, even past a task's own count (a campaign run with more seeds)
     seeds = {t: max([seeds[t]] + [s + 1 for (task, _), runs in by.items() if task == t for s in runs])
              for t in tasks}
     all_missing = []
-    for task in tasks:
-        section, missing = task_section(task, by, seeds[task], smoke)
-        lines += section
-        all_missing += missing
-    lines += [f"![score against spend]({name}.png)", "", "## Missing cells", ""]
+    # the function tasks (f(θ) against evaluations, log scale) get a figure of their own
+    groups = [[t for t in tasks if not TASKS[t].get("minimize")], [t for t in tasks if TASKS[t].get("minimize")]]
+    for group, suffix in zip(groups, ("", "-functions")):
+        if not group:
+            continue
+        if suffix:
+            lines += ["## Multimodal functions (`task.kind = \"function\"`)", "",
+                      "The cheap home ground of annealing, tabu and particle swarms: Rastrigin (a grid of local "
+                      "minima on a bowl) and Ackley (a rippled plateau around one funnel) at 100 and 1000 "
+                      "dimensions, every variant at the same number of function evaluations.", ""]
+        for task in group:
+            section, missing = task_section(task, by, seeds[task], smoke)
+            lines += section
+            all_missing += missing
+        lines += [f"![score against spend]({name}{suffix}.png)", ""]
+        plot(by, group, max(seeds[t] for t in group), out / f"{name}{suffix}.png", smoke)
+    lines += ["## Missing cells", ""]
     if all_missing:
         by_task: dict = {}
         for m in all_missing:
@@ -532,7 +618,6 @@ def write_report(tasks: list[str], seeds: dict, smoke: bool, note: str) -> Path:
     else:
         lines.append("None: every (task, variant, seed) cell is cached.")
     lines.append("")
-    plot(by, tasks, max(seeds.values()), out / f"{name}.png", smoke)
     path = out / f"{name}.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -540,15 +625,18 @@ def write_report(tasks: list[str], seeds: dict, smoke: bool, note: str) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", nargs="+", choices=list(TASKS), default=None,
-                        help="tasks to run (default: digits when not --smoke; every task with --smoke)")
+    parser.add_argument("--task", nargs="+", choices=[*TASKS, *ALIASES], default=None,
+                        help="tasks to run (default: digits when not --smoke; every task with --smoke); "
+                             "rastrigin and ackley stand for their 100- and 1000-dimensional tasks")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..S-1 (default: the task's own)")
     parser.add_argument("--variants", nargs="+", default=None, help="only these variants")
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1: the machine is shared)")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets, 2 seeds, separate cache and report")
     parser.add_argument("--report-only", action="store_true", help="run nothing; rebuild the report from the cache")
     args = parser.parse_args(argv)
-    tasks = args.task or (list(TASKS) if args.smoke else ["digits"])
+    tasks = [t for name in args.task for t in ALIASES.get(name, [name])] if args.task else \
+        (list(TASKS) if args.smoke else ["digits"])
+    tasks = list(dict.fromkeys(tasks))
     seeds = {t: args.seeds or (2 if args.smoke else TASKS[t]["seeds"]) for t in TASKS}
     # seed-major: an interrupted campaign leaves whole seeds (every variant on the same seeds), and one
     # invocation keeps its workers busy across seeds instead of waiting for each seed's slowest run
