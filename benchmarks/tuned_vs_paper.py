@@ -165,8 +165,9 @@ def load_raced_spec(task: str, smoke: bool, root: Path):
     from arsearch.config import apply_overrides
     from arsearch.study import load_study
 
+    # a journal file: plain text, committed with the report, so a later session resumes the same study
     spec = load_study(ROOT / RACED[task], {
-        "storage": f"sqlite:///{root / 'optuna.db'}", "tracking": False,
+        "storage": f"journal:{root / f'raced_{task}.journal'}", "tracking": False,
         "output": str(ROOT / "runs" / root.name / "studies")})
     if smoke:
         apply_overrides(spec.base, SMOKE[task])
@@ -195,6 +196,7 @@ def run_raced_stage(task: str, args, root: Path) -> None:
         print(f"[{task}] the one-seed study has no recorded compute: run --study {task} first", flush=True)
         return
     study, _ = open_study(spec)
+    _requeue_interrupted(study)
     start = time.time()
     trials = 0
     while (raced_compute(study) < budget and not args.smoke) or (args.smoke and len(finished(study)) < 4):
@@ -206,6 +208,18 @@ def run_raced_stage(task: str, args, root: Path) -> None:
         print(f"[{task}] raced study: {len(finished(study))} trials, {raced_compute(study):.0f} of {budget:.0f} "
               f"core-seconds", flush=True)
     summarise_raced(task, spec, study, root, session=(start, time.time(), trials), budget=budget)
+
+
+def _requeue_interrupted(study) -> None:
+    """A trial left RUNNING by a stopped benchmark (a journal storage has no heartbeat to notice it) is
+    failed and its configuration queued again: its finished seed jobs are rows of the study's table,
+    so the requeued trial runs only the seeds that are missing (and resumes a cut one from its checkpoint)."""
+    import optuna
+
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(t.params)
+        print(f"trial {t.number} was interrupted: failed and its configuration queued again", flush=True)
 
 
 def summarise_raced(task: str, spec, study, root: Path, session=None, budget: float | None = None) -> dict:
@@ -576,9 +590,12 @@ def _raced_verdict(v: dict, stats: dict, limit: int, one_seed: dict) -> list[str
                          + ([(paper, paper_one)] if paper else []))):
         group = [(c, t) for c, t in group if c["config"] in stats and not math.isnan(t)]
         if len(group) >= 3:
-            rho = spearmanr([t for _, t in group], [c["fresh"]["value"] for c, _ in group]).statistic
+            tuned, fresh = [t for _, t in group], [c["fresh"]["value"] for c, _ in group]
+            rho = spearmanr(tuned, fresh).statistic if len(set(tuned)) > 1 and len(set(fresh)) > 1 else math.nan
             tag = " (target ≥ 0.6)" if name == "raced study" else ""
             verdict = f" **{'Met' if rho >= 0.6 else 'Missed'}**" if name == "raced study" else ""
+            if math.isnan(rho):
+                verdict = " Undefined: the estimates or the results are all equal."
             out.append(f"- Rank correlation of the {name}'s tuning estimates with the fresh-seed results, over its "
                        f"{len(group)} validated configurations (the paper's settings included, at its own study's "
                        f"estimate): Spearman {rho:.2f}{tag}.{verdict}")
@@ -690,7 +707,7 @@ def main(argv=None) -> int:
             summarise_study(task, spec, study, root)
     for task in RACED:
         spec = load_raced_spec(task, args.smoke, root)
-        if spec.settings.name in stored and task not in args.raced_study:
+        if (root / f"raced_{task}.journal").exists() and task not in args.raced_study:
             from arsearch.study import open_study
 
             summarise_raced(task, spec, open_study(spec)[0], root)

@@ -226,14 +226,27 @@ def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
         pass
 
 
-def train_command(config_path: Path, config: JobConfig, resume: bool = False) -> list[str]:
+def train_command(config_path: Path, config: JobConfig, resume: bool = False, overwrite: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "arsearch.cli", "train", str(config_path), "--quiet",
            "--set", "tracking.enabled=false"]
     if config.ars.backend == "distributed":
         cmd += ["--nproc", str(config.ars.nproc)]
     if resume:
         cmd += ["--resume"]
+    elif overwrite:
+        cmd += ["--overwrite"]
     return cmd
+
+
+def restart_mode(job_dir: Path) -> tuple[bool, bool]:
+    """(resume, overwrite) for a job whose directory a killed worker may have left: resume from its
+    last iteration checkpoint; a directory holding only a final checkpoint (the job ended, its result
+    was never stored) is trained again from the start."""
+    from .. import checkpoint as ckpt
+
+    if ckpt.latest(job_dir) is not None:
+        return True, False
+    return False, bool(ckpt.existing(job_dir))
 
 
 def _die_with_parent() -> None:
@@ -256,7 +269,7 @@ def devices_needed(config: JobConfig, pool: DevicePool) -> int:
 
 def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str, report: bool,
                          pool: DevicePool, on_line=None, poll: float = 0.2, every: int = 1,
-                         reporter: Reporter | None = None, resume: bool = False,
+                         reporter: Reporter | None = None, resume: bool = False, overwrite: bool = False,
                          stop: threading.Event | None = None, label: str = "",
                          env_extra: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
     """Run `arsearch train` for this trial; returns (metrics.json, history). Raises TrialPruned/TrialFailed.
@@ -288,7 +301,7 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
     log_path = trial_dir / "train.log"
     try:
         with log_path.open("w") as log_file:
-            proc = subprocess.Popen(train_command(config_path, config, resume), env=env, stdout=log_file,
+            proc = subprocess.Popen(train_command(config_path, config, resume, overwrite), env=env, stdout=log_file,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_die_with_parent)
             trial.set_user_attr("pid" + suffix, proc.pid)
@@ -468,15 +481,13 @@ class Objective:
         once (or the study asks for subprocesses), else in this process. Only the `primary` job reports
         to the pruner and to the trial's MLflow curves. A job whose directory holds checkpoints (its
         worker was killed) resumes from them."""
-        from .. import checkpoint as ckpt
-
         s = self.spec.settings
         report = not self.spec.multi_objective
         threads = max(1, (os.cpu_count() or 1) // parallel)
 
         def run_job(config: JobConfig, job_dir: Path, primary: bool, stop: threading.Event):
             reporter = self._reporter(trial, config, report and primary)
-            resume = bool(ckpt.existing(job_dir))
+            resume, overwrite = restart_mode(job_dir)
             if parallel > 1 or s.subprocess or config.ars.backend == "distributed":
                 def on_line(event):
                     if child is not None and primary and "train" in event:
@@ -484,10 +495,15 @@ class Objective:
                     if child is not None and primary and "metrics" in event:
                         child.on_eval(None, event["iteration"], event["metrics"])
                 return run_subprocess_trial(trial, config, job_dir, s.metric, report and primary, self.pool,
-                                            on_line=on_line, reporter=reporter, resume=resume, stop=stop,
+                                            on_line=on_line, reporter=reporter, resume=resume,
+                                            overwrite=overwrite, stop=stop,
                                             label=f"seed {config.seed}",
                                             env_extra={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS",
                                                                                          str(threads))})
+            if overwrite:
+                import shutil
+
+                shutil.rmtree(job_dir)
             return self._in_process(trial, config, reporter, child if primary else None, resume)
         return run_job
 

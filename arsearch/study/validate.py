@@ -98,10 +98,11 @@ def subprocess_runner(objective_factory, parallel: int):
     threads = max(1, (os.cpu_count() or 1) // max(parallel, 1))
 
     def run_job(config, job_dir: Path, primary: bool, stop):
-        from .. import checkpoint as ckpt
+        from .objective import restart_mode
 
+        resume, overwrite = restart_mode(job_dir)
         return run_subprocess_trial(_NoTrial(), config, job_dir, obj.spec.settings.metric, False, obj.pool,
-                                    resume=bool(ckpt.existing(job_dir)), stop=stop, label=f"seed {config.seed}",
+                                    resume=resume, overwrite=overwrite, stop=stop, label=f"seed {config.seed}",
                                     env_extra={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))})
     return run_job
 
@@ -178,9 +179,11 @@ def summarise(spec, table: SeedTable, chosen: list[dict], seeds: list[int]) -> d
     ranked = sorted(complete, key=lambda c: sign * c["fresh"]["value"])
     out = {"seeds": seeds, "aggregate": name, "direction": objective.aggregate_direction, "configs": configs,
            "complete": len(complete) == len(configs), "winner": ranked[0]["config"] if ranked else None}
-    if len(complete) >= 3:
-        rho, p = spearmanr([c["tuning"]["value"] for c in complete], [c["fresh"]["value"] for c in complete])
-        out["rank_correlation"] = {"spearman": float(rho), "p": float(p), "n": len(complete)}
+    tuned = [c["tuning"]["value"] for c in complete if not math.isnan(c["tuning"]["value"])]
+    fresh = [c["fresh"]["value"] for c in complete if not math.isnan(c["tuning"]["value"])]
+    if len(tuned) >= 3 and len(set(tuned)) > 1 and len(set(fresh)) > 1:      # else undefined
+        rho, p = spearmanr(tuned, fresh)
+        out["rank_correlation"] = {"spearman": float(rho), "p": float(p), "n": len(tuned)}
     baselines = [c for c in complete if c["baseline"]]
     if ranked and baselines:
         win, base = ranked[0], baselines[0]
