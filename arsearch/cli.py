@@ -38,15 +38,8 @@ def cmd_train(args) -> int:
         return launch_distributed(args, overrides, config.ars.nproc)
     from .interrupt import StopSignals
 
-    claims: list = []
-    code = 1
     with StopSignals():        # Ctrl-C / SIGTERM: finish the iteration, save, end the MLflow run as KILLED
-        try:
-            code = _train(args, config, claims)
-            return code
-        finally:
-            for claim in claims:
-                claim.release(remove=code == USAGE_ERROR)   # a refused run leaves no empty directory
+        return _train(args, config)
 
 
 def _resume_command(args, command: str = "train") -> str:
@@ -68,81 +61,50 @@ def _interrupted_message(e, args, command: str = "train") -> str:
             f"resume with: {_resume_command(args, command)}")
 
 
-def _train(args, config, claims: list) -> int:
+def _train(args, config) -> int:
     import signal
 
     from .backends import WorkerLost
     from .backends.distributed import launched
-    from .checkpoint import CheckpointError, CheckpointWriteError, ClaimedDir, check_dir
+    from .checkpoint import CheckpointError, CheckpointWriteError
     from .config import ConfigError
     from .interrupt import TrainingInterrupted
+    from .job import Job
+    from .tracking import TrackingError
+    from .trainer import TrainingDiverged
 
+    callbacks = []
     if os.environ.get("ARSEARCH_EVAL_LOG"):     # a study's subprocess trial: only then is Optuna's side needed
         from .study.objective import eval_log_callback
-    else:
-        def eval_log_callback():
-            return None
-    from .tracking import TrackingError, train_callback
-    from .trainer import Trainer, TrainingDiverged
 
-    trainer = tracker = None
+        callbacks.append(eval_log_callback())
+    # the job refuses bad input before writing anything, and ends its MLflow run, closes the
+    # trainer and releases checkpoint.dir however it stops; here its errors become exit codes
+    job = Job(config, resume=args.resume, overwrite=args.overwrite, callbacks=callbacks, progress=not args.quiet)
     try:
-        # in this order, so that bad input is refused before anything is written: the directory
-        # (a file? read-only? another run's checkpoints?), the task (dataset or model function
-        # imported, environment made), the checkpoint to resume, the directory's lock (another run
-        # in it?), and only then the tracking store
-        writer = os.environ.get("RANK", "0") == "0"
-        if writer:
-            check_dir(config.checkpoint.dir, args.resume, args.overwrite)
-        callbacks = [cb for cb in (eval_log_callback(),) if cb is not None]
-        trainer = Trainer(config, callbacks=callbacks, progress=not args.quiet)
-        if args.resume:
-            trainer.resume()
-        if writer:
-            claims.append(ClaimedDir(config.checkpoint.dir, overwrite=args.overwrite and not args.resume,
-                                     resume=args.resume))
-        tracker = train_callback(config, resume_run_id=trainer.tracking_run_id)
-    except (ConfigError, CheckpointError, ValueError, TrackingError) as e:
-        _close(trainer)
-        return _fail(str(e), USAGE_ERROR)
-    except KeyboardInterrupt:
-        _close(trainer)
-        return _fail("interrupted before training started; nothing was saved", 128 + signal.SIGINT)
-    if tracker is not None:
-        trainer.callbacks.append(tracker)
-        trainer.tracking_run_id = tracker.run_id      # kept in every checkpoint: --resume continues this run
-
-    def end_run(status: str, result: dict | None = None, **tags) -> None:
-        if tracker is not None:
-            tracker.finish(result or {"iterations": trainer.iteration}, trainer.history, ok=False, status=status,
-                           tags=tags or None)
-    try:
-        result = trainer.run(resume=args.resume)
+        with job:
+            result = job.run()
     except TrainingInterrupted as e:
-        end_run("KILLED", **{"arsearch.stopped_by": signal.Signals(e.signum).name})
         print(f"arsearch: {_interrupted_message(e, args)}", file=sys.stderr, flush=True)
         return e.exit_code
-    except KeyboardInterrupt:                   # a second signal: stopped at once, the last checkpoint stands
-        end_run("KILLED", **{"arsearch.stopped_by": "SIGINT"})
-        last = trainer.last_checkpoint
+    except KeyboardInterrupt:
+        if not job.started:
+            return _fail("interrupted before training started; nothing was saved", 128 + signal.SIGINT)
+        # a second signal: stopped at once, the last checkpoint stands
+        last = job.trainer.last_checkpoint
         where = (f"the last checkpoint is {last}\nresume with: {_resume_command(args)}" if last
                  else "no checkpoint had been written")
-        print(f"arsearch: stopped at once at iteration {trainer.iteration}; {where}", file=sys.stderr, flush=True)
+        print(f"arsearch: stopped at once at iteration {job.trainer.iteration}; {where}", file=sys.stderr, flush=True)
         return 128 + signal.SIGINT
     except CheckpointWriteError as e:           # a full disk mid-run: a runtime failure, not a usage error
-        end_run("FAILED")
         return _fail(str(e), 1)
     except OSError as e:                        # metrics.json on a full disk, and the like
-        end_run("FAILED")
         return _fail(f"cannot write {e.filename or 'a file'}: {e.strerror or e}", 1)
-    except (ConfigError, CheckpointError, ValueError) as e:
-        end_run("FAILED")
+    except (ConfigError, CheckpointError, ValueError, TrackingError) as e:
         return _fail(str(e), USAGE_ERROR)
     except (TrainingDiverged, WorkerLost) as e:
-        end_run("FAILED")
         return _fail(str(e), 1)
     except RuntimeError as e:
-        end_run("FAILED")
         if not launched():
             raise
         import torch.distributed as dist
@@ -153,18 +115,12 @@ def _train(args, config, claims: list) -> int:
             return _fail(f"rank {rank}: a collective operation failed, so a peer rank probably died or hung "
                          f"(ars.timeout = {config.ars.timeout} s): {type(e).__name__}: {first}", 1)
         return _fail(f"rank {rank} failed: {type(e).__name__}: {first}", 1)
-    if trainer.is_writer:   # a population's lineage can run to thousands of events: it is in metrics.json
+    if job.trainer.is_writer:   # a population's lineage can run to thousands of events: it is in metrics.json
         shown = {k: v for k, v in result.items() if k != "lineage"}
         if "lineage" in result:
             shown["lineage_events"] = len(result["lineage"])
         print(json.dumps(shown, indent=2))
     return 0
-
-
-def _close(trainer) -> None:
-    if trainer is not None:
-        trainer.task.close()
-        trainer.backend.close()
 
 
 def launch_distributed(args, overrides: list[str], nproc: int) -> int:
@@ -298,6 +254,43 @@ def cmd_study_create(args) -> int:
     print(f"study {s.name!r} {'created' if created else 'already exists'} in {redact(s.storage)} "
           f"({len(study.trials)} trials)" + (f"; MLflow experiment {s.experiment or s.name!r} ready" if s.tracking else ""))
     print(f"start workers with: arsearch study run {args.study}")
+    return 0
+
+
+def cmd_study_validate(args) -> int:
+    """Rerun the study's top configurations and baselines on fresh seeds ([study.validate]); resumable."""
+    import logging
+    from pathlib import Path
+
+    from .config import ConfigError
+    from .study import load_study
+    from .study.runner import StudyTracker, connect_tracking, open_study, validate
+    from .study.show import validation_lines
+    from .study.validate import validate_study
+    from .tracking import TrackingError, redact
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        spec = load_study(args.study, _study_overrides(args))
+        s = spec.settings
+        if args.top is not None:
+            s.validate.top = args.top
+        if args.seeds is not None:
+            s.validate.seeds = args.seeds
+        if not s.seeds.active or not s.validate.top:
+            raise ConfigError(f"{args.study}: validation needs [study.seeds] tuning = N and [study.validate] top = K "
+                              f"(or --top K)")
+        validate(spec)
+        study, _ = open_study(spec)
+        tracker = StudyTracker(connect_tracking(spec), s.experiment or s.name, study, spec) if s.tracking else None
+        try:
+            summary = validate_study(spec, study, tracker)
+        finally:
+            if tracker is not None:
+                tracker.finish_study(Path(s.output) / s.name / "plots")
+    except (ConfigError, TrackingError) as e:
+        return _fail(redact(str(e)), USAGE_ERROR)
+    print("\n".join(validation_lines(summary)) if summary else "nothing to validate yet: no completed trial")
     return 0
 
 
@@ -462,6 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tracking-uri", help="MLflow tracking URI (default: the base config's tracking.uri)")
     create.add_argument("--no-tracking", action="store_true", help="do not create the MLflow store")
     create.set_defaults(func=cmd_study_create)
+    val = study_sub.add_parser("validate", help="rerun the study's top configurations and baselines on fresh "
+                               "seeds ([study.validate]; resumable, parallel)")
+    val.add_argument("study", help="study file (TOML)")
+    val.add_argument("--storage", help="Optuna storage URL (default: the study file's)")
+    val.add_argument("--study-name", help="study name (default: study.name, else the file's stem)")
+    val.add_argument("--top", type=int, help="configurations to validate (default: study.validate.top)")
+    val.add_argument("--seeds", type=int, help="fresh seeds each (default: study.validate.seeds)")
+    val.set_defaults(func=cmd_study_validate)
     for name, func, help_ in (("show", cmd_study_show, "best trial, its config as a job TOML, top trials"),):
         p = study_sub.add_parser(name, help=help_)
         _review_args(p)

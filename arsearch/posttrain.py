@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from . import checkpoint as ckpt
 from . import weights
@@ -44,14 +43,7 @@ from .callbacks import Callback
 from .config import ConfigError, JobConfig
 from .spaces import ParameterSpace
 from .tasks import build_task
-
-
-def base_model(task) -> nn.Module:
-    """The user's own model inside a task (without the input-normalisation wrapper of ARS V2)."""
-    from .tasks.supervised import Normalized
-
-    model = task.model
-    return model.net if isinstance(model, Normalized) else model
+from .weights import base_model, load_weights  # noqa: F401 (public here too, as before)
 
 
 def _prefix(task) -> str:
@@ -194,67 +186,66 @@ def load_pretrained(config: JobConfig, task, progress: bool = False) -> bool:
     return pretrained
 
 
-def load_weights(task, path) -> None:
-    """A checkpoint of the whole task model (a V2 job's, with its normaliser statistics) or of the user's model."""
-    weights.load_into([task.model, base_model(task)], path, map_location=getattr(task, "device", "cpu"))
-
-
 def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progress: bool = False,
               track: bool | None = None, resume: bool = False, overwrite: bool = False) -> PosttrainResult:
     """Run one post-training job (see the module docstring). Raises ConfigError / CheckpointError
     on bad input before anything is written to the checkpoint directory: as for `train`, a
     directory holding another run's checkpoints is refused unless `resume` or `overwrite`, and one
     in use by a running job is refused always."""
-    from .checkpoint import ClaimedDir, check_dir
-    from .trainer import Trainer, resolve_device
+    from .checkpoint import check_dir
+    from .job import Job
+    from .trainer import resolve_device
 
+    # checked before the pretraining below, which can take long (the job checks it again, cheaply)
     check_dir(config.checkpoint.dir, resume, overwrite)
     torch.manual_seed(config.seed)
     _phase(progress, "building the task and the model")
     task = build_task(config, resolve_device(config.task.device))
-    pretrained = load_pretrained(config, task, progress)
-    _phase(progress, "evaluating the pretrained model")
-    before = task.evaluate()
-    samples_before = task.samples() if hasattr(task, "samples") else None
-    if config.compress is not None:
-        _phase(progress, "compressing the model")
-    trainer = Trainer(config, callbacks=list(callbacks or []), progress=progress, task=task)
-    # claimed only now, when every check that can refuse the job has passed: --overwrite deletes
-    # the old checkpoints only for a job that will run
     try:
-        claim = ClaimedDir(config.checkpoint.dir, overwrite=overwrite and not resume, resume=resume)
+        pretrained = load_pretrained(config, task, progress)
+        _phase(progress, "evaluating the pretrained model")
+        before = task.evaluate()
+        samples_before = task.samples() if hasattr(task, "samples") else None
     except BaseException:
         task.close()
-        trainer.backend.close()
         raise
-    try:
-        return _posttrain(config, task, trainer, pretrained, before, samples_before, progress, track, resume)
-    finally:
-        claim.release(remove=True)   # a run that failed before writing leaves no empty directory
+    if config.compress is not None:
+        _phase(progress, "compressing the model")
+    tracking_error = None
 
-
-def _posttrain(config, task, trainer, pretrained, before, samples_before, progress, track, resume):
-    out_dir = Path(config.checkpoint.dir)
-    compressed = task.evaluate() if config.compress is not None else dict(before)
-    tracker, tracking_error = None, None
-    if track if track is not None else config.tracking.enabled:
+    def start_tracking(config: JobConfig, resume_run_id: str | None):
+        nonlocal tracking_error         # a store that cannot be used costs the tracking, never the result
         tracker, tracking_error = _tracker(config)
-    if tracker is not None:
-        trainer.callbacks.append(tracker)
-    try:
-        space = trainer.space
+        return tracker
+    tracked = track if track is not None else config.tracking.enabled
+    # the job owns the task from here: it closes it, ends the MLflow run and releases the directory
+    # however post-training stops (an error in the export included)
+    with Job(config, resume=resume, overwrite=overwrite, callbacks=callbacks, progress=progress, task=task,
+             tracking=start_tracking if tracked else None) as job:
+        compressed = task.evaluate() if config.compress is not None else dict(before)
+        space = job.trainer.space
         full_dim = sum(p.numel() for p in base_model(task).parameters())
-        search_dim = space.dim
-        _phase(progress, f"fine-tuning with ARS: {search_dim} searched values, {config.ars.iterations} iterations")
-        train = trainer.run(resume=resume)
-    except BaseException as e:
-        if tracker is not None:        # close the run rather than leave it "running": KILLED by a signal, else FAILED
-            from .interrupt import TrainingInterrupted
+        _phase(progress, f"fine-tuning with ARS: {space.dim} searched values, {config.ars.iterations} iterations")
+        train = job.run()
+        result = _export(config, task, space, train, pretrained, before, compressed, full_dim, progress)
+        samples = None
+        if samples_before is not None:
+            samples = [{"prompt": b["prompt"], "reference": b["reference"], "before": b["output"], "after": a["output"]}
+                       for b, a in zip(samples_before, task.samples(len(samples_before)))]
+            (Path(config.checkpoint.dir) / "samples.json").write_text(json.dumps(samples, indent=2) + "\n")
+        if job.tracker is not None:
+            _phase(progress, "logging the run to MLflow")
+            tracking_error = finish_tracking(job.tracker, result, samples)
+    result.tracking_error = tracking_error
+    if tracking_error:
+        print(f"arsearch: warning: MLflow tracking failed ({tracking_error}); the results are in "
+              f"{config.checkpoint.dir}", file=sys.stderr)
+    return result
 
-            stopped = isinstance(e, (TrainingInterrupted, KeyboardInterrupt))
-            tracker.terminate = True
-            tracker.finish({}, trainer.history, ok=False, status="KILLED" if stopped else "FAILED")
-        raise
+
+def _export(config, task, space, train, pretrained, before, compressed, full_dim, progress) -> PosttrainResult:
+    """The after-evaluation and the exports; writes posttrain.json."""
+    out_dir = Path(config.checkpoint.dir)
     after = {k.removeprefix("eval/"): v for k, v in train.items() if k.startswith("eval/")} or task.evaluate()
     _phase(progress, f"exporting to {out_dir}")
     fmt = config.model.export if config.model is not None else "safetensors"
@@ -272,22 +263,10 @@ def _posttrain(config, task, trainer, pretrained, before, samples_before, progre
         form = compressed_form(space, state, _prefix(task))
         compressed_path = str(weights.export(out_dir / "compressed", form, fmt))
         stored["compressed"] = form_bytes(form)
-    result = PosttrainResult(before=before, compressed=compressed, after=after, search_dim=search_dim,
+    result = PosttrainResult(before=before, compressed=compressed, after=after, search_dim=space.dim,
                              full_dim=full_dim, train=train, checkpoint=str(exported),
                              compressed_checkpoint=compressed_path, stored_bytes=stored, pretrained=pretrained)
     (out_dir / "posttrain.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    samples = None
-    if samples_before is not None:
-        samples = [{"prompt": b["prompt"], "reference": b["reference"], "before": b["output"], "after": a["output"]}
-                   for b, a in zip(samples_before, task.samples(len(samples_before)))]
-        (out_dir / "samples.json").write_text(json.dumps(samples, indent=2) + "\n")
-    if tracker is not None:
-        _phase(progress, "logging the run to MLflow")
-        tracking_error = finish_tracking(tracker, result, samples)
-    result.tracking_error = tracking_error
-    if tracking_error:
-        print(f"arsearch: warning: MLflow tracking failed ({tracking_error}); the results are in {out_dir}",
-              file=sys.stderr)
     return result
 
 
@@ -323,11 +302,9 @@ def finish_tracking(tracker, result: PosttrainResult, samples: list[dict] | None
     out_dir = Path(tracker.config.checkpoint.dir)
     for path in (out_dir / "posttrain.json", result.checkpoint, result.compressed_checkpoint):
         tracker.log_artifact(path)
-    if samples:
+    if samples and tracker.run_id:
         table = {k: [row[k] if row[k] is not None else "" for row in samples] for k in samples[0]}
-        tracker._safe("log table", tracker.client.log_table, tracker.run_id, data=table, artifact_file="samples.json")
-    if tracker.run_id:
-        tracker._safe("end run", tracker.client.set_terminated, tracker.run_id,
-                      "FAILED" if tracker.failed else "FINISHED")
+        tracker.safe("log table", tracker.client.log_table, tracker.run_id, data=table, artifact_file="samples.json")
+    tracker.end("FAILED" if tracker.failed else "FINISHED")
     return tracker.failed
 

@@ -61,7 +61,7 @@ class Trainer:
         self.model = self.task.model
         if task is None and config.model is not None and config.model.checkpoint:
             # start from pretrained weights ([model] checkpoint); post-training passes a loaded task
-            from .posttrain import load_weights
+            from .weights import load_weights
 
             load_weights(self.task, config.model.checkpoint)
         self.space = build_space(config, self.model)
@@ -93,6 +93,7 @@ class Trainer:
         self.signals = active() if self.is_writer and config.ars.backend != "distributed" else None
         self.tracking_run_id: str | None = None   # the MLflow run, kept in checkpoints so --resume continues it
         self.resumed_from: Path | None = None
+        self.closed = False
         self._check_target_metric()
 
     def _check_target_metric(self) -> None:
@@ -297,8 +298,7 @@ class Trainer:
         path = self.last_checkpoint
         if path is None or path != ckpt.numbered(self.dir, self.iteration):
             path = self.save_checkpoint() if self.iteration > 0 else self.last_checkpoint
-        self.task.close()
-        self.backend.close()
+        self.close()
         return TrainingInterrupted(self.signals.signum, self.iteration, path)
 
     def _check_finite(self) -> None:
@@ -325,6 +325,19 @@ class Trainer:
             (self.dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         for cb in self.callbacks:
             cb.on_end(self, result)
-        self.task.close()
-        self.backend.close()
+        self.close()
         return result
+
+    def close(self, failed: bool = False) -> None:
+        """Stop the learner's processes, close the task's environments and the backend; a second call
+        does nothing. After a failure a distributed rank skips the backend's closing barrier: a peer
+        rank that died would hold it there until the timeout, and the exit frees the group anyway."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.learner.close()
+            self.task.close()
+        finally:
+            if not (failed and self.config.ars.backend == "distributed"):
+                self.backend.close()

@@ -138,6 +138,20 @@ def load_into(model: torch.nn.Module | list[torch.nn.Module], path: str | Path, 
     return state
 
 
+def base_model(task) -> torch.nn.Module:
+    """The user's own model inside a task (without the input-normalisation wrapper of ARS V2)."""
+    from .tasks.supervised import Normalized  # the one wrapper a task puts around the user's model
+
+    model = task.model
+    return model.net if isinstance(model, Normalized) else model
+
+
+def load_weights(task, path: str | Path) -> None:
+    """Weights into a task's model: a checkpoint of the whole task model (a V2 job's, with its
+    normaliser statistics) or of the user's model inside it (`[model] checkpoint`)."""
+    load_into([task.model, base_model(task)], path, map_location=getattr(task, "device", "cpu"))
+
+
 # ---------------------------------------------------------------------------------------------
 # Writing
 
