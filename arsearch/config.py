@@ -39,7 +39,7 @@ class _TaskCore:
     kind: str = choice(TASKS.default, *TASKS)     # the task-kind registry's names
     # where the model runs: "cpu", "cuda", "cuda:1", or "auto" (cuda when available)
     device: str = "cpu"
-    # + every registered kind's own keys (dataset, env, prompts, function...): see `_build`
+    # + every registered kind's own keys (dataset, env, prompts...): see `_build`
 
 
 @dataclass
@@ -181,7 +181,7 @@ class StopConfig:
 
     episodes: int = number(0, 0)            # training episodes (evaluation episodes are counted apart)
     env_steps: int = number(0, 0)           # training environment steps
-    forward_examples: int = number(0, 0)    # examples (or observations, or function evaluations) through the model once
+    forward_examples: int = number(0, 0)    # examples (or observations, or evaluations) through the model once
     seconds: float = number(0.0, 0.0)       # wall clock of the training loop
     target: TargetConfig | None = None
 
@@ -220,7 +220,7 @@ class ModelConfig:
     # a Hugging Face model directory (with `factory = "transformers:AutoModelForCausalLM"` or any
     # Auto class), loaded with from_pretrained(path, local_files_only=True); its tokenizer too
     path: str = ""
-    # generate tasks: "package.module:function" building a fresh model and tokenizer, used when
+    # a task kind with its own model files: "package.module:function" building a fresh model and tokenizer, used when
     # `path` does not exist and pretrain_epochs > 0 (pretrained with Adam, then saved to `path`)
     init: str = ""
     export: str = choice("safetensors", "safetensors", "pt")   # format of posttrained / compressed exports
@@ -414,10 +414,11 @@ def to_dict(obj) -> dict:
 
 
 def applicable(config: JobConfig) -> dict:
-    """`to_dict(config)` without the keys this job does not read (an RL env in a digits job, the
-    hogwild worker count with another backend, the tables of population strategies not in the
-    list...), so resolved configs, MLflow params and reports show what the job actually uses.
-    Loading the result gives back a config that trains exactly the same way."""
+    """`to_dict(config)` without the keys this job does not read: those of every task kind, backend
+    and population strategy it does not select, and those a selected one leaves unread (an RL env
+    in a digits job, a strategy's table when it is not in the list...), so resolved configs, MLflow
+    params and reports show what the job actually uses. Loading the result gives back a config
+    that trains exactly the same way."""
     out = to_dict(config)
     for registry in REGISTRIES:
         _drop_unselected(config, out.get(registry.table), registry)
@@ -444,7 +445,7 @@ def _drop_unselected(config, table: dict | None, registry) -> None:
         return
     selected = registry.selected(config)
     plugins = registry.available()
-    if registry.nested:                 # one sub-table per plug-in: [population.culling]
+    if registry.nested:                 # one sub-table per plug-in: [population.<name>]
         for name, p in plugins.items():
             if name in selected:
                 _drop(table.get(name, {}), *p.unused_keys(config))
