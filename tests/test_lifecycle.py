@@ -136,3 +136,21 @@ def test_load_weights_lives_beside_the_weight_files():
     # the trainer loads [model] checkpoint from weights, not from posttrain (no trainer <-> posttrain cycle;
     # tests/test_layers.py checks the imports)
     assert posttrain.load_weights is weights.load_weights and posttrain.base_model is weights.base_model
+
+
+@pytest.mark.usefixtures("mlflow_db")
+def test_posttrain_whose_export_fails_ends_its_run_failed(tmp_cwd, monkeypatch):
+    from arsearch.posttrain import posttrain
+
+    config = make_job("posttrain", tmp_cwd / "runs" / "job", **{
+        "model.checkpoint": str(tmp_cwd / "pre.pt"), "model.pretrain_epochs": 1, "tracking.enabled": True,
+        "tracking.uri": "sqlite:///mlflow.db", "tracking.experiment": "lifecycle"})
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("arsearch.weights.export", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        posttrain(config)
+    run = the_run(tmp_cwd)
+    assert run.info.status == "FAILED" and len(_history(tmp_cwd, run)) == 3     # trained, then the export failed
+    ClaimedDir(config.checkpoint.dir, resume=True).release()                    # and the directory is free
