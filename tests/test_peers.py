@@ -17,6 +17,7 @@ def test_schedule_interleaves_systems_and_rotates_their_order():
     assert [t for t, _, _ in order[:6]] == ["Hopper"] * 3 + ["HalfCheetah"] * 3
 
 
+@pytest.mark.multiprocess          # each run of benchmarks/peers.py is its own subprocess
 def test_smoke_run_is_cached_skipped_and_reported(tmp_path, capsys):
     args = ["--smoke", "--task", "Hopper", "--system", "numpy", "--seeds", "0", "--out", str(tmp_path)]
     assert peers.main(args) == 0
