@@ -253,3 +253,34 @@ def test_censored_aggregates_count_misses_at_the_budget():
     # an early censoring (a run stopped before the budget) is handled by KM, not counted as a miss at it
     assert km_median([100.0, 200.0, 300.0], [True, False, True], missing=math.inf) == pytest.approx(300.0)
     assert SeedObjective("minimize", "mean", budget).value(r) == pytest.approx(sum(values) / 5)
+
+
+def test_a_seed_job_another_worker_runs_is_waited_for_not_run_twice(tmp_path, monkeypatch):
+    import time
+
+    import arsearch.study.race as race
+
+    monkeypatch.setattr(race, "CLAIM_POLL", 0.1)
+    spec = spec_for(tmp_path, "tuning = 2\nparallel = 1")
+    study, _ = open_study(spec)
+    tuning = SeedTable(study).tuning_seeds(spec.settings.seeds, spec.settings.seed)
+    cid = config_id({"ars.step_size": 0.02})
+    other = SeedTable(study)
+    other.claim(cid, tuning[0], token="another-machine:1:1")            # a live claim by another worker
+
+    def finish_elsewhere():
+        time.sleep(1.0)
+        other.record(cid, tuning[0], {"value": 0.123, "success": None, "spend": 1.0, "trial": 99})
+    threading.Thread(target=finish_elsewhere).start()
+    jobs = FakeJobs()
+    study = run_trials(spec, [0.02], jobs)
+    assert jobs.calls == [(0.02, tuning[1])]                          # only the unclaimed seed ran here
+    assert study.trials[0].user_attrs["seeds"][str(tuning[0])] == 0.123
+    # a claim older than the stale limit is taken over
+    from arsearch.study import seeds
+
+    monkeypatch.setattr(seeds, "CLAIM_STALE", 0.0)
+    other.claim(config_id({"ars.step_size": 0.03}), tuning[0], token="dead-worker:1:1")
+    jobs = FakeJobs()
+    run_trials(spec, [0.03], jobs)
+    assert sorted(jobs.calls) == sorted([(0.03, tuning[0]), (0.03, tuning[1])])

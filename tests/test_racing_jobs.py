@@ -147,3 +147,27 @@ def test_kill_9_of_a_worker_mid_trial_loses_no_finished_seed_job(tmp_cwd):
     log = next((tmp_cwd / "runs/studies/race/configs").glob(f"*/seed_{cut}/train.log")).read_text()
     assert "resuming from" in log
     assert len(study.trials[1].user_attrs["seeds"]) == 2
+
+
+@pytest.mark.multiprocess
+@pytest.mark.postgres
+def test_two_workers_race_one_study_on_postgres(tmp_cwd):
+    from arsearch.study import load_existing
+    from tests.support.study import fresh_postgres_schema
+
+    url = fresh_postgres_schema()
+    path = write(tmp_cwd, 'tracking = false\n[study.seeds]\ntuning = 3\nrace = true\nparallel = 1\n')
+    path.write_text(path.read_text().replace('storage = "sqlite:///optuna.db"', f'storage = "{url}"'))
+    assert run(tmp_cwd, "study", "create", str(path)).returncode == 0
+    workers = [start(tmp_cwd, "study", "run", str(path), "--n-trials", "3", "--quiet") for _ in range(2)]
+    results = [w.communicate(timeout=600) + (w.returncode,) for w in workers]
+    assert [r[2] for r in results] == [0, 0], [r[1][-2000:] for r in results]
+    study = load_existing(url, "race")
+    assert len(study.trials) == 6
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials), \
+        [(t.state, t.user_attrs.get("fail_reason"), t.user_attrs.get("traceback")) for t in study.trials]
+    tuning = study.user_attrs["arsearch.seeds.tuning"]
+    # both workers used the one stored seed list, and every row is a (configuration, tuning seed) pair
+    assert all(int(k.rsplit(":", 1)[1]) in tuning for k in rows(study))
+    raced = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert all("raced_out" in t.user_attrs for t in raced)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +120,44 @@ def run_seeds(jobs: list[tuple[JobConfig, Path, bool, Callable[[dict], None]]], 
             raise pruned[0] if pruned else errors[0]
 
 
+CLAIM_POLL = 5.0       # seconds between looks at a seed job another worker is running
+
+
+class Claims:
+    """Held while this worker runs some seed jobs: their claims in the study, refreshed on a thread, so
+    that other workers wait for those rows instead of running the same jobs (see `SeedTable.claim`)."""
+
+    def __init__(self, table: SeedTable, jobs: list[tuple[str, int]], token: str, validation: bool = False):
+        self.table, self.jobs, self.token, self.validation = table, jobs, token, validation
+        self.done = threading.Event()
+
+    def __enter__(self):
+        for cid, seed in self.jobs:
+            self.table.claim(cid, seed, self.token, self.validation)
+        self.thread = threading.Thread(target=self._refresh, name="arsearch-claims", daemon=True)
+        self.thread.start()
+        return self
+
+    def _refresh(self) -> None:
+        from .seeds import CLAIM_REFRESH
+
+        while not self.done.wait(CLAIM_REFRESH):
+            for cid, seed in self.jobs:
+                try:
+                    self.table.claim(cid, seed, self.token, self.validation)
+                except Exception as e:                              # noqa: BLE001 - a storage hiccup
+                    log.warning("could not refresh the claim on seed job %s/%d: %s", cid, seed, e)
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+        for cid, seed in self.jobs:
+            try:
+                self.table.claim(cid, seed, self.token, self.validation, release=True)
+            except Exception:                                       # noqa: BLE001 - it goes stale anyway
+                pass
+
+
 class SeededTrial:
     """One trial of a study with [study.seeds]: the configuration's seeds, raced or not."""
 
@@ -129,6 +169,7 @@ class SeededTrial:
         self.table = SeedTable(study)
         self.tuning = self.table.tuning_seeds(self.settings, spec.settings.seed)[:self.settings.count]
         self.cap = self.settings.cap
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"   # this worker's claims
         self.job_seconds: list[float] = []     # every seed job this trial ran, finished or not: its compute
         self._time_lock = threading.Lock()
 
@@ -163,17 +204,20 @@ class SeededTrial:
              extra: list[tuple[str, JobConfig, int]] = ()) -> None:
         """Run the seeds of `cid` (and `extra` (config id, config, seed) jobs for other configurations)
         that have no row yet, in parallel; store each row as its job ends."""
-        rows = self.table.refresh().rows(cid)
-        jobs = []
-        for seed in seeds:
-            if seed in rows:
+        wanted = [(cid, config, seed, seed == primary_seed) for seed in seeds] + \
+            [(other, other_config, seed, False) for other, other_config, seed in extra]
+        while True:
+            table = self.table.refresh()
+            missing = [w for w in wanted if w[2] not in table.rows(w[0])]
+            mine = [w for w in missing if not table.claimed_elsewhere(w[0], w[2], self.token)]
+            if not missing:
+                return
+            if not mine:        # every missing job is running in another worker: wait for its row
+                time.sleep(CLAIM_POLL)
                 continue
-            jobs.append(self._job(trial, cid, config, seed, primary=seed == primary_seed))
-        for other, other_config, seed in extra:
-            if seed not in self.table.rows(other):
-                jobs.append(self._job(trial, other, other_config, seed, primary=False))
-        if jobs:
-            run_seeds(jobs, self.run_job, self.parallel, on_time=self._spent)
+            with Claims(self.table, [(w[0], w[2]) for w in mine], self.token):
+                run_seeds([self._job(trial, c, cfg, seed, primary) for c, cfg, seed, primary in mine],
+                          self.run_job, self.parallel, on_time=self._spent)
 
     def _job(self, trial, cid: str, config: JobConfig, seed: int, primary: bool):
         job_dir = self.config_dir(cid) / f"seed_{seed}"

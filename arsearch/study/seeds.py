@@ -37,6 +37,9 @@ AGGREGATES = ("mean", "median", "iqm", "success_rate", "restricted_mean", "km_me
 CENSORED_AGGREGATES = ("restricted_mean", "km_median")      # spend_to_target only
 
 RUN_PREFIX, VALIDATION_PREFIX, CONFIG_PREFIX = "arsearch.run:", "arsearch.val:", "arsearch.config:"
+CLAIM_PREFIX = "arsearch.claim:"
+# a seed job's claim is refreshed this often while it runs, and taken over when older than CLAIM_STALE
+CLAIM_REFRESH, CLAIM_STALE = 20.0, 90.0
 TUNING_SEEDS_ATTR, VALIDATION_SEEDS_ATTR = "arsearch.seeds.tuning", "arsearch.seeds.validation"
 
 
@@ -321,6 +324,21 @@ class SeedTable:
         key = f"{VALIDATION_PREFIX if validation else RUN_PREFIX}{cid}:{seed}"
         self.study.set_user_attr(key, row)
         self._attrs[key] = row
+
+    # claims: a seed job another worker is running is waited for, not run twice
+    def claimed_elsewhere(self, cid: str, seed: int, token: str, validation: bool = False) -> bool:
+        import time
+
+        claim = self._attrs.get(f"{CLAIM_PREFIX}{'val:' if validation else ''}{cid}:{seed}")
+        return bool(claim) and claim.get("by") != token and time.time() - claim.get("at", 0) < CLAIM_STALE
+
+    def claim(self, cid: str, seed: int, token: str, validation: bool = False, release: bool = False) -> None:
+        import time
+
+        key = f"{CLAIM_PREFIX}{'val:' if validation else ''}{cid}:{seed}"
+        value = None if release else {"by": token, "at": time.time()}
+        self.study.set_user_attr(key, value)
+        self._attrs[key] = value
 
     def rows(self, cid: str, validation: bool = False) -> dict[int, dict]:
         prefix = f"{VALIDATION_PREFIX if validation else RUN_PREFIX}{cid}:"

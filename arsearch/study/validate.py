@@ -140,12 +140,36 @@ def validate_study(spec, study, tracker=None, run_job=None) -> dict:
     if jobs:
         log.info("study %s: validating %d configuration(s) on %d fresh seed(s): %d job(s) to run, %d at a time",
                  study.study_name, len(chosen), len(seeds), len(jobs), parallel)
-        run_seeds(jobs, run_job, parallel)
+        _run_claimed(table, jobs, run_job, parallel)
     summary = summarise(spec, table.refresh(), chosen, seeds)
     study.set_user_attr(SUMMARY_ATTR, summary)
     if tracker is not None:
         tracker.log_validation(summary)
     return summary
+
+
+def _run_claimed(table: SeedTable, jobs: list, run_job, parallel: int) -> None:
+    """Run the jobs no other worker has claimed (claiming them), then wait for the rows of the others."""
+    import os
+    import socket
+    import threading
+    import time
+
+    from .race import CLAIM_POLL, Claims
+
+    token = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    key = {id(j): (Path(j[1]).parent.name, j[0].seed) for j in jobs}
+    while True:
+        table.refresh()
+        missing = [j for j in jobs if key[id(j)][1] not in table.rows(key[id(j)][0], validation=True)]
+        mine = [j for j in missing if not table.claimed_elsewhere(*key[id(j)], token, validation=True)]
+        if not missing:
+            return
+        if not mine:
+            time.sleep(CLAIM_POLL)
+            continue
+        with Claims(table, [key[id(j)] for j in mine], token, validation=True):
+            run_seeds(mine, run_job, parallel)
 
 
 def _recorder(spec, table: SeedTable, cid: str, seed: int, job):

@@ -88,3 +88,25 @@ def mlflow_template() -> Path:
             connect(f"sqlite:///{tmp}")
             os.replace(tmp, template)
     return template
+
+
+def fresh_postgres_schema() -> str:
+    """A storage URL on the test PostgreSQL server (.ci/services.sh) in a new, empty schema; skips the
+    test where no server is set up (fails in CI, where one must be)."""
+    import uuid
+
+    import pytest
+
+    url = os.environ.get("ARSEARCH_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("ARSEARCH_TEST_POSTGRES is not set: .ci/services.sh did not start PostgreSQL")
+        pytest.skip("no PostgreSQL here: source .ci/services.sh to run this test")
+    import sqlalchemy
+
+    schema = f"s_{uuid.uuid4().hex[:10]}"
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    with engine.begin() as con:
+        con.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    return f"{url}?options=-csearch_path%3D{schema}"
