@@ -207,6 +207,43 @@ def top_learning_curves(study: optuna.Study, path: Path, count: int = 5) -> Path
     return path
 
 
+def trust_lines(study: optuna.Study) -> list[str]:
+    """How far to trust the study's answer: its shared seeds, and each validated configuration's tuning
+    estimate beside its result on fresh seeds, with intervals and their rank correlation (issue 20)."""
+    tuning = study.user_attrs.get("arsearch.seeds.tuning")
+    if not tuning:
+        return []
+    v = study.user_attrs.get("arsearch.validation") or {}
+    lines = ["## How far to trust the answer", "",
+             f"Tuning seeds (shared by every trial): {tuning}. Raced out: "
+             f"{sum(1 for t in study.get_trials(deepcopy=False) if 'raced_out' in t.user_attrs)} trial(s).", ""]
+    if not v:
+        return lines + ["Not validated on fresh seeds yet: `arsearch study validate STUDY.toml` "
+                        "(`[study.validate] top = K`).", ""]
+    lines += [f"Validated on {len(v['seeds'])} fresh seeds, disjoint from the tuning seeds: {v['seeds']}. "
+              f"Aggregate: {v['aggregate']} ({'higher' if v['direction'] == 'maximize' else 'lower'} is better); "
+              f"the interval is a 95% percentile bootstrap over the fresh seeds.", "",
+              "| configuration | trials | tuning estimate (seeds) | fresh seeds [95% CI] (seeds) | winner |",
+              "|---|---|---|---|---|"]
+    for c in v["configs"]:
+        who = c.get("label") or ("baseline ([[enqueue]])" if c["baseline"] else f"rank {c.get('rank', '?')}")
+        lo, hi = c["fresh"]["interval"]
+        lines.append(f"| {who} `{c['config']}` | {c['trials'][:5]} | {c['tuning']['value']:.5g} ({c['tuning']['n']}) "
+                     f"| {c['fresh']['value']:.5g} [{lo:.5g}, {hi:.5g}] ({c['fresh']['n']}) "
+                     f"| {'**yes**' if c['config'] == v.get('winner') else ''} |")
+    lines.append("")
+    if "rank_correlation" in v:
+        r = v["rank_correlation"]
+        lines.append(f"Rank correlation of the tuning estimates with the fresh-seed results: Spearman "
+                     f"{r['spearman']:.2f} over {r['n']} configurations.  ")
+    if "vs_baseline" in v:
+        b = v["vs_baseline"]
+        lines.append(f"Winner against the baseline on the same {b['n']} fresh seeds: probability of improvement "
+                     f"{b['probability_of_improvement']:.2f}, better on {b['paired_wins']} seeds"
+                     + (f", paired Wilcoxon p = {b['wilcoxon_p']:.3g}" if "wilcoxon_p" in b else "") + ".")
+    return lines + [""]
+
+
 def write_report(study: optuna.Study, out_root: str | Path = "reports", top: int = 10,
                  storage: str | None = None) -> Path:
     out = Path(out_root) / study.study_name
@@ -234,6 +271,7 @@ def write_report(study: optuna.Study, out_root: str | Path = "reports", top: int
                   f"MLflow run: `{best.user_attrs.get('mlflow_run_id', 'not tracked')}`", "",
                   "```toml", best_config_toml(study, best).rstrip(), "```", "",
                   f"## Top {len(rows)} trials", "", markdown_table(study, top), ""]
+    lines += trust_lines(study)
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     if pruned:
         lines += ["## Pruned trials", "", "| trial | pruned at iteration | last reported value | after (s) | MLflow run |",

@@ -284,3 +284,14 @@ def test_a_seed_job_another_worker_runs_is_waited_for_not_run_twice(tmp_path, mo
     jobs = FakeJobs()
     run_trials(spec, [0.03], jobs)
     assert sorted(jobs.calls) == sorted([(0.03, tuning[0]), (0.03, tuning[1])])
+
+
+def test_the_study_report_says_how_far_to_trust_the_answer(tmp_path):
+    from arsearch.reports import write_report
+
+    spec = spec_for(tmp_path, "tuning = 3\nparallel = 1", validate="top = 2\nseeds = 4", enqueue=[0.01])
+    study = run_trials(spec, [0.02, 0.04], FakeJobs())
+    validate_study(spec, study, run_job=FakeJobs())
+    text = write_report(study, tmp_path / "reports").read_text()
+    assert "## How far to trust the answer" in text
+    assert str(study.user_attrs[VALIDATION_SEEDS_ATTR]) in text and "Spearman" in text and "**yes**" in text
