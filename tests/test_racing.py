@@ -295,3 +295,16 @@ def test_the_study_report_says_how_far_to_trust_the_answer(tmp_path):
     text = write_report(study, tmp_path / "reports").read_text()
     assert "## How far to trust the answer" in text
     assert str(study.user_attrs[VALIDATION_SEEDS_ATTR]) in text and "Spearman" in text and "**yes**" in text
+
+
+@pytest.mark.parametrize("task", ["hopper", "swimmer"])
+def test_the_raced_studies_search_the_same_space_as_the_one_seed_studies(task):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "studies"
+    raced, one = load_study(root / f"{task}_raced.toml"), load_study(root / f"{task}_target.toml")
+    assert [vars(p) for p in raced.params] == [vars(p) for p in one.params]
+    assert raced.enqueue == one.enqueue and raced.base == one.base
+    for key in ("sampler", "pruner", "startup_trials", "warmup_steps", "max_reports", "objective", "spend"):
+        assert getattr(raced.settings, key) == getattr(one.settings, key)
+    assert raced.settings.seeds.race and raced.settings.validate.top == 3
