@@ -75,7 +75,7 @@ def _train(args, config) -> int:
 
     callbacks = []
     if os.environ.get("ARSEARCH_EVAL_LOG"):     # a study's subprocess trial: only then is Optuna's side needed
-        from .study.objective import eval_log_callback
+        from .study.subprocess_trial import eval_log_callback
 
         callbacks.append(eval_log_callback())
     # the job refuses bad input before writing anything, and ends its MLflow run, closes the

@@ -15,6 +15,7 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,10 @@ log = logging.getLogger("arsearch.study")
 
 class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's re-queueing of a trial whose worker died (no heartbeat for the grace period), which
-    also says so and lets the study's tracker end that trial's MLflow run (`on_stale`)."""
+    also says so and calls what `on_stale_trial` registered for the study (the study's tracker ends
+    that trial's MLflow run)."""
+
+    watchers: dict[str, Callable] = {}      # study name -> fn(trial), for this process
 
     def __init__(self, max_retry: int):
         super().__init__(max_retry=max_retry)
@@ -46,6 +50,27 @@ class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
                     trial.number, study.study_name, what)
         if self.on_stale is not None:
             self.on_stale(trial)
+        watcher = self.watchers.get(study.study_name)
+        if watcher is not None:
+            watcher(trial)
+
+
+def on_stale_trial(study: optuna.Study, fn: Callable) -> None:
+    """Call `fn(trial)` whenever this process finds a trial of `study` stale (its worker died, so
+    Optuna marks it FAIL and re-queues it). Only SQL storages have heartbeats; with others nothing
+    is ever found stale."""
+    RetryStaleTrial.watchers[study.study_name] = fn
+
+
+def retried_trial_number(study: optuna.Study, trial) -> int | None:
+    """The number of the trial that the running `trial` re-runs because its worker died, else None."""
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    frozen = next((t for t in running if t.number == trial.number), None)
+    if frozen is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
 
 
 @contextlib.contextmanager
@@ -205,15 +230,11 @@ class StudyTracker:
             params = {f"study.{k}": redact(str(v)) for k, v in vars(spec.settings).items()}
             params.update({f"space.{p.key}": _describe(p) for p in spec.params})
             params.update({f"base.{k}": redact(str(v))[:6000] for k, v in flatten(spec.base).items()})
-            logger = MlflowCallback(client, JobConfig(), run_id=run_id)
-            logger._safe("log study params", logger._log_params, params)
+            MlflowCallback(client, JobConfig(), run_id=run_id).log_params(params, what="log study params")
         else:
             client.update_run(run_id, status="RUNNING")
         self.parent_id = run_id
-        getter = getattr(study._storage, "get_heartbeat_stale_trial_callback", None)
-        callback = getter() if getter is not None else None
-        if isinstance(callback, RetryStaleTrial):
-            callback.on_stale = lambda trial: self.end_stale_runs()
+        on_stale_trial(study, lambda trial: self.end_stale_runs())
         self.end_stale_runs()
 
     def end_stale_runs(self) -> list[int]:
@@ -258,10 +279,7 @@ class StudyTracker:
 
         tags = {PARENT_TAG: self.parent_id, STUDY_TAG: self.study.study_name, TRIAL_TAG: str(trial.number),
                 ROLE_TAG: "trial", STATE_TAG: "RUNNING", OBJECTIVE_TAG: self.spec.settings.metrics[0]}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
-                self.study._storage.get_trial(trial._trial_id))
+        retried = retried_trial_number(self.study, trial)
         if retried is not None:
             tags["arsearch.retry_of"] = str(retried)
         cb = MlflowCallback(self.client, config, experiment=None, run_name=f"trial-{trial.number}", tags=tags,
@@ -270,10 +288,9 @@ class StudyTracker:
 
         def create():
             return self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}", tags=tags).info.run_id
-        cb.run_id = cb._safe("create trial run", create)
+        cb.run_id = cb.safe("create trial run", create)
         if cb.run_id:
-            params = {**_config_params(config), "trial.number": str(trial.number)}
-            cb.submit(lambda: cb._safe("log params", cb._log_params, params))
+            cb.log_params({**_config_params(config), "trial.number": str(trial.number)})
             trial.set_user_attr("mlflow_run_id", cb.run_id)
         return cb
 
@@ -298,7 +315,7 @@ class StudyTracker:
         # objective (or the pruning) there, so the table reads like the study at a glance
         name = _run_label(trial.number, state, result or {}, self.spec.settings.metrics, tags.get("arsearch.pruned_at"))
         if cb.run_id:
-            cb.submit(lambda: cb._safe("rename run", self.client.update_run, cb.run_id, name=name))
+            cb.submit(lambda: cb.safe("rename run", self.client.update_run, cb.run_id, name=name))
         # queued on the study's sending thread: the next trial starts while this one's artifacts upload
         cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
                   tags=tags)
@@ -318,12 +335,12 @@ class StudyTracker:
 
             def create(tags=tags, name=name):
                 return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
-            cb.run_id = cb._safe("create validation run", create)
+            cb.run_id = cb.safe("create validation run", create)
             if not cb.run_id:
                 continue
             params = {**{f"config.{k}": redact(str(v)) for k, v in c["overrides"].items()},
                       "trials": str(c["trials"]), "fresh_seeds": str(summary["seeds"])}
-            cb._safe("log params", cb._log_params, params)
+            cb.log_params(params)
             for i, seed in enumerate(summary["seeds"]):
                 if str(seed) in c["fresh"]["values"]:
                     cb.log_metrics({"fresh/value": c["fresh"]["values"][str(seed)], "fresh/seed": seed}, step=i)
@@ -332,7 +349,7 @@ class StudyTracker:
                             "fresh/ci_high": hi, f"tuning/{summary['aggregate']}": c["tuning"]["value"],
                             "tuning/seeds": c["tuning"]["n"]}, step=0)
             cb.flush()
-            cb._safe("end validation run", self.client.set_terminated, cb.run_id, "FINISHED")
+            cb.end("FINISHED")
         extra = {}
         if "rank_correlation" in summary:
             extra["validate/rank_correlation"] = summary["rank_correlation"]["spearman"]
@@ -382,7 +399,7 @@ class StudyTracker:
         from ..reports import best_config_toml, study_description
         from ..tracking import NOTE_TAG
 
-        cb._safe("set description", self.client.set_tag, self.parent_id, NOTE_TAG, study_description(self.study))
+        cb.safe("set description", self.client.set_tag, self.parent_id, NOTE_TAG, study_description(self.study))
         if done:
             try:
                 from .show import validated_best
@@ -399,7 +416,7 @@ class StudyTracker:
                 cb.log_artifact(png, "plots")
         except Exception as e:                                     # noqa: BLE001
             log.warning("study plots skipped: %s", e)
-        cb._safe("end parent run", self.client.set_terminated, self.parent_id, "FINISHED")
+        cb.end("FINISHED")
 
 
 def _run_label(number: int, state: str, result: dict, metrics: list[str], pruned_at: str | None) -> str:
