@@ -22,8 +22,8 @@ Stages, each resumable and run by flag (any order, several at once):
 - ``--raced-study T`` runs studies/T_raced.toml (issue 20: the same space, raced on shared tuning
   seeds) until its seed jobs have spent ``--budget-factor`` (default 2) times the compute of the
   one-seed study (the sum of its trials' wall-clock seconds, one core each; for the raced study the
-  sum of its seed jobs' wall-clock seconds, pruned and raced-out ones included). Writes
-  ``<data>/raced_T.json``.
+  CPU time of its seed-job processes, pruned and raced-out ones included, so that a loaded machine
+  does not count against it). Writes ``<data>/raced_T.json`` after every trial.
 - ``--validate T`` reruns the raced study's top 3 configurations, the paper's settings (its enqueued
   baseline) and the one-seed study's best completed configurations on ``--validate-seeds`` fresh seeds
   (default 10) drawn from the raced study's validation stream, none of them a seed used before.
@@ -184,8 +184,17 @@ def one_seed_compute(task: str, root: Path) -> float:
 
 
 def raced_compute(study) -> float:
-    """Core-seconds the raced study spent: its seed jobs' wall clock, pruned and raced-out jobs included."""
+    """The raced study's seed jobs' wall clock, pruned and raced-out jobs included (shown beside the CPU)."""
     return sum(t.user_attrs.get("job_seconds", 0.0) for t in study.get_trials(deepcopy=False))
+
+
+def children_cpu() -> float:
+    """CPU seconds of every child process this one has waited for: all the seed jobs it ran, cut ones too.
+    The budget is counted in CPU, not wall clock: on a loaded machine a job's wall clock overstates it."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_raced_stage(task: str, args, root: Path) -> None:
@@ -198,17 +207,24 @@ def run_raced_stage(task: str, args, root: Path) -> None:
         return
     study, _ = open_study(spec)
     _requeue_interrupted(study)
-    start = time.time()
+    old = read_json(root / f"raced_{task}.json") or {}
+    prior = old.get("cpu_core_seconds", 0.0) + args.extra_core_seconds
+    start, cpu0 = time.time(), children_cpu()
     trials = 0
-    while (raced_compute(study) < budget and not args.smoke) or (args.smoke and len(finished(study)) < 4):
+
+    def spent() -> float:
+        return prior + children_cpu() - cpu0
+    while (spent() < budget and not args.smoke) or (args.smoke and len(finished(study)) < 4):
         if args.timeout and time.time() - start > args.timeout:
             break
         spec.settings.n_trials = 1
         study = run_study(spec)
         trials += 1
-        print(f"[{task}] raced study: {len(finished(study))} trials, {raced_compute(study):.0f} of {budget:.0f} "
-              f"core-seconds", flush=True)
-    summarise_raced(task, spec, study, root, session=(start, time.time(), trials), budget=budget)
+        # written after every trial: an interrupted stage keeps what it spent
+        summarise_raced(task, spec, study, root, budget=budget, cpu=spent())
+        print(f"[{task}] raced study: {len(finished(study))} trials, {spent():.0f} of {budget:.0f} CPU core-seconds",
+              flush=True)
+    summarise_raced(task, spec, study, root, session=(start, time.time(), trials), budget=budget, cpu=spent())
 
 
 def _requeue_interrupted(study) -> None:
@@ -223,7 +239,8 @@ def _requeue_interrupted(study) -> None:
         print(f"trial {t.number} was interrupted: failed and its configuration queued again", flush=True)
 
 
-def summarise_raced(task: str, spec, study, root: Path, session=None, budget: float | None = None) -> dict:
+def summarise_raced(task: str, spec, study, root: Path, session=None, budget: float | None = None,
+                    cpu: float | None = None) -> dict:
     import optuna
 
     path = root / f"raced_{task}.json"
@@ -244,7 +261,8 @@ def summarise_raced(task: str, spec, study, root: Path, session=None, budget: fl
     summary = {"task": task, "study": spec.settings.name, "study_file": RACED[task], "base": spec.base,
                "tuning_seeds": study.user_attrs.get("arsearch.seeds.tuning"), "sessions": sessions,
                "budget_core_seconds": budget if budget is not None else old.get("budget_core_seconds"),
-               "core_seconds": raced_compute(study), "trials": trials,
+               "cpu_core_seconds": cpu if cpu is not None else old.get("cpu_core_seconds", 0.0),
+               "job_wall_seconds": raced_compute(study), "trials": trials,
                "validation": study.user_attrs.get("arsearch.validation") or old.get("validation")}
     write_json(path, summary)
     return summary
@@ -514,17 +532,21 @@ def raced_section(root: Path, task: str, one_seed: dict, smoke: bool, name: str,
     jobs = sum(t["jobs"] for t in trials)
     one = sum(t["seconds"] or 0 for t in one_seed["trials"])
     budget = raced.get("budget_core_seconds") or 0
+    spent = raced.get("cpu_core_seconds", 0.0)
     lines += [f"Study `{raced['study']}` ({raced['study_file']}): the same space, sampler and pruner as the one-seed "
               f"study; tuning seeds {raced['tuning_seeds']} drawn once from the study's seed and shared by every "
               f"trial; racing against the incumbent in doubling batches (1, 2, then up to "
               f"{load_raced_spec(task, smoke, root).settings.seeds.cap} seeds); a configuration's value is the "
               f"restricted mean of episodes to target (a miss counts the budget). {len(trials)} trials: {done} "
               f"complete, {raced_out} raced out, {pruned} pruned within their first seed, {failed} failed; {jobs} "
-              f"seed jobs, {raced['core_seconds'] / 3600:.2f} core-hours against the one-seed study's {one / 3600:.2f} "
-              f"({raced['core_seconds'] / one if one else float('nan'):.2f}×; budget {budget / max(one, 1):.1f}×).", ""]
-    if budget and raced["core_seconds"] < budget:
-        missing.append(f"{task}: the raced study's compute budget ({raced['core_seconds']:.0f} of {budget:.0f} "
-                       f"core-seconds; `--raced-study {task}`)")
+              f"seed jobs, {spent / 3600:.2f} CPU core-hours against the one-seed study's {one / 3600:.2f} core-hours "
+              f"of trial wall clock ({spent / one if one else float('nan'):.2f}×; budget {budget / max(one, 1):.1f}×). "
+              f"The raced study's spend is the CPU time of its seed-job processes (on a loaded machine their wall "
+              f"clock, {raced['job_wall_seconds'] / 3600:.2f} h summed, overstates it); the one-seed study's is the "
+              f"sum of its single-process trials' wall clock, an upper bound of their CPU time.", ""]
+    if budget and spent < budget:
+        missing.append(f"{task}: the raced study's compute budget ({spent:.0f} of {budget:.0f} "
+                       f"CPU core-seconds; `--raced-study {task}`)")
     v = raced.get("validation")
     if not v:
         missing.append(f"{task}: validation on fresh seeds (`--validate {task}`)")
@@ -674,6 +696,9 @@ def main(argv=None) -> int:
                         help="run (or continue) this task's raced study, compute-matched to the one-seed study")
     parser.add_argument("--budget-factor", type=float, default=2.0,
                         help="the raced study's compute as a multiple of the one-seed study's (default 2)")
+    parser.add_argument("--extra-core-seconds", type=float, default=0.0,
+                        help="CPU core-seconds spent by an earlier run of --raced-study that were not recorded "
+                             "(added once to the stored total)")
     parser.add_argument("--validate", action="append", choices=sorted(RACED), default=[],
                         help="validate the raced study's top configurations, the paper's settings and the one-seed "
                              "study's best on fresh seeds")
