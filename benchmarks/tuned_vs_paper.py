@@ -290,6 +290,10 @@ def run_validate_stage(task: str, args, root: Path) -> None:
                   key=lambda t: t["value"])
     for t in done[:args.one_seed_top]:
         add_external(table, t["overrides"], f"one-seed study trial {t['number']}", {"value": t["value"], "n": 1})
+    smac = read_json(root / f"smac_{task}.json")        # the peer (benchmarks/smac_peer.py), when it has run
+    if smac:
+        inc = smac["incumbent"]
+        add_external(table, inc["overrides"], "SMAC3 incumbent", {"value": inc["cost"], "n": inc["seeds"]})
     print(f"[{task}] validating on fresh seeds {fresh}", flush=True)
     summary = validate_study(spec, study)
     summarise_raced(task, spec, study, root)
@@ -547,6 +551,17 @@ def raced_section(root: Path, task: str, one_seed: dict, smoke: bool, name: str,
     if budget and spent < budget:
         missing.append(f"{task}: the raced study's compute budget ({spent:.0f} of {budget:.0f} "
                        f"CPU core-seconds; `--raced-study {task}`)")
+    smac = read_json(root / f"smac_{task}.json")
+    if smac:
+        lines += [f"Peer: SMAC3 (benchmarks/smac_peer.py) on the same space, seeds as instances (its intensifier, "
+                  f"at most {smac['max_config_calls']} seeds per configuration), cost = episodes to target with a miss "
+                  f"at the budget: {smac['runs']} runs of {smac['configurations']} configurations, "
+                  f"{smac['cpu_core_seconds'] / 3600:.2f} CPU core-hours (budget "
+                  f"{smac['budget_cpu_core_seconds'] / 3600:.2f}); its incumbent's cost {smac['incumbent']['cost']:.0f} "
+                  f"over {smac['incumbent']['seeds']} seeds is validated below.", ""]
+    else:
+        missing.append(f"{task}: the SMAC3 peer (`python benchmarks/smac_peer.py --task {task}`, then "
+                       f"`--validate {task}`)")
     v = raced.get("validation")
     if not v:
         missing.append(f"{task}: validation on fresh seeds (`--validate {task}`)")
@@ -596,7 +611,7 @@ def _raced_verdict(task: str, v: dict, stats: dict, limit: int, one_seed: dict) 
     paper = next((c for c in v["configs"] if c["baseline"]), None)
     raced_winner = min((c for c in raced if c["config"] in stats and stats[c["config"]]["n"] == len(v["seeds"])),
                        key=lambda c: c["fresh"]["value"], default=None)
-    one_best = min((c for c in v["configs"] if c.get("label") and c["config"] in stats),
+    one_best = min((c for c in v["configs"] if str(c.get("label", "")).startswith("one-seed") and c["config"] in stats),
                    key=lambda c: c["fresh"]["value"], default=None)
     if raced_winner and one_best and task != "hopper":
         w, o = stats[raced_winner["config"]], stats[one_best["config"]]
@@ -617,7 +632,8 @@ def _raced_verdict(task: str, v: dict, stats: dict, limit: int, one_seed: dict) 
     paper_one = next((t["value"] for t in one_seed["trials"] if paper and t["state"] == "COMPLETE"
                       and t["overrides"] == paper["overrides"]), math.nan)
     for name, group in (("raced study", [(c, c["tuning"]["value"]) for c in raced + ([paper] if paper else [])]),
-                        ("one-seed study", [(c, c["tuning"]["value"]) for c in v["configs"] if c.get("label")]
+                        ("one-seed study", [(c, c["tuning"]["value"]) for c in v["configs"]
+                                            if str(c.get("label", "")).startswith("one-seed")]
                          + ([(paper, paper_one)] if paper else []))):
         group = [(c, t) for c, t in group if c["config"] in stats and not math.isnan(t)]
         if len(group) >= 3:

@@ -8,6 +8,7 @@ decisions exactly; tests/test_racing_jobs.py runs the same machinery on real `ar
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 
@@ -308,3 +309,29 @@ def test_the_raced_studies_search_the_same_space_as_the_one_seed_studies(task):
     for key in ("sampler", "pruner", "startup_trials", "warmup_steps", "max_reports", "objective", "spend"):
         assert getattr(raced.settings, key) == getattr(one.settings, key)
     assert raced.settings.seeds.race and raced.settings.validate.top == 3
+
+
+def test_the_smac_peer_searches_the_same_conditional_space():
+    """benchmarks/smac_peer.py's ConfigSpace: every sampled configuration maps back to exactly the keys the
+    study itself would set (conditions included) and makes a valid job."""
+    pytest.importorskip("ConfigSpace")
+    from pathlib import Path
+
+    from arsearch.config import apply_overrides, load_job
+    from benchmarks.smac_peer import config_space, overrides_of
+
+    spec = load_study(Path(__file__).resolve().parents[1] / "studies" / "hopper_raced.toml")
+    cs = config_space(spec, seed=1)
+    seen_population = False
+    for config in cs.sample_configuration(200):
+        overrides = overrides_of(spec, config)
+        assert set(overrides) <= {p.key for p in spec.params}
+        # a key is set exactly when its conditions hold on the values set before it
+        assert ("ars.top" in overrides) == (overrides["ars.version"] in ("v1t", "v2t"))
+        assert ("population.epoch" in overrides) == (overrides["population.size"] in (2, 4))
+        if "population.strategies" in overrides:
+            seen_population = True
+            on = overrides["population.strategies"]
+            assert ("population.pso.inertia" in overrides) == ("pso" in on)
+        load_job(data=apply_overrides(copy.deepcopy(spec.base), dict(overrides)))
+    assert seen_population

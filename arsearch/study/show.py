@@ -34,10 +34,10 @@ def validation_lines(summary: dict) -> list[str]:
     for c in summary["configs"]:
         f, t = c["fresh"], c["tuning"]
         lo, hi = f["interval"]
-        who = "baseline" if c["baseline"] else f"rank {c.get('rank', '?')}"
+        who = c.get("label") or ("baseline" if c["baseline"] else f"rank {c.get('rank', '?')}")
         mark = "  <- winner" if c["config"] == summary.get("winner") else ""
         success = f", success {f['success'][0]}/{f['success'][1]}" if f.get("success") else ""
-        lines.append(f"  {who:>8} (trials {c['trials'][:3]}): tuning {t['value']:.6g} on {t['n']} seed(s); "
+        lines.append(f"  {who:>8}" + (f" (trials {c['trials'][:3]})" if c["trials"] else "") + f": tuning {t['value']:.6g} on {t['n']} seed(s); "
                      f"fresh {f['value']:.6g} [{lo:.6g}, {hi:.6g}] on {f['n']}{success}{mark}")
     if "rank_correlation" in summary:
         r = summary["rank_correlation"]
