@@ -36,17 +36,16 @@ class Job:
     `tracking(config, resume_run_id)` starts the job's MLflow callback (or returns None): by
     default `train`'s, which continues the run a resumed checkpoint names; None for no tracking
     (a study trial's run belongs to the study). `task` is a task already built and loaded
-    (post-training's), which the job then owns and closes. With `claim=False` the checkpoint
-    directory is neither checked nor locked. Only the process that writes checkpoints (rank 0
-    under torchrun) checks and claims it.
+    (post-training's), which the job then owns and closes. Only the process that writes
+    checkpoints (rank 0 under torchrun) checks and claims the checkpoint directory.
     """
 
     def __init__(self, config: JobConfig, *, resume: bool = False, overwrite: bool = False,
                  callbacks: list[Callback] | None = None, progress: bool = True, task=None,
-                 tracking: Callable | None = train_tracking, claim: bool = True):
+                 tracking: Callable | None = train_tracking):
         self.config, self.resume, self.overwrite = config, resume, overwrite
         self._callbacks, self._progress, self._task = list(callbacks or []), progress, task
-        self._tracking, self._claim_dir = tracking, claim
+        self._tracking = tracking
         self.trainer = None          # the Trainer, once built
         self.tracker = None          # the MLflow callback, once its run started
         self.claim = None            # the directory's lock (`checkpoint.ClaimedDir`)
@@ -76,7 +75,7 @@ class Job:
         from .trainer import Trainer
 
         config = self.config
-        claim = self._claim_dir and os.environ.get("RANK", "0") == "0"   # torchrun's other ranks write nothing
+        claim = os.environ.get("RANK", "0") == "0"      # torchrun's other ranks write nothing
         if claim:
             check_dir(config.checkpoint.dir, self.resume, self.overwrite)
         self.trainer = Trainer(config, callbacks=self._callbacks, progress=self._progress, task=self._task)
