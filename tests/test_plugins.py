@@ -193,3 +193,36 @@ def test_resume_keys_come_from_the_task_kind(tmp_path):
     with pytest.raises(CheckpointError, match="task.function = 'ackley' in the checkpoint, 'rastrigin' now"):
         check_same_job(saved, load_job(data=kind_job("function")))
     check_same_job(saved, load_job(data=kind_job("function", task={"function": "ackley"}, ars={"iterations": 9})))
+
+
+# -- no plug-in is named outside its own module and its registry line -----------------------------------
+def plugin_names_in_code(path) -> list[str]:
+    """String constants in `path`'s code that are a registered plug-in's name (docstrings, which may
+    show examples, and comments are not code)."""
+    import ast
+
+    names = {name for registry in REGISTRIES for name in registry}
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return [f"{path.name}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings]
+
+
+ARSEARCH = __import__("pathlib").Path(__file__).resolve().parents[1] / "arsearch"
+
+
+# still asking `ars.backend == "distributed"` where `Backend.own_processes` / `Backend.processes(config)`
+# now say it (modules of the study's trial processes, outside this change)
+STILL_NAMING = {"study/objective.py", "study/subprocess_trial.py"}
+GENERIC = ["config.py", "checkpoint.py",
+           *sorted(str(p.relative_to(ARSEARCH)) for p in (ARSEARCH / "study").glob("*.py"))]
+
+
+@pytest.mark.parametrize("module", [
+    pytest.param(m, marks=pytest.mark.xfail(reason="names the distributed backend")) if m in STILL_NAMING else m
+    for m in GENERIC])
+def test_generic_modules_name_no_plugin(module):
+    assert plugin_names_in_code(ARSEARCH / module) == []
