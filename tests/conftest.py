@@ -1,7 +1,8 @@
 """Every fixture the tests share (helpers and presets: `tests.support`).
 
-Markers (pyproject.toml): `multiprocess` (worker processes, ranks, subprocesses), `postgres`,
-`gpu`. The fast part alone: ``pytest -m "not multiprocess and not postgres"``.
+Markers (pyproject.toml): `multiprocess` (the test starts a process: hogwild workers, ranks, an
+`arsearch` or other subprocess, a mount; or sends a real signal), `postgres`, `gpu`. The fast part
+alone, which starts no process: ``pytest -m "not multiprocess and not postgres"``.
 """
 
 import os
