@@ -18,10 +18,9 @@ from typing import Any
 
 import tomllib
 
-from .backends import REGISTRY as BACKENDS
 from .fields import choice, items, number
-from .population import REGISTRY as STRATEGIES
-from .tasks import KINDS as TASKS
+from .registry import BACKENDS, STRATEGIES
+from .registry import TASK_KINDS as TASKS
 
 # Every kind of plug-in, each one registry (`arsearch.registry`): the job config's tables, checks and
 # `applicable` are built from what their plug-ins declare, so no plug-in is named in this module.

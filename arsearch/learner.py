@@ -26,7 +26,7 @@ import torch
 
 from .ars import VERSIONS, StepResult, ars_step, normalizes_states
 from .noise import iteration_seeds
-from .registry import Registry
+from .registry import LEARNERS
 
 
 @dataclass(frozen=True)
@@ -138,21 +138,17 @@ class ARSLearner(Learner):
         self.backend.apply(self.space, self.noise, seeds[0], weights[0])
 
 
-# The trainer's learners by name. A backend names the learner that drives it (``Backend.learner``;
-# hogwild's workers need their own), and a job with a [population] table uses "population".
-REGISTRY = Registry("learner", {
-    "ars": "arsearch.learner:ARSLearner",
-    "population": "arsearch.population:Population",
-    "hogwild": "arsearch.backends.hogwild:HogwildLearner",
-})
+# The trainer's learners by name (the registry lines are in arsearch.registry).
+REGISTRY = LEARNERS
 
 
 def learner_name(config) -> str:
+    """"population" for a job with a [population] table; else the learner registered under the
+    job's backend's name (a backend whose workers need a learner of their own), else "ars". Decided
+    from the names alone: the core imports no backend."""
     if getattr(config, "population", None) is not None:
         return "population"
-    from .backends import backend_class
-
-    return getattr(backend_class(config.ars.backend), "learner", "ars")
+    return config.ars.backend if config.ars.backend in REGISTRY else "ars"
 
 
 def make_learner(config, task, space, noise, backend, name: str | None = None) -> Learner:

@@ -6,9 +6,12 @@ rest of arsearch needs to know about it (`Plugin`): the dataclass of the config 
 checks it puts on a whole job, which of its keys a job leaves unread, and (task kinds) the metrics it
 reports, what it spends and its default objective. A `Registry` maps names to ``"module:attr"``
 strings and imports a plug-in's module only when that name is asked for, as Optuna's samplers and
-torch.optim's optimizers are each one class: adding a plug-in is one module plus one registry line.
+torch.optim's optimizers are each one class: adding a plug-in is one module plus one registry line
+(at the end of this module; the packages re-export their registry: `arsearch.tasks.KINDS`,
+`arsearch.backends.REGISTRY`, `arsearch.population.REGISTRY`).
 
-Standard library only, so that `arsearch.config` can hold the registries without importing torch.
+Standard library only and importing no plug-in, so that `arsearch.config` can build on the
+registries without importing torch, and without depending on the packages the plug-ins live in.
 """
 
 from __future__ import annotations
@@ -123,3 +126,37 @@ class Registry(Mapping[str, str]):
             if value is None:
                 return []
         return [value] if isinstance(value, str) else list(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registries: one line per plug-in.
+
+TASK_KINDS = Registry("task kind", {
+    "supervised": "arsearch.tasks.supervised:SupervisedTask",
+    "rl": "arsearch.tasks.rl:RLTask",
+    "generate": "arsearch.tasks.generate:GenerateTask",
+    "function": "arsearch.tasks.function:FunctionTask",
+}, select="task.kind", table="task")
+
+BACKENDS = Registry("backend", {
+    "sequential": "arsearch.backends.sequential:SequentialBackend",
+    "vectorized": "arsearch.backends.vectorized:VectorizedBackend",
+    "hogwild": "arsearch.backends.hogwild:HogwildBackend",
+    "distributed": "arsearch.backends.distributed:DistributedBackend",
+}, default="vectorized", select="ars.backend", table="ars")
+
+STRATEGIES = Registry("population strategy", {
+    "culling": "arsearch.population.culling:Culling",
+    "annealing": "arsearch.population.annealing:Annealing",
+    "tabu": "arsearch.population.tabu:Tabu",
+    "pso": "arsearch.population.pso:ParticleSwarm",
+    "pbt": "arsearch.population.pbt:PopulationBasedTraining",
+}, select="population.strategies", table="population", nested=True)
+
+# The learners the trainer drives: "population" for a job with a [population] table, else the one
+# registered under the job's backend's name (hogwild's workers need their own), else "ars".
+LEARNERS = Registry("learner", {
+    "ars": "arsearch.learner:ARSLearner",
+    "population": "arsearch.population:Population",
+    "hogwild": "arsearch.backends.hogwild:HogwildLearner",
+})

@@ -1,7 +1,8 @@
 """Backends: how the 2N perturbed candidates of an ARS iteration are evaluated (the "ARS mode").
 
 Each backend lives in a module of its own, its class declaring its ``[ars]`` keys and checks
-(`base.Backend`); adding one means adding a module and a line in `REGISTRY`. Nothing here imports
+(`base.Backend`); adding one means adding a module and a line in `REGISTRY`
+(`arsearch.registry.BACKENDS`). Nothing here imports
 torch: a backend's module loads when it is named.
 """
 
@@ -9,14 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..registry import Registry
-
-REGISTRY = Registry("backend", {
-    "sequential": "arsearch.backends.sequential:SequentialBackend",
-    "vectorized": "arsearch.backends.vectorized:VectorizedBackend",
-    "hogwild": "arsearch.backends.hogwild:HogwildBackend",
-    "distributed": "arsearch.backends.distributed:DistributedBackend",
-}, default="vectorized", select="ars.backend", table="ars")
+from ..registry import BACKENDS as REGISTRY  # the registry lines live in arsearch.registry
 
 
 def backend_class(name: str):

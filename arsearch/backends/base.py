@@ -35,7 +35,8 @@ class Backend(Plugin):
     """
 
     name = "base"
-    learner = "ars"     # the learner (arsearch.learner.REGISTRY) that drives this backend without a population
+    # a backend whose workers need a learner of their own registers it under the backend's name
+    # (arsearch.registry.LEARNERS); any other is driven by "ars", or "population" with a population
     Config: type = BackendConfig
     # a job on this backend starts its own processes from the command line (ranks under torchrun):
     # a study runs its trials as subprocesses (`arsearch train --nproc`), never in a thread

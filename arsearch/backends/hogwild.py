@@ -61,8 +61,7 @@ class HogwildConfig(VectorizedConfig):
 class HogwildBackend(VectorizedBackend):
     """Holds the hogwild settings; a worker scores its candidates with the vectorized evaluation."""
 
-    name = "hogwild"
-    learner = "hogwild"
+    name = "hogwild"          # its learner: HogwildLearner, registered under this name
     Config = HogwildConfig
 
     def __init__(self, workers: int = 2, timeout: float = 300.0, chunk: int = 0):

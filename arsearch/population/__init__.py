@@ -2,7 +2,7 @@
 
 `Population` is the learner; each strategy is one small class in a module of its own, with its
 config dataclass (``Config``) beside it (see `base.Strategy`). Adding a strategy means adding a
-module and a line in `REGISTRY`: `arsearch.config` builds ``population.strategies``' allowed
+module and a line in `REGISTRY` (`arsearch.registry.STRATEGIES`): `arsearch.config` builds ``population.strategies``' allowed
 names and the ``[population.<name>]`` tables from this registry. Nothing here imports torch: the
 classes load on first use.
 """
@@ -11,15 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..registry import Registry
-
-REGISTRY = Registry("population strategy", {
-    "culling": "arsearch.population.culling:Culling",
-    "annealing": "arsearch.population.annealing:Annealing",
-    "tabu": "arsearch.population.tabu:Tabu",
-    "pso": "arsearch.population.pso:ParticleSwarm",
-    "pbt": "arsearch.population.pbt:PopulationBasedTraining",
-}, select="population.strategies", table="population", nested=True)
+from ..registry import STRATEGIES as REGISTRY  # the registry lines live in arsearch.registry
 
 
 def strategy_class(name: str):

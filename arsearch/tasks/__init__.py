@@ -1,7 +1,7 @@
 """Tasks: what is optimised. A task owns its model and scores candidate parameters (higher is better).
 
 Each task kind is a module of its own whose class declares its keys, checks, metrics and spend
-(`base.Task`); adding one is that module plus a line in `KINDS`. Nothing here imports torch: the
+(`base.Task`); adding one is that module plus a line in `KINDS` (`arsearch.registry.TASK_KINDS`). Nothing here imports torch: the
 classes load when a kind is named (`KINDS.load`), so `arsearch.config` can list the kinds cheaply.
 """
 
@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..registry import Registry
-
-KINDS = Registry("task kind", {
-    "supervised": "arsearch.tasks.supervised:SupervisedTask",
-    "rl": "arsearch.tasks.rl:RLTask",
-    "generate": "arsearch.tasks.generate:GenerateTask",
-    "function": "arsearch.tasks.function:FunctionTask",
-}, select="task.kind", table="task")
+from ..registry import TASK_KINDS as KINDS  # the registry lines live in arsearch.registry
 
 
 def task_class(kind: str):
