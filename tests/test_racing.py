@@ -335,3 +335,26 @@ def test_the_smac_peer_searches_the_same_conditional_space():
             assert ("population.pso.inertia" in overrides) == ("pso" in on)
         load_job(data=apply_overrides(copy.deepcopy(spec.base), dict(overrides)))
     assert seen_population
+
+
+def test_the_pruner_learns_from_raced_out_trials():
+    """A raced-out trial ran its first seed to the end: a median pruner counts its curve like a completed
+    trial's (Optuna's own pruners read COMPLETE trials only)."""
+    from arsearch.study.race import RacedOutAware
+
+    study = optuna.create_study(direction="minimize", pruner=RacedOutAware(
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)))
+    for i in range(3):                           # three raced-out trials whose first seed reported 1.0 at step 1
+        t = study.ask()
+        t.report(1.0, step=1)
+        t.set_user_attr("raced_out", {"after_seeds": 1})
+        study.tell(t, state=optuna.trial.TrialState.PRUNED)
+    worse = study.ask()
+    worse.report(5.0, step=1)
+    assert worse.should_prune()                 # worse than their median at the same step
+    plain = optuna.create_study(direction="minimize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    for t in study.trials:
+        plain.add_trial(t)
+    again = plain.ask()
+    again.report(5.0, step=1)
+    assert not again.should_prune()             # Optuna's pruner alone sees no completed trial

@@ -120,6 +120,37 @@ def run_seeds(jobs: list[tuple[JobConfig, Path, bool, Callable[[dict], None]]], 
             raise pruned[0] if pruned else errors[0]
 
 
+class _RacedOutAsComplete:
+    """A study as a pruner sees it: the raced-out trials among the COMPLETE ones (their first seed's job
+    ran to its end and reported its whole curve; only the later comparison stopped the trial)."""
+
+    def __init__(self, study):
+        self._study = study
+
+    def __getattr__(self, name):
+        return getattr(self._study, name)
+
+    def get_trials(self, deepcopy: bool = True, states=None):
+        trials = self._study.get_trials(deepcopy=deepcopy, states=states)
+        if states is not None and optuna.trial.TrialState.COMPLETE in states \
+                and optuna.trial.TrialState.PRUNED not in states:
+            trials = trials + [t for t in self._study.get_trials(deepcopy=deepcopy, states=(optuna.trial.TrialState.PRUNED,))
+                               if "raced_out" in t.user_attrs]
+        return trials
+
+
+class RacedOutAware(optuna.pruners.BasePruner):
+    """Wraps the study's pruner so that it learns from raced-out trials (Optuna's median, percentile,
+    Wilcoxon and successive-halving pruners otherwise read COMPLETE trials only: in a raced study, where
+    most trials are raced out, they would hardly ever start pruning)."""
+
+    def __init__(self, pruner: optuna.pruners.BasePruner):
+        self.pruner = pruner
+
+    def prune(self, study, trial) -> bool:
+        return self.pruner.prune(_RacedOutAsComplete(study), trial)
+
+
 CLAIM_POLL = 5.0       # seconds between looks at a seed job another worker is running
 
 

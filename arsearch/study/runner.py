@@ -455,6 +455,16 @@ def _describe(p) -> str:
     return f"fixed {p.value!r}"
 
 
+def _pruner_for(settings, pruner):
+    """With racing, most trials end raced out (PRUNED) after running their first seed to the end; their
+    curve on that seed is as complete as a completed trial's, so the pruner counts them too."""
+    if not settings.seeds.active:
+        return pruner
+    from .race import RacedOutAware
+
+    return RacedOutAware(pruner)
+
+
 def load_existing(storage_url: str, name: str | None) -> optuna.Study:
     """An existing study (for show/report); with one study in the storage the name may be omitted."""
     storage = make_storage(storage_url)
@@ -485,7 +495,8 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
     study = _retry_race(lambda: optuna.create_study(
         study_name=s.name, storage=storage, load_if_exists=True, directions=s.directions,
         sampler=make_sampler(s.sampler, seed, spec.multi_objective, s.startup_trials),
-        pruner=make_pruner(s.pruner, max_resource, min_resource, s.startup_trials, warmup)), "creating the study")
+        pruner=_pruner_for(s, make_pruner(s.pruner, max_resource, min_resource, s.startup_trials, warmup))),
+        "creating the study")
     queued = [t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False)]
     for params in spec.enqueue:     # [[enqueue]]: run first; one already queued or run is not queued again
         if params not in queued:
