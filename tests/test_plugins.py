@@ -214,15 +214,10 @@ def plugin_names_in_code(path) -> list[str]:
 ARSEARCH = __import__("pathlib").Path(__file__).resolve().parents[1] / "arsearch"
 
 
-# still asking `ars.backend == "distributed"` where `Backend.own_processes` / `Backend.processes(config)`
-# now say it (modules of the study's trial processes, outside this change)
-STILL_NAMING = {"study/objective.py", "study/subprocess_trial.py"}
 GENERIC = ["config.py", "checkpoint.py",
            *sorted(str(p.relative_to(ARSEARCH)) for p in (ARSEARCH / "study").glob("*.py"))]
 
 
-@pytest.mark.parametrize("module", [
-    pytest.param(m, marks=pytest.mark.xfail(reason="names the distributed backend")) if m in STILL_NAMING else m
-    for m in GENERIC])
+@pytest.mark.parametrize("module", GENERIC)
 def test_generic_modules_name_no_plugin(module):
     assert plugin_names_in_code(ARSEARCH / module) == []
