@@ -28,6 +28,7 @@ from .subprocess_trial import (  # noqa: F401 (the protocol's names, importable 
     devices_needed,
     eval_log_callback,
     run_subprocess_trial,
+    runs_own_processes,
     train_command,
 )
 
@@ -108,7 +109,7 @@ class Objective:
                 trial.set_user_attr("result", {k: v for k, v in result.items() if isinstance(v, (int, float, str))})
                 return value
             reporter = self._reporter(trial, config, report)
-            if s.subprocess or config.ars.backend == "distributed":
+            if s.subprocess or runs_own_processes(config):
                 def on_line(event):
                     if child is not None and "train" in event:
                         child.on_iteration(None, event["iteration"], event["train"])
@@ -191,7 +192,7 @@ class Objective:
         def run_job(config: JobConfig, job_dir: Path, primary: bool, stop: threading.Event):
             reporter = self._reporter(trial, config, report and primary)
             resume, overwrite = restart_mode(job_dir)
-            if parallel > 1 or s.subprocess or config.ars.backend == "distributed":
+            if parallel > 1 or s.subprocess or runs_own_processes(config):
                 def on_line(event):
                     if child is not None and primary and "train" in event:
                         child.on_iteration(None, event["iteration"], event["train"])

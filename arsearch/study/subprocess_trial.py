@@ -134,11 +134,18 @@ def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
         pass
 
 
+def runs_own_processes(config: JobConfig) -> bool:
+    """Whether the job's backend starts processes of its own (ranks under torchrun): such a job is
+    always a subprocess trial, never a thread of the study's process."""
+    from ..backends import backend_class
+
+    return backend_class(config.ars.backend).own_processes
+
+
 def train_command(config_path: Path, config: JobConfig, resume: bool = False, overwrite: bool = False) -> list[str]:
+    # a backend with processes of its own is launched by `arsearch train` itself, as the config says
     cmd = [sys.executable, "-m", "arsearch.cli", "train", str(config_path), "--quiet",
            "--set", "tracking.enabled=false"]
-    if config.ars.backend == "distributed":
-        cmd += ["--nproc", str(config.ars.nproc)]
     if resume:
         cmd += ["--resume"]
     elif overwrite:
@@ -158,10 +165,14 @@ def _die_with_parent() -> None:
 
 
 def devices_needed(config: JobConfig, pool: DevicePool) -> int:
-    """GPUs a subprocess trial takes from the pool: one per rank when GPUs exist and the job may use them."""
-    if not pool.devices or config.task.device == "cpu" and config.ars.backend != "distributed":
+    """GPUs a subprocess trial takes from the pool: one per process of its backend (each rank of a
+    distributed job) when GPUs exist and the job may use them."""
+    from ..backends import backend_class
+
+    backend = backend_class(config.ars.backend)
+    if not pool.devices or config.task.device == "cpu" and not backend.own_processes:
         return 0
-    return config.ars.nproc if config.ars.backend == "distributed" else 1
+    return backend.processes(config)
 
 
 def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str, report: bool,
