@@ -344,7 +344,7 @@ def test_the_pruner_learns_from_raced_out_trials():
 
     study = optuna.create_study(direction="minimize", pruner=RacedOutAware(
         optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)))
-    for i in range(3):                           # three raced-out trials whose first seed reported 1.0 at step 1
+    for _ in range(3):                           # three raced-out trials whose first seed reported 1.0 at step 1
         t = study.ask()
         t.report(1.0, step=1)
         t.set_user_attr("raced_out", {"after_seeds": 1})
@@ -358,3 +358,30 @@ def test_the_pruner_learns_from_raced_out_trials():
     again = plain.ask()
     again.report(5.0, step=1)
     assert not again.should_prune()             # Optuna's pruner alone sees no completed trial
+
+
+def test_an_in_process_raced_study_on_real_jobs(tmp_path):
+    """parallel = 1 and no subprocess: seed jobs run in this process, through the job lifecycle."""
+    from arsearch.study import run_study
+
+    (tmp_path / "base.toml").write_text(
+        'seed = 0\n[task]\nkind = "function"\nfunction = "sphere"\ndim = 10\ninit_scale = 1.0\n'
+        '[ars]\ndirections = 4\ntop = 2\nnoise = 0.05\niterations = 20\n[eval]\nevery = 5\n'
+        '[tracking]\nenabled = false\n[checkpoint]\ndir = "x"\nevery = 1000\n')
+    (tmp_path / "study.toml").write_text(
+        f'[study]\nname = "inproc"\nbase = "base.toml"\nstorage = "sqlite:///{tmp_path / "o.db"}"\n'
+        f'metric = "eval/value"\ndirection = "minimize"\nn_trials = 3\nsampler = "random"\npruner = "none"\n'
+        f'tracking = false\noutput = "{tmp_path / "out"}"\n[study.seeds]\ntuning = 2\nrace = true\nparallel = 1\n'
+        '[space]\n"ars.step_size" = { choice = [0.0001, 0.1] }\n')
+    study = run_study(load_study(tmp_path / "study.toml"))
+    tuning = study.user_attrs[TUNING_SEEDS_ATTR]
+    assert [t.state for t in study.trials].count(optuna.trial.TrialState.FAIL) == 0
+    assert len(rows_of(study)) >= 2 and all(int(k.rsplit(":", 1)[1]) in tuning for k in rows_of(study))
+    for key, row in rows_of(study).items():       # each row's job ran on its own seed, in its own directory
+        cid, seed = key.split(":")[1:]
+        assert (tmp_path / "out" / "inproc" / "configs" / cid / f"seed_{seed}" / "final.pt").exists()
+        assert row["value"] >= 0
+
+
+def rows_of(study):
+    return {k: v for k, v in study.user_attrs.items() if k.startswith("arsearch.run:")}
