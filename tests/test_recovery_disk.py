@@ -85,7 +85,7 @@ def test_two_trains_started_together_into_one_dir_one_refuses(tmp_cwd):
     codes = sorted(r[2] for r in results)
     assert codes == [0, 2], results
     refused = next(r for r in results if r[2] == 2)[1]
-    assert "in use by another arsearch train" in refused or "already holds checkpoints" in refused
+    assert "in use by another arsearch run" in refused or "already holds checkpoints" in refused
 
 
 def test_trial_config_rerun_does_not_overwrite_the_trial(tmp_cwd, capsys):
