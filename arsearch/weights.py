@@ -86,6 +86,13 @@ def read_index(path: Path) -> dict[str, list[str]]:
     shards: dict[str, list[str]] = {}
     for name, shard in weight_map.items():
         shards.setdefault(shard, []).append(name)
+    # only files of the model's own directory: a crafted index naming ../../x or /abs/x (or a link
+    # that resolves outside) must not make us read a file the user never pointed at
+    root = path.parent.resolve()
+    outside = [s for s in shards if Path(s).is_absolute() or not (root / s).resolve().is_relative_to(root)]
+    if outside:
+        raise CheckpointError(f"shard index {path} names shard files outside its directory {path.parent}: "
+                              f"{', '.join(sorted(outside)[:5])}; only files inside the model directory are read")
     missing = [s for s in shards if not (path.parent / s).is_file()]
     if missing:
         raise CheckpointError(f"shard index {path} names shard files that do not exist in {path.parent}: "

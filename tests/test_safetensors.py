@@ -144,3 +144,27 @@ def test_bad_files_exit_2_with_the_reason(tmp_path, state, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert reason in err and name.split("/")[-1] in err, (name, err)
     assert not (tmp_path / "out").exists()          # nothing written before the input was refused
+
+
+@pytest.mark.parametrize("where", ["../outside.safetensors", "ABSOLUTE", "link.safetensors"])
+def test_a_shard_index_cannot_read_files_outside_the_model_directory(tmp_path, state, where):
+    """A crafted index naming ../x, /abs/x or a symlink out of the directory is refused; the outside file,
+    which holds real tensors of the right names, is never read."""
+    from arsearch.checkpoint import CheckpointError
+
+    model = tmp_path / "model"
+    model.mkdir()
+    shard(model, state)
+    outside = tmp_path / "outside.safetensors"
+    save_file({k: torch.full_like(v, 7.0).contiguous() for k, v in state.items()}, str(outside))
+    if where == "ABSOLUTE":
+        where = str(outside)
+    elif where == "link.safetensors":
+        (model / where).symlink_to(outside)
+    index = model / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    first = sorted(data["weight_map"])[0]
+    data["weight_map"][first] = where
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="outside its directory"):
+        read_safetensors(model)
