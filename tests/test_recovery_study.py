@@ -103,6 +103,25 @@ def test_space_whose_extremes_make_an_invalid_job_is_refused(tmp_cwd):
         load_study(path)
 
 
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://alice@host:1/db?password=S3cret", "postgresql://alice@host:1/db?password=***"),
+    ("postgresql://alice:p@ss@host:1/db", "postgresql://alice:***@host:1/db"),      # an unencoded @ in it
+    ("postgresql://a:b:c@h/db?sslmode=require&PASSWORD=S3cret&x=1",
+     "postgresql://a:***@h/db?sslmode=require&PASSWORD=***&x=1"),
+    ("http://bob:S3cret@mlflow:5000", "http://bob:***@mlflow:5000"),
+    ("sqlite:///mlflow.db", "sqlite:///mlflow.db"), ("mysql://root@localhost/db", "mysql://root@localhost/db")])
+def test_every_credential_form_of_a_url_is_masked(url, shown):
+    assert redact(url) == shown
+    assert redact(f"storage {url} cannot be opened") == f"storage {shown} cannot be opened"
+
+
+def test_a_query_string_password_never_reaches_the_terminal(tmp_cwd, capsys):
+    path = write_study(tmp_cwd, study='storage = "postgresql://alice@127.0.0.1:1/db?password=S3cret-q"\n')
+    assert main(["study", "run", str(path), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "S3cret-q" not in captured.err + captured.out and "password=***" in captured.err
+
+
 def test_password_is_masked_in_errors_and_mlflow_params(tmp_cwd, capsys):
     url = "postgresql://user:s3cret-pw@127.0.0.1:1/db"
     assert redact(url) == "postgresql://user:***@127.0.0.1:1/db"

@@ -18,7 +18,12 @@ log = logging.getLogger("arsearch.tracking")
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
-_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+# scheme://user:PASSWORD@host — the password runs to the last @ before the host, so an unencoded
+# @ inside it is masked too (the host part holds no @)
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)\S*?@(?=[^@\s/?#]*(?:[/?#\s]|$))")
+# ?password=... (psycopg, libpq, SQLAlchemy's query arguments), and the other names drivers accept
+_QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|pass|pwd|secret|token|api_key|apikey|access_token)=)"
+                           r"[^&;#\s]*", re.IGNORECASE)
 
 
 class TrackingError(RuntimeError):
@@ -32,8 +37,9 @@ def resolve_uri(uri: str | None = None) -> str:
 
 
 def redact(text: str) -> str:
-    """`text` with the password of any URL in it (scheme://user:PASSWORD@host) replaced by ***."""
-    return _PASSWORD.sub(r"\1***@", str(text))
+    """`text` with every credential of any URL in it replaced by ***: the password of scheme://user:PASSWORD@host
+    (an unencoded @ in it included) and password/token query arguments (?password=S3cret)."""
+    return _QUERY_SECRET.sub(r"\1***", _PASSWORD.sub(r"\1***@", str(text)))
 
 
 def connect(uri: str, timeout: float = 5.0):
