@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -36,6 +37,10 @@ def cmd_train(args) -> int:
     if config.ars.backend == "distributed" and config.ars.nproc > 1 and not _launched():
         # torchrun and its ranks do the work; this process only waits for them
         return launch_distributed(args, overrides, config.ars.nproc)
+    if _launched():            # a torchrun rank: in a session of its own, so torchrun's death must reach it
+        from .processes import die_with_parent
+
+        die_with_parent(signal.SIGTERM)
     from .interrupt import StopSignals
 
     with StopSignals():        # Ctrl-C / SIGTERM: finish the iteration, save, end the MLflow run as KILLED
@@ -130,7 +135,10 @@ def launch_distributed(args, overrides: list[str], nproc: int) -> int:
     for item in overrides:
         cmd += ["--set", item]
     cmd += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
-    proc = subprocess.run(cmd)
+    from .processes import die_with_parent_term
+
+    # torchrun dies with this process (kill -9 included), and its ranks with torchrun (cmd_train)
+    proc = subprocess.run(cmd, preexec_fn=die_with_parent_term)
     if proc.returncode != 0:
         return _fail(f"distributed job failed: torchrun ({nproc} ranks) exited with code {proc.returncode}; "
                      "the failing rank's error is printed above", 1)

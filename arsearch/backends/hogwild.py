@@ -27,6 +27,7 @@ pickled), so the backend needs the ``fork`` start method (Linux) and runs on the
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import signal
@@ -134,6 +135,7 @@ class HogwildLearner:
     # -- workers -----------------------------------------------------------------------------------
     def _start(self, first_iteration: int) -> None:
         ctx = self._ctx
+        self._parent_pid = os.getpid()
         self._next = ctx.Value("q", first_iteration)   # next iteration to claim (its lock guards it)
         self._applied = ctx.Value("q", 0, lock=False)   # updates written so far (staleness metric)
         self._stop = ctx.Event()
@@ -230,6 +232,10 @@ def _worker_main(index: int, learner: HogwildLearner) -> None:
     # stop-at-the-next-iteration handlers are inherited through fork): ignore SIGINT, die on SIGTERM
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # a worker holds nothing to save: if the job's process dies (kill -9 included), so does the worker
+    from ..processes import die_with_parent
+
+    die_with_parent(signal.SIGKILL, parent=learner._parent_pid)
     try:
         _worker_loop(index, learner)
     except DivergenceError as e:

@@ -154,14 +154,11 @@ def train_command(config_path: Path, config: JobConfig, resume: bool = False, ov
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the thread that started it dies (Linux), so a trial's
-    job never outlives a killed worker (kill -9 included)."""
-    try:
-        import ctypes
+    """In the child, before exec: SIGTERM when the thread that started it dies, so a trial's job never
+    outlives a killed worker (kill -9 included)."""
+    from ..processes import die_with_parent
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
-    except Exception:                                                         # noqa: BLE001 - not Linux
-        pass
+    die_with_parent(signal.SIGTERM)
 
 
 def devices_needed(config: JobConfig, pool: DevicePool) -> int:
