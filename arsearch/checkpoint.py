@@ -209,11 +209,52 @@ def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint") -> 
                               + ". Resume with the checkpoint's values, or start a new run in another checkpoint.dir")
 
 
+def available_memory() -> int:
+    """Bytes this process may still allocate: the machine's free memory, or the cgroup's limit less its
+    use when that is lower (a container)."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            free = min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(free, 0)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"
+
+
+def check_fits(nbytes: int, what: str) -> None:
+    """Refuse, before allocating, what would not fit in memory: a file's claims are checked against the
+    memory free now, so that a crafted header cannot make us try to allocate terabytes."""
+    free = available_memory()
+    if nbytes > free:
+        raise CheckpointError(f"{what} would need {_human(nbytes)} of memory, more than the {_human(free)} free "
+                              f"here; refused before allocating it")
+
+
 def load(path: str | Path, map_location="cpu"):
     """`torch.load(weights_only=True)` with every failure turned into a clear CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if zipfile.is_zipfile(path):        # torch's format: what its entries expand to is what loading allocates
+        try:
+            with zipfile.ZipFile(path) as z:
+                expanded = sum(info.file_size for info in z.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e})") from None
+        check_fits(expanded, f"checkpoint {path} (its entries expand to {_human(expanded)})")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -214,6 +214,19 @@ def unflatten_compressed(tensors: dict[str, torch.Tensor], metadata: dict[str, s
                       "share_bits": int(metadata["share_bits"])}
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"compressed safetensors file lacks or mangles its metadata ({e})") from None
+    # the metadata's shapes are what decompressing allocates: check them before trusting them
+    total = 0
+    for name, shape in form["shapes"].items() if isinstance(form["shapes"], dict) else ():
+        dtype = getattr(torch, str(form["dtypes"].get(name, "")).removeprefix("torch."), None) \
+            if isinstance(form["dtypes"], dict) else None
+        if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                  for n in shape)) or not isinstance(dtype, torch.dtype):
+            raise CheckpointError(f"compressed safetensors file: tensor {name!r} has a malformed shape {shape!r} "
+                                  f"or dtype {form['dtypes'].get(name)!r} in its metadata")
+        total += torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+    if not isinstance(form["shapes"], dict) or not isinstance(form["dtypes"], dict):
+        raise CheckpointError("compressed safetensors file: its metadata's shapes and dtypes are not tables")
+    ckpt.check_fits(total, "compressed safetensors file (its metadata's shapes, decompressed)")
     for group in ("masks", "codebooks", "indices", "values", "dense"):
         form[group] = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(group + "/")}
     return form

@@ -168,3 +168,37 @@ def test_a_shard_index_cannot_read_files_outside_the_model_directory(tmp_path, s
     index.write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="outside its directory"):
         read_safetensors(model)
+
+
+def test_a_file_that_claims_a_huge_tensor_is_refused_before_allocating(tmp_path, capsys):
+    """A tiny compressed safetensors file whose metadata claims a [200000, 100000] float32 tensor (80 GB):
+    refused with its size, exit 2, without trying to allocate it."""
+    import resource
+
+    from arsearch.weights import flatten_compressed
+
+    form = {"format": "arsearch-compressed", "masks": {}, "codebooks": {}, "indices": {},
+            "values": {"w": torch.randn(64)}, "dense": {"b": torch.zeros(8)}, "shapes": {"w": [200000, 100000]},
+            "dtypes": {"w": "torch.float32"}, "pruned_fraction": 0.0, "share_bits": 0}
+    tensors, meta = flatten_compressed(form)
+    path = save_safetensors(tmp_path / "liar.safetensors", tensors, meta)
+    assert path.stat().st_size < 4096
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=r"would need 7[0-9.]+ GiB of memory.*refused before allocating"):
+        read_state_dict(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000        # KiB: nothing was allocated
+    (tmp_path / "job.toml").write_text(tomli_w.dumps(job_data("posttrain", tmp_path / "out",
+                                                               **{"model.checkpoint": str(path)})))
+    assert main(["posttrain", str(tmp_path / "job.toml")]) == 2
+    assert "refused before allocating" in capsys.readouterr().err
+
+
+def test_a_pt_file_that_expands_past_free_memory_is_refused_before_loading(tmp_path, monkeypatch):
+    from arsearch import checkpoint as ckpt
+
+    torch.save({"w": torch.zeros(4_000_000)}, tmp_path / "big.pt")          # 16 MB of tensor data
+    monkeypatch.setattr(ckpt, "available_memory", lambda: 8 * 1024 * 1024)   # as if 8 MiB were free
+    with pytest.raises(CheckpointError, match=r"big.pt \(its entries expand to 15.\d MiB\) would need"):
+        ckpt.load(tmp_path / "big.pt")
+    monkeypatch.setattr(ckpt, "available_memory", lambda: 1 << 40)
+    assert ckpt.load(tmp_path / "big.pt")["w"].numel() == 4_000_000
