@@ -217,9 +217,11 @@ def run_raced_stage(task: str, args, root: Path) -> None:
     while (spent() < budget and not args.smoke) or (args.smoke and len(finished(study)) < 4):
         if args.timeout and time.time() - start > args.timeout:
             break
-        spec.settings.n_trials = 1
+        # --n-jobs trials at once (threads; each runs its seed jobs as processes): once the incumbent has
+        # all its seeds, a challenger's first seed is one process, and a second trial keeps the other core busy
+        spec.settings.n_trials = spec.settings.n_jobs = args.n_jobs
         study = run_study(spec)
-        trials += 1
+        trials += args.n_jobs
         # written after every trial: an interrupted stage keeps what it spent
         summarise_raced(task, spec, study, root, budget=budget, cpu=spent())
         print(f"[{task}] raced study: {len(finished(study))} trials, {spent():.0f} of {budget:.0f} CPU core-seconds",
