@@ -98,12 +98,19 @@ def existing(directory: str | Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if _NAME.match(p.name) or p.name == "final.pt")
 
 
-def check_dir(directory: str | Path, resume: bool, overwrite: bool) -> None:
+def check_dir(directory: str | Path, resume: bool, overwrite: bool, keep: str | Path | None = None) -> None:
     """Refuse, before anything is written: a file, an unwritable directory, and another run's
-    checkpoints unless resuming (--resume) or starting again (--overwrite)."""
+    checkpoints unless resuming (--resume) or starting again (--overwrite); and an --overwrite that
+    would delete `keep` (the job's own input checkpoint, when it sits among the old ones)."""
     check_writable(directory, "checkpoint.dir")
     if not resume and not overwrite:
         _refuse_checkpoints(directory)
+    if overwrite and not resume and keep:
+        doomed = {p.resolve() for p in [*existing(directory), Path(directory) / "metrics.json"]}
+        if Path(keep).resolve() in doomed:
+            raise CheckpointError(f"--overwrite would delete {keep}, the checkpoint this job starts from "
+                                  f"([model] checkpoint), which sits in checkpoint.dir {directory}; move it out "
+                                  f"or give the job another checkpoint.dir")
 
 
 def _refuse_checkpoints(directory: str | Path) -> None:
@@ -177,14 +184,33 @@ def same_job_keys(config) -> tuple[str, ...]:
     return (*SAME_JOB_KEYS, *(f"task.{k}" for k in task_of(config).resume_keys))
 
 
-def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint") -> None:
-    """Refuse to resume `config` from a checkpoint written by a job that differs in seed, directions or model."""
+# keys a resumed job may change freely: how long it runs, how it is evaluated, tracked and saved. Any
+# other change alters the training from the checkpoint on (a step size, a batch size, a split, a
+# compression), so --resume names it and refuses it unless --force.
+RESUME_MAY_CHANGE = ("ars.iterations", "stop.", "eval.", "tracking.", "checkpoint.", "task.eval_episodes",
+                     "task.eval_batch", "task.device", "ars.timeout")
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint", force: bool = False) -> list[str]:
+    """Refuse to resume `config` from a checkpoint written by a job that differs in seed, directions or model
+    (always), or in any key that changes the training from here on (unless `force`). Returns the changed
+    keys that `force` let through, each as "key = saved in the checkpoint, new now"."""
     import tomllib
 
     from .config import to_dict
 
     if not saved_toml:
-        return
+        return []
     from .config import ConfigError, load_job
 
     try:
@@ -192,7 +218,7 @@ def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint") -> 
         # as their defaults, not as missing
         saved = to_dict(load_job(data=tomllib.loads(saved_toml)))
     except (tomllib.TOMLDecodeError, ConfigError):
-        return
+        return []
     now = to_dict(config)
 
     def get(data, key):
@@ -207,6 +233,17 @@ def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint") -> 
     if diffs:
         raise CheckpointError(f"--resume: {path} was written by a different job: " + "; ".join(diffs)
                               + ". Resume with the checkpoint's values, or start a new run in another checkpoint.dir")
+    hard = set(same_job_keys(config))
+    old_flat, new_flat = _flat(saved), _flat(now)
+    changed = [f"{k} = {old_flat.get(k)!r} in the checkpoint, {new_flat.get(k)!r} now"
+               for k in sorted(set(old_flat) | set(new_flat))
+               if old_flat.get(k) != new_flat.get(k) and k not in hard
+               and not any(k == m or (m.endswith(".") and k.startswith(m)) for m in RESUME_MAY_CHANGE)]
+    if changed and not force:
+        raise CheckpointError(f"--resume: {path} was written with other values of keys that change the training "
+                              f"from here on: " + "; ".join(changed) + ". Resume with the checkpoint's values, or "
+                              "pass --force to resume with the new ones")
+    return changed
 
 
 def available_memory() -> int:

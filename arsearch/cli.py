@@ -85,7 +85,8 @@ def _train(args, config) -> int:
         callbacks.append(eval_log_callback())
     # the job refuses bad input before writing anything, and ends its MLflow run, closes the
     # trainer and releases checkpoint.dir however it stops; here its errors become exit codes
-    job = Job(config, resume=args.resume, overwrite=args.overwrite, callbacks=callbacks, progress=not args.quiet)
+    job = Job(config, resume=args.resume, overwrite=args.overwrite, force=args.force, callbacks=callbacks,
+              progress=not args.quiet)
     try:
         with job:
             result = job.run()
@@ -134,7 +135,8 @@ def launch_distributed(args, overrides: list[str], nproc: int) -> int:
            "--max-restarts=0", "--monitor-interval=0.5", "-m", "arsearch.cli", "train", args.config]
     for item in overrides:
         cmd += ["--set", item]
-    cmd += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
+    cmd += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite + ["--force"] * args.force \
+        + ["--quiet"] * args.quiet
     from .processes import die_with_parent_term
 
     # torchrun dies with this process (kill -9 included), and its ranks with torchrun (cmd_train)
@@ -158,7 +160,7 @@ def cmd_posttrain(args) -> int:
         with StopSignals():
             config = load_job(args.config, [*args.set, *shortcuts])
             result = posttrain(config, progress=not args.quiet, track=False if args.no_tracking else None,
-                               resume=args.resume, overwrite=args.overwrite)
+                               resume=args.resume, overwrite=args.overwrite, force=args.force)
     except TrainingInterrupted as e:
         args.set = [*args.set, *shortcuts]
         print(f"arsearch: {_interrupted_message(e, args, 'posttrain')}", file=sys.stderr, flush=True)
@@ -414,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set ars.step_size=0.01 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in checkpoint.dir")
+    train.add_argument("--force", action="store_true", help="with --resume: accept changed keys that alter the "
+                       "training from the checkpoint on (each is named)")
     train.add_argument("--overwrite", action="store_true",
                        help="delete the checkpoints already in checkpoint.dir and start again")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -429,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--factory", help="the model: built-in name or package.module:function (sets model.factory)")
     post.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     post.add_argument("--resume", action="store_true", help="continue the fine-tuning from the latest checkpoint")
+    post.add_argument("--force", action="store_true", help="with --resume: accept changed keys that alter the "
+                      "fine-tuning from the checkpoint on (each is named)")
     post.add_argument("--overwrite", action="store_true",
                       help="delete the checkpoints already in checkpoint.dir and start again")
     post.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -40,10 +40,10 @@ class Job:
     checkpoints (rank 0 under torchrun) checks and claims the checkpoint directory.
     """
 
-    def __init__(self, config: JobConfig, *, resume: bool = False, overwrite: bool = False,
+    def __init__(self, config: JobConfig, *, resume: bool = False, overwrite: bool = False, force: bool = False,
                  callbacks: list[Callback] | None = None, progress: bool = True, task=None,
                  tracking: Callable | None = train_tracking):
-        self.config, self.resume, self.overwrite = config, resume, overwrite
+        self.config, self.resume, self.overwrite, self.force = config, resume, overwrite, force
         self._callbacks, self._progress, self._task = list(callbacks or []), progress, task
         self._tracking = tracking
         self.trainer = None          # the Trainer, once built
@@ -77,10 +77,11 @@ class Job:
         config = self.config
         claim = os.environ.get("RANK", "0") == "0"      # torchrun's other ranks write nothing
         if claim:
-            check_dir(config.checkpoint.dir, self.resume, self.overwrite)
+            keep = config.model.checkpoint if getattr(config, "model", None) is not None else None
+            check_dir(config.checkpoint.dir, self.resume, self.overwrite, keep=keep)
         self.trainer = Trainer(config, callbacks=self._callbacks, progress=self._progress, task=self._task)
         if self.resume:
-            self.trainer.resume()
+            self.trainer.resume(force=self.force)
         if claim:
             # claimed only now, when every check that can refuse the job has passed: --overwrite
             # deletes the old checkpoints only for a job that will run

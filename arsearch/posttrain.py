@@ -187,7 +187,8 @@ def load_pretrained(config: JobConfig, task, progress: bool = False) -> bool:
 
 
 def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progress: bool = False,
-              track: bool | None = None, resume: bool = False, overwrite: bool = False) -> PosttrainResult:
+              track: bool | None = None, resume: bool = False, overwrite: bool = False,
+              force: bool = False) -> PosttrainResult:
     """Run one post-training job (see the module docstring). Raises ConfigError / CheckpointError
     on bad input before anything is written to the checkpoint directory: as for `train`, a
     directory holding another run's checkpoints is refused unless `resume` or `overwrite`, and one
@@ -197,7 +198,7 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
     from .trainer import resolve_device
 
     # checked before the pretraining below, which can take long (the job checks it again, cheaply)
-    check_dir(config.checkpoint.dir, resume, overwrite)
+    check_dir(config.checkpoint.dir, resume, overwrite, keep=config.model.checkpoint if config.model else None)
     torch.manual_seed(config.seed)
     _phase(progress, "building the task and the model")
     task = build_task(config, resolve_device(config.task.device))
@@ -220,7 +221,7 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
     tracked = track if track is not None else config.tracking.enabled
     # the job owns the task from here: it closes it, ends the MLflow run and releases the directory
     # however post-training stops (an error in the export included)
-    with Job(config, resume=resume, overwrite=overwrite, callbacks=callbacks, progress=progress, task=task,
+    with Job(config, resume=resume, overwrite=overwrite, force=force, callbacks=callbacks, progress=progress, task=task,
              tracking=start_tracking if tracked else None) as job:
         compressed = task.evaluate() if config.compress is not None else dict(before)
         space = job.trainer.space

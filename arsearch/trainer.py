@@ -211,15 +211,18 @@ class Trainer:
             return "target"
         return self._budget_exhausted()
 
-    def resume(self) -> Path:
-        """Load the latest checkpoint of checkpoint.dir, refusing one whose job differs in seed, directions or model."""
+    def resume(self, force: bool = False) -> Path:
+        """Load the latest checkpoint of checkpoint.dir, refusing one whose job differs in seed, directions or
+        model, or (unless `force`) in a key that changes the training from here on."""
         import sys
 
         path = ckpt.latest(self.dir)
         if path is None:
             raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.dir}")
         saved = ckpt.peek(path, map_location=self.device)
-        ckpt.check_same_job(saved.get("config", ""), self.config, path)
+        changed = ckpt.check_same_job(saved.get("config", ""), self.config, path, force=force)
+        if changed and self.is_writer:
+            print("arsearch: --force: resuming with changed keys: " + "; ".join(changed), file=sys.stderr, flush=True)
         self.load_checkpoint(path)
         self.resumed_from = path
         if self.is_writer:
