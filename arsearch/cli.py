@@ -35,7 +35,15 @@ def cmd_train(args) -> int:
     except ConfigError as e:
         return _fail(str(e), USAGE_ERROR)
     if config.ars.backend == "distributed" and config.ars.nproc > 1 and not _launched():
-        # torchrun and its ranks do the work; this process only waits for them
+        # torchrun and its ranks do the work; this process only waits for them. What a rank would refuse
+        # is refused here first, in seconds and in one line, before any rank starts
+        from .checkpoint import CheckpointError
+        from .job import preflight
+
+        try:
+            preflight(config, resume=args.resume, overwrite=args.overwrite, force=args.force)
+        except (ConfigError, CheckpointError, ValueError) as e:
+            return _fail(str(e), USAGE_ERROR)
         return launch_distributed(args, overrides, config.ars.nproc)
     if _launched():            # a torchrun rank: in a session of its own, so torchrun's death must reach it
         from .processes import die_with_parent

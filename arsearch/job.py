@@ -133,3 +133,33 @@ class Job:
         else:                         # trained, and the caller's work after it (posttrain's export) stopped
             tracker.set_tags(tags)
             tracker.end(status)
+
+
+def preflight(config: JobConfig, *, resume: bool = False, overwrite: bool = False, force: bool = False) -> None:
+    """Every check a `Job` makes before work, made without starting it: what `train --nproc` runs in the
+    launcher, so that a job its ranks would refuse is refused in seconds, before torchrun starts.
+    The checkpoint directory, the task (dataset or model imported, environment made), the checkpoint
+    to resume (it exists and was written by this job) and the directory's lock (another run in it?)."""
+    from filelock import FileLock, Timeout
+
+    from . import checkpoint as ckpt
+    from .tasks import build_task
+
+    keep = config.model.checkpoint if getattr(config, "model", None) is not None else None
+    ckpt.check_dir(config.checkpoint.dir, resume, overwrite, keep=keep)
+    task = build_task(config)
+    task.close()
+    if resume:
+        path = ckpt.latest(config.checkpoint.dir)
+        if path is None:
+            raise ckpt.CheckpointError(f"--resume: no checkpoint in {config.checkpoint.dir}")
+        ckpt.check_same_job(ckpt.peek(path).get("config", ""), config, path, force=force)
+    lock_file = os.path.join(config.checkpoint.dir, ".arsearch.lock")
+    if os.path.exists(lock_file):
+        lock = FileLock(lock_file)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise ckpt.CheckpointError(f"checkpoint.dir {config.checkpoint.dir} is in use by another arsearch run "
+                                       f"(it holds {lock_file}); give this run another checkpoint.dir") from None
+        lock.release()

@@ -42,3 +42,24 @@ def test_a_killed_rank_ends_the_job_with_a_clear_error(tmp_path, run_cli):
     assert out.returncode == 1
     assert "distributed job failed: torchrun (2 ranks) exited with code 1" in out.stderr
     assert "SIGKILL" in out.stderr                   # torchrun names the rank that died, and how
+
+
+@pytest.mark.parametrize("case", ["used_dir", "resume_nothing", "bad_dataset"])
+def test_nproc_refuses_what_a_rank_would_refuse_before_torchrun_starts(tmp_path, run_cli, case):
+    """The launcher makes the job's own checks: one line, exit 2, no torchrun (issue 25 item 1)."""
+    job = write_job(tmp_path)
+    args = [str(job), "--quiet", "--nproc", "2"]
+    if case == "used_dir":
+        assert cli(run_cli, tmp_path, str(job), "--quiet").returncode == 0          # leaves checkpoints in run/
+        expected = "already holds checkpoints"
+    elif case == "resume_nothing":
+        args.append("--resume")
+        expected = "--resume: no checkpoint in run"
+    else:
+        job.write_text(job.read_text().replace('dataset = "digits"', 'dataset = "no_such_dataset"'))
+        expected = "no_such_dataset"
+    out = cli(run_cli, tmp_path, *args)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and expected in lines[0], out.stderr
+    assert "torch.distributed" not in out.stderr and "SIGTERM" not in out.stderr   # no rank ever started
