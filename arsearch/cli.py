@@ -17,6 +17,10 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+# where `arsearch report` writes by default: beside the runs, never over the project's committed reports/
+DEFAULT_REPORT_ROOT = "runs/reports"
+
+
 def _launched() -> bool:
     """Inside a torchrun rank (`backends.distributed.launched`, without importing torch for it)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -492,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     report = sub.add_parser("report", help="write reports/<study>/ (Markdown + PNG plots) for a study")
     _review_args(report)
-    report.add_argument("--out", default="reports", help="output root (default: reports)")
+    report.add_argument("--out", default=DEFAULT_REPORT_ROOT,
+                        help=f"output root (default: {DEFAULT_REPORT_ROOT}, beside the runs and outside git's view)")
     report.set_defaults(func=cmd_report)
     ui = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print each experiment's runs URL")
     ui.add_argument("--uri", default=None,

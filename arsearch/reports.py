@@ -244,7 +244,7 @@ def trust_lines(study: optuna.Study) -> list[str]:
     return lines + [""]
 
 
-def write_report(study: optuna.Study, out_root: str | Path = "reports", top: int = 10,
+def write_report(study: optuna.Study, out_root: str | Path = "runs/reports", top: int = 10,
                  storage: str | None = None) -> Path:
     out = Path(out_root) / study.study_name
     out.mkdir(parents=True, exist_ok=True)
@@ -256,7 +256,7 @@ def write_report(study: optuna.Study, out_root: str | Path = "reports", top: int
     regenerate = (f"arsearch report --storage {storage} --study-name {study.study_name}" if storage
                   else f"arsearch report --storage STORAGE_URL --study-name {study.study_name}")
     lines = [f"# Study `{study.study_name}`", "", _provenance() + "  ",
-             f"Regenerate: `{regenerate}" + (f" --out {out_root}`" if str(out_root) != "reports" else "`"), "",
+             f"Regenerate: `{regenerate}" + (f" --out {out_root}`" if str(out_root) != "runs/reports" else "`"), "",
              f"Objective(s): {', '.join(f'{m} ({d.name.lower()})' for m, d in zip(metrics, study.directions))}  ",
              "Trials: " + ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n) + "  ",
              f"Wall time: {_wall_time(trials)}", "", *search_lines(study), ""]

@@ -189,6 +189,13 @@ def test_show_and_report(tmp_cwd, capsys):
     readme = (tmp_cwd / "rep/tiny/README.md").read_text()
     assert "## Best trial" in readme and "optimization_history.png" in readme
     assert (tmp_cwd / "rep/tiny/optimization_history.png").stat().st_size > 1000
+    # by default a report goes beside the runs, never over a committed reports/ folder
+    (tmp_cwd / "reports" / "tiny").mkdir(parents=True)
+    (tmp_cwd / "reports" / "tiny" / "README.md").write_text("committed")
+    assert main(["report", str(path)]) == 0
+    assert (tmp_cwd / "reports/tiny/README.md").read_text() == "committed"
+    readme = (tmp_cwd / "runs/reports/tiny/README.md").read_text()
+    assert "Regenerate: `arsearch report --storage sqlite:///optuna.db --study-name tiny`" in readme
     assert main(["study", "show", "--storage", "sqlite:///optuna.db", "--study-name", "nope"]) == 2
     assert "no study named 'nope'" in capsys.readouterr().err
 
