@@ -182,6 +182,29 @@ def _provenance() -> str:
     return f"Written {now} by arsearch {__version__} (commit {commit})."
 
 
+# what an Optuna step of each spend counts (seconds are reported as milliseconds: steps are integers),
+# in words for reports and plots, and short for run names ("trial-4 pruned@960ep")
+STEP_UNITS = {"episodes": "episodes", "env_steps": "environment steps", "forward_examples": "forward examples",
+              "evaluations": "evaluations", "seconds": "milliseconds"}
+SHORT_UNITS = {"episodes": "ep", "env_steps": "steps", "forward_examples": "ex", "evaluations": "evals",
+               "seconds": "ms"}
+
+
+def short_amount(spend: str, value: float) -> str:
+    """A spend as a run name shows it: 960ep, 655k ex, 1.2M steps."""
+    step = int(round(value * 1000)) if spend == "seconds" else int(value)
+    for div, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if step >= 10 * div:
+            return f"{step / div:.3g}{suffix} {SHORT_UNITS.get(spend, spend)}"
+    return f"{step}{SHORT_UNITS.get(spend, spend)}"
+
+
+def step_unit(study: optuna.Study) -> str:
+    """What the steps of this study's intermediate reports count: its spend (recorded by `study run`)."""
+    spend = (study.user_attrs.get("arsearch.search") or {}).get("spend")
+    return STEP_UNITS.get(spend, "step (the study's spend)")
+
+
 def top_learning_curves(study: optuna.Study, path: Path, count: int = 5) -> Path | None:
     """The objective at each evaluation of the best `count` trials, on one plot."""
     rows = [t for t in trial_rows(study, count) if t.intermediate_values]
@@ -198,7 +221,7 @@ def top_learning_curves(study: optuna.Study, path: Path, count: int = 5) -> Path
         steps = sorted(t.intermediate_values)
         ax.plot(steps, [t.intermediate_values[k] for k in steps], marker="o", ms=3,
                 label=f"trial {t.number} ({t.values[0]:.4g})")
-    ax.set_xlabel("iteration")
+    ax.set_xlabel(step_unit(study))
     ax.set_ylabel(metric)
     ax.set_title(f"learning curves of the top {len(rows)} trials")
     ax.legend()
@@ -274,7 +297,8 @@ def write_report(study: optuna.Study, out_root: str | Path = "runs/reports", top
     lines += trust_lines(study)
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     if pruned:
-        lines += ["## Pruned trials", "", "| trial | pruned at iteration | last reported value | after (s) | MLflow run |",
+        lines += ["## Pruned trials", "", f"| trial | pruned at ({step_unit(study)}) | last reported value | after (s) "
+                  f"| MLflow run |",
                   "|---|---|---|---|---|"]
         for t in pruned:
             step = t.last_step

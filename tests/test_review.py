@@ -224,14 +224,17 @@ def test_pruned_trial_run_is_tagged_and_named(monkeypatch):
     class Spec:
         class settings:                 # noqa: N801 - stands in for StudySettings
             metrics = ["eval/accuracy"]
+            spend = "forward_examples"
 
     tracker = StudyTracker.__new__(StudyTracker)
     tracker.spec, tracker.client = Spec, type("C", (), {"update_run": None})()
     child = Child()
-    tracker.finish_child(child, type("T", (), {"number": 7, "user_attrs": {}})(), "PRUNED", {"iterations": 20}, [{"iteration": 20}])
+    history = [{"iteration": 10, "count/forward_examples": 327680.0}, {"iteration": 20, "count/forward_examples": 655360.0}]
+    tracker.finish_child(child, type("T", (), {"number": 7, "user_attrs": {}})(), "PRUNED", {"iterations": 20}, history)
     status, tags = child.finished
-    assert status == "KILLED" and tags["arsearch.pruned"] == "true" and tags["arsearch.pruned_at"] == "20"
-    assert child.sent == [("rename run", {"name": "trial-7 pruned@20"})]
+    # pruned where the pruner saw it: at the study's spend, with its unit (not the iteration, not a bare number)
+    assert status == "KILLED" and tags["arsearch.pruned"] == "true" and tags["arsearch.pruned_at"] == "655k ex"
+    assert child.sent == [("rename run", {"name": "trial-7 pruned@655k ex"})]
 
 
 def test_posttrain_reports_every_phase(tmp_cwd, capsys):

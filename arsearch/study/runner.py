@@ -304,10 +304,17 @@ class StudyTracker:
         if "censored" in trial.user_attrs:        # spend-to-target: missed the target within the budget
             tags["arsearch.censored"] = str(trial.user_attrs["censored"]).lower()
         if state == "PRUNED":       # MLflow's own status for it is KILLED; say what happened
+            from ..reports import short_amount
             from ..tracking import PRUNED_TAG
+            from .spend import SPEND_KEYS
 
-            at = result.get("study/pruned_at", result.get("iterations")) if result else None
-            at = at if at is not None else (history[-1]["iteration"] if history else "")
+            # where it was pruned, in the study's spend (the unit its reports and the pruner use)
+            spend = self.spec.settings.spend
+            spent = next((row[SPEND_KEYS[spend]] for row in reversed(history) if SPEND_KEYS[spend] in row), None)
+            at = result.get("study/pruned_at") if result else None
+            if at is None:
+                at = short_amount(spend, spent) if spent is not None else \
+                    (f"iteration {history[-1]['iteration']}" if history else "")
             tags.update({PRUNED_TAG: "true", "arsearch.pruned_at": str(at)})
         if reason:
             tags["arsearch.fail_reason"] = reason[:5000]
@@ -512,7 +519,8 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
     if created or "arsearch.search" not in study.user_attrs:    # what `report` and the parent run describe
         study.set_user_attr("arsearch.search", {
             "sampler": s.sampler, "pruner": s.pruner, "startup_trials": s.startup_trials,
-            "warmup_steps": s.warmup_steps, "space": {p.key: _describe(p) for p in spec.params}})
+            "warmup_steps": s.warmup_steps, "space": {p.key: _describe(p) for p in spec.params},
+            "spend": s.spend})
     return study, created
 
 
