@@ -4,7 +4,6 @@ first trial, masked passwords, and MLflow runs of killed workers ended by the ne
 import os
 import signal
 import time
-import uuid
 
 import optuna
 import pytest
@@ -14,7 +13,7 @@ from arsearch.config import ConfigError
 from arsearch.study import load_existing, load_study, open_study
 from arsearch.tracking import redact
 from tests.support.recovery import run, start, wait_for
-from tests.support.study import write_study
+from tests.support.study import fresh_postgres_schema, write_study
 
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
 
@@ -42,26 +41,10 @@ def test_two_workers_started_together_on_fresh_sqlite_and_mlflow(tmp_cwd):
     assert all(r.info.status == "FINISHED" for r in runs if r.data.tags.get("arsearch.role") == "trial")
 
 
-def _fresh_postgres_schema() -> str:
-    url = os.environ.get("ARSEARCH_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("ARSEARCH_TEST_POSTGRES is not set: .ci/services.sh did not start PostgreSQL")
-        pytest.skip("no PostgreSQL here: source .ci/services.sh to run this test")
-    import sqlalchemy
-
-    schema = f"s_{uuid.uuid4().hex[:10]}"
-    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    with engine.begin() as con:
-        con.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    engine.dispose()
-    return f"{url}?options=-csearch_path%3D{schema}"
-
-
 @pytest.mark.multiprocess
 @pytest.mark.postgres
 def test_two_workers_started_together_on_a_fresh_postgres_schema(tmp_cwd):
-    url = _fresh_postgres_schema()                     # no tables at all: both workers create them at once
+    url = fresh_postgres_schema()                     # no tables at all: both workers create them at once
     path = write_study(tmp_cwd, study=f'storage = "{url}"\ntracking = false\nsampler = "random"\npruner = "none"\n',
                        iterations=4)
     results = _together(tmp_cwd, 2, "study", "run", str(path), "--n-trials", "1", "--quiet")
