@@ -361,7 +361,7 @@ def cmd_study_show(args) -> int:
 
     try:
         study = _load_for_review(args)
-        print(show(study, top=args.top, config_out=args.config_out))
+        print(show(study, top=args.top, config_out=args.config_out, overwrite=args.overwrite))
     except (ConfigError, ValueError) as e:
         from .tracking import redact
 
@@ -493,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = study_sub.add_parser(name, help=help_)
         _review_args(p)
         p.add_argument("--config-out", help="also write the best trial's job config to this TOML file")
+        p.add_argument("--overwrite", action="store_true", help="let --config-out replace an existing file")
         p.set_defaults(func=func)
     report = sub.add_parser("report", help="write reports/<study>/ (Markdown + PNG plots) for a study")
     _review_args(report)

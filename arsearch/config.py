@@ -254,6 +254,9 @@ class JobConfig:
         """Constraints between keys: the core ones, then those each selected plug-in declares."""
         if self.ars.top > self.ars.directions:
             raise ConfigError(f"ars.top = {self.ars.top} must be <= ars.directions = {self.ars.directions}")
+        if not self.checkpoint.dir.strip():
+            # "" would write checkpoints, metrics.json and the lock into the working directory
+            raise ConfigError("checkpoint.dir is empty: name the directory the job writes into, e.g. \"runs/job\"")
         for registry in (BACKENDS, TASKS, STRATEGIES):
             for name in registry.selected(self):
                 try:

@@ -104,3 +104,16 @@ def test_devices_check_is_in_the_config(tmp_path):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match=r"ars.devices\[1\] = 'cuda:1'"):
         make_job("digits", tmp_path / "run", **{"ars.devices": ["cpu", "cuda:1"]})
+
+
+def test_small_mistakes_that_used_to_pass_silently_are_refused(tmp_path):
+    """checkpoint.dir = "" (it wrote into the working directory) and a layer of zero units."""
+    import pytest as _pytest
+
+    from arsearch.config import ConfigError, load_job
+    from tests.support import job_data
+
+    with _pytest.raises(ConfigError, match="checkpoint.dir is empty"):
+        load_job(data=job_data("digits", "", **{"checkpoint.dir": ""}))
+    with _pytest.raises(ConfigError, match=r"task.hidden = \[16, 0\]: every layer needs at least one unit"):
+        load_job(data=job_data("digits", tmp_path, **{"task.hidden": [16, 0]}))

@@ -185,6 +185,13 @@ def test_show_and_report(tmp_cwd, capsys):
     assert f"best trial: {study.best_trial.number}" in out and "| trial | eval/accuracy" in out
     best = load_job("best.toml")
     assert best.ars.step_size == pytest.approx(study.best_params["ars.step_size"])
+    # an existing file is not replaced silently
+    (tmp_cwd / "best.toml").write_text("# mine")
+    assert main(["study", "show", str(path), "--config-out", "best.toml"]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_cwd / "best.toml").read_text() == "# mine"
+    assert main(["study", "show", str(path), "--config-out", "best.toml", "--overwrite"]) == 0
+    capsys.readouterr()
     assert main(["report", "--storage", "sqlite:///optuna.db", "--study-name", "tiny", "--out", "rep"]) == 0
     readme = (tmp_cwd / "rep/tiny/README.md").read_text()
     assert "## Best trial" in readme and "optimization_history.png" in readme

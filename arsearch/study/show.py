@@ -53,7 +53,7 @@ def validation_lines(summary: dict) -> list[str]:
     return lines
 
 
-def show(study: optuna.Study, top: int = 10, config_out: str | Path | None = None) -> str:
+def show(study: optuna.Study, top: int = 10, config_out: str | Path | None = None, overwrite: bool = False) -> str:
     trials = study.get_trials(deepcopy=False)
     counts = {st.name.lower(): sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
     metrics = study.user_attrs.get("arsearch.metrics") or ["objective"]
@@ -74,6 +74,9 @@ def show(study: optuna.Study, top: int = 10, config_out: str | Path | None = Non
         lines.append(f"Pareto front: trials {front}")
     toml = best_config_toml(study, best)
     if config_out:
+        if Path(config_out).exists() and not overwrite:
+            raise ValueError(f"--config-out {config_out} already exists; pass --overwrite to replace it, or name "
+                             f"another file")
         Path(config_out).parent.mkdir(parents=True, exist_ok=True)
         Path(config_out).write_text(toml)
         lines.append(f"best config written to {config_out} (run: arsearch train {config_out})")

@@ -204,6 +204,11 @@ class SupervisedTask(Task):
         if config.task.test_fraction >= 1.0:
             raise ValueError(f"task.test_fraction = {config.task.test_fraction} leaves no training data; "
                              f"allowed: > 0 and < 1")
+        for key in ("hidden", "channels"):
+            bad = [n for n in getattr(config.task, key) if n < 1]
+            if bad:
+                raise ValueError(f"task.{key} = {getattr(config.task, key)}: every layer needs at least one unit, "
+                                 f"got {bad[0]}")
 
     @classmethod
     def unused_keys(cls, config) -> tuple[str, ...]:
