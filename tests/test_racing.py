@@ -360,8 +360,10 @@ def test_the_pruner_learns_from_raced_out_trials():
     assert not again.should_prune()             # Optuna's pruner alone sees no completed trial
 
 
-def test_an_in_process_raced_study_on_real_jobs(tmp_path):
-    """parallel = 1 and no subprocess: seed jobs run in this process, through the job lifecycle."""
+@pytest.mark.parametrize("pruner", ["none", "median", "hyperband", "wilcoxon"])
+def test_an_in_process_raced_study_on_real_jobs(tmp_path, pruner):
+    """parallel = 1 and no subprocess: seed jobs run in this process, through the job lifecycle, with every
+    pruner wrapped so that it learns from raced-out trials."""
     from arsearch.study import run_study
 
     (tmp_path / "base.toml").write_text(
@@ -370,7 +372,8 @@ def test_an_in_process_raced_study_on_real_jobs(tmp_path):
         '[tracking]\nenabled = false\n[checkpoint]\ndir = "x"\nevery = 1000\n')
     (tmp_path / "study.toml").write_text(
         f'[study]\nname = "inproc"\nbase = "base.toml"\nstorage = "sqlite:///{tmp_path / "o.db"}"\n'
-        f'metric = "eval/value"\ndirection = "minimize"\nn_trials = 3\nsampler = "random"\npruner = "none"\n'
+        f'metric = "eval/value"\ndirection = "minimize"\nn_trials = 4\nsampler = "random"\npruner = "{pruner}"\n'
+        f'startup_trials = 1\n'
         f'tracking = false\noutput = "{tmp_path / "out"}"\n[study.seeds]\ntuning = 2\nrace = true\nparallel = 1\n'
         '[space]\n"ars.step_size" = { choice = [0.0001, 0.1] }\n')
     study = run_study(load_study(tmp_path / "study.toml"))
