@@ -189,6 +189,10 @@ def test_study_parent_run_describes_the_study_and_trials_read_at_a_glance(tmp_cw
     assert "Sampler: `random`" in note and "Pruner: `none`" in note and "ars.step_size" in note
     curve = client.get_metric_history(parent.info.run_id, "best_so_far/eval/accuracy")
     assert sorted(m.step for m in curve) == [0, 1, 2]
+    # the parent moved as trials ended: the count of completed trials so far, at each trial's number
+    done = client.get_metric_history(parent.info.run_id, "trials/complete")
+    assert [(m.step, m.value) for m in sorted(done, key=lambda m: (m.step, m.timestamp))][:3] == \
+        [(0, 1.0), (1, 2.0), (2, 3.0)]
     values = [m.value for m in sorted(curve, key=lambda m: m.step)]
     assert values == sorted(values)                                  # best so far never gets worse
     assert "best.toml" in {a.path for a in client.list_artifacts(parent.info.run_id)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -326,6 +327,35 @@ class StudyTracker:
         # queued on the study's sending thread: the next trial starts while this one's artifacts upload
         cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
                   tags=tags)
+        metric = self.spec.settings.metrics[0]
+        value = (result or {}).get(f"study/{metric}", (result or {}).get(metric))
+        self.log_progress(trial.number, state, value if state == "COMPLETE" else None)
+
+    def log_progress(self, number: int, state: str, value: float | None) -> None:
+        """The parent run moves as trials end: the trial counts so far and the best value so far, at the
+        ending trial's number as the step (Optuna records this trial's state only after the objective
+        returns, so it is counted here from `state` and `value`)."""
+        from ..tracking import MlflowCallback
+
+        try:
+            trials = [t for t in self.study.get_trials(deepcopy=False) if t.number != number]
+        except Exception as e:                                     # noqa: BLE001 - never stops the study
+            log.warning("could not read the study's trials for the parent run: %s", e)
+            return
+        counts = {st.name.lower(): sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
+        counts[state.lower()] = counts.get(state.lower(), 0) + 1
+        counts.pop("running", None), counts.pop("waiting", None)
+        metrics = {f"trials/{k}": v for k, v in counts.items()}
+        if not self.spec.multi_objective:
+            maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+            values = [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+            values += [value] if isinstance(value, (int, float)) and math.isfinite(value) else []
+            if values:
+                metrics[f"best_so_far/{self.spec.settings.metrics[0]}"] = max(values) if maximize else min(values)
+        parent = MlflowCallback(self.client, JobConfig(), run_id=self.parent_id, log_checkpoint=False,
+                                executor=self.executor)
+        parent.log_metrics(metrics, step=number)
+        parent.flush()
 
     def log_validation(self, summary: dict) -> None:
         """One MLflow run per validated configuration, nested under the study's parent run: its fresh-seed
@@ -394,14 +424,20 @@ class StudyTracker:
         if done and not self.spec.multi_objective:
             best = self.study.best_trial
             cb.log_metrics({f"best/{s.metric}": best.value, "best/trial": best.number}, step=len(trials))
-            # the best value so far after each completed trial: the study's progress as a chart
-            # (the same points again from another worker's finish are the same curve)
+            # the best value so far after each completed trial, logged as each trial ended (`log_progress`);
+            # here only the points no worker logged (one killed before it could)
             maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+            key = f"best_so_far/{s.metric}"
+            try:
+                logged = {m.step for m in self.client.get_metric_history(self.parent_id, key)}
+            except Exception:                                      # noqa: BLE001 - then log them all
+                logged = set()
             best_so_far = None
             for t in sorted(done, key=lambda t: t.number):
                 if best_so_far is None or (t.value > best_so_far if maximize else t.value < best_so_far):
                     best_so_far = t.value
-                cb.log_metrics({f"best_so_far/{s.metric}": best_so_far}, step=t.number)
+                if t.number not in logged:
+                    cb.log_metrics({key: best_so_far}, step=t.number)
         cb.flush()
         from ..reports import best_config_toml, study_description
         from ..tracking import NOTE_TAG
