@@ -214,18 +214,24 @@ def run_raced_stage(task: str, args, root: Path) -> None:
 
     def spent() -> float:
         return prior + children_cpu() - cpu0
-    while (spent() < budget and not args.smoke) or (args.smoke and len(finished(study)) < 4):
-        if args.timeout and time.time() - start > args.timeout:
-            break
-        # --n-jobs trials at once (threads; each runs its seed jobs as processes): once the incumbent has
-        # all its seeds, a challenger's first seed is one process, and a second trial keeps the other core busy
-        spec.settings.n_trials = spec.settings.n_jobs = args.n_jobs
-        study = run_study(spec)
-        trials += args.n_jobs
-        # written after every trial: an interrupted stage keeps what it spent
+    counted = {"trials": 0}
+
+    def after_trial(study, trial) -> None:
+        # written after every trial: an interrupted stage keeps what it spent; no new trial once the
+        # budget is spent (the ones running finish)
+        counted["trials"] += 1
         summarise_raced(task, spec, study, root, budget=budget, cpu=spent())
         print(f"[{task}] raced study: {len(finished(study))} trials, {spent():.0f} of {budget:.0f} CPU core-seconds",
               flush=True)
+        if (spent() >= budget and not args.smoke) or (args.smoke and len(finished(study)) >= 4) or \
+                (args.timeout and time.time() - start > args.timeout):
+            study.stop()
+    if (spent() < budget and not args.smoke) or (args.smoke and len(finished(study)) < 4):
+        # --n-jobs trials at once (threads; each runs its seed jobs as processes): once the incumbent has
+        # all its seeds, a challenger's first seed is one process, and a second trial keeps the other core busy
+        spec.settings.n_trials, spec.settings.n_jobs = 10 ** 6, args.n_jobs
+        study = run_study(spec, callbacks=[after_trial])
+    trials = counted["trials"]
     summarise_raced(task, spec, study, root, session=(start, time.time(), trials), budget=budget, cpu=spent())
 
 

@@ -602,8 +602,9 @@ def create(spec: StudySpec) -> tuple[optuna.Study, bool]:
     return study, created
 
 
-def run_study(spec: StudySpec, progress: bool = False) -> optuna.Study:
-    """Run `n_trials` trials in this process (with `n_jobs` threads). Several processes may share the storage."""
+def run_study(spec: StudySpec, progress: bool = False, callbacks=None) -> optuna.Study:
+    """Run `n_trials` trials in this process (with `n_jobs` threads). Several processes may share the storage.
+    `callbacks` are Optuna's (called after each trial; one may call `study.stop()`)."""
     s = spec.settings
     validate(spec)
     study, _ = open_study(spec)
@@ -616,7 +617,8 @@ def run_study(spec: StudySpec, progress: bool = False) -> optuna.Study:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.optimize(objective, n_trials=s.n_trials, timeout=s.timeout or None, n_jobs=s.n_jobs,
-                               catch=(Exception,), show_progress_bar=progress, gc_after_trial=False)
+                               catch=(Exception,), show_progress_bar=progress, gc_after_trial=False,
+                               callbacks=callbacks)
         if s.validate.active and s.validate.auto:
             from .validate import validate_study
 
