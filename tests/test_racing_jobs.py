@@ -93,6 +93,15 @@ def test_a_raced_study_runs_seeds_in_parallel_processes_and_validates_from_the_c
     validation = [r for r in mlruns if r.data.tags.get("arsearch.role") == "validation"]
     assert len(validation) == len(summary["configs"])
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in validation)
+    # each trial's run: its seeds as labelled steps, and a raced-out trial says where and why
+    by_number = {t.number: t for t in study.trials}
+    for r in (r for r in mlruns if r.data.tags.get("arsearch.role") == "trial"):
+        t = by_number[int(r.data.tags["arsearch.trial"])]
+        history = client.get_metric_history(r.info.run_id, "seed/value")
+        assert len(history) >= 1 and {int(m.step) for m in history} <= set(range(len(tuning)))
+        if "raced_out" in t.user_attrs:
+            assert r.data.tags["arsearch.stop_reason"].startswith("raced out after")
+            assert r.data.tags["arsearch.pruned_at"].endswith("seeds") and "pruned@" in r.info.run_name
     # `study show` names the validated winner
     shown = run(tmp_cwd, "study", "show", str(path))
     assert shown.returncode == 0 and "validated winner's job config" in shown.stdout

@@ -175,7 +175,7 @@ class Objective:
         run_job = self.job_runner(trial, child, parallel)
 
         def on_seed(cid, seed, row, index):
-            if child is not None and index >= 0 and cid == trial.user_attrs.get("config_id", cid):
+            if child is not None:
                 child.log_metrics({"seed/value": row["value"], "seed/seed": seed}, step=index)
         race = SeededTrial(self.spec, trial.study, self.output, run_job, parallel, on_seed=on_seed)
         return race(trial, overrides, config, result)

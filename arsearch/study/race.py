@@ -259,8 +259,6 @@ class SeededTrial:
             self.table.record(cid, seed, row)
             log.info("trial %d: configuration %s, seed %d: %s = %.6g", trial.number, cid, seed,
                      self.spec.settings.metric, row["value"])
-            if self.on_seed is not None:
-                self.on_seed(cid, seed, row, self.tuning.index(seed) if seed in self.tuning else -1)
         return job, job_dir, primary, done
 
     def _value(self, cid: str, seeds: list[int]) -> float:
@@ -325,6 +323,10 @@ class SeededTrial:
     def _finish_attrs(self, trial, cid: str, result: dict, value: float) -> None:
         rows = self.table.refresh().rows(cid)
         seeds = {str(s): rows[s]["value"] for s in self.tuning if s in rows}
+        if self.on_seed is not None:        # every seed the configuration has now, run by this trial or before
+            for index, seed in enumerate(self.tuning):
+                if seed in rows:
+                    self.on_seed(cid, seed, rows[seed], index)
         trial.set_user_attr("seeds", seeds)
         trial.set_user_attr("aggregate", {"name": self.spec.settings.aggregate, "value": value, "n": len(seeds)})
         result[f"study/{self.spec.settings.metric}"] = value
