@@ -29,7 +29,7 @@ def _launched() -> bool:
 def cmd_train(args) -> int:
     from .config import ConfigError, load_job
 
-    overrides = list(args.set)
+    overrides = [*args.set, *_tracking_overrides(args)]
     if args.nproc is not None:
         if args.nproc < 1:
             return _fail(f"--nproc must be >= 1, got {args.nproc}", USAGE_ERROR)
@@ -170,7 +170,7 @@ def cmd_posttrain(args) -> int:
                                                             ("factory", args.factory)) if v]
     try:
         with StopSignals():
-            config = load_job(args.config, [*args.set, *shortcuts])
+            config = load_job(args.config, [*args.set, *shortcuts, *_tracking_overrides(args)])
             result = posttrain(config, progress=not args.quiet, track=False if args.no_tracking else None,
                                resume=args.resume, overwrite=args.overwrite, force=args.force)
     except TrainingInterrupted as e:
@@ -207,8 +207,8 @@ def cmd_pretrain(args) -> int:
         if config.model is None or not config.model.checkpoint:
             raise ConfigError("pretrain writes [model] checkpoint: set it in the config")
         path = Path(config.model.checkpoint)
-        if path.exists() and not args.force:
-            raise ConfigError(f"{path} already exists; pass --force to overwrite it")
+        if path.exists() and not args.overwrite:
+            raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
         import torch
 
         torch.manual_seed(config.seed)
@@ -252,7 +252,7 @@ def cmd_study_run(args) -> int:
         from .tracking import resolve_uri
 
         uri = redact(resolve_uri(s.tracking_uri or spec.config_for({}).tracking.uri))
-        print(f"MLflow runs: arsearch ui --uri {uri}   (experiment {s.experiment or s.name!r})")
+        print(f"MLflow runs: arsearch ui --tracking-uri {uri}   (experiment {s.experiment or s.name!r})")
     print(f"report: arsearch report --storage {storage} --study-name {s.name}")
     return 0
 
@@ -392,7 +392,7 @@ def cmd_ui(args) -> int:
     uri = resolve_uri(args.uri)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         return _fail(f"no MLflow tracking store at {uri}: run a job first (arsearch train ..., "
-                     f"arsearch study run ...), or name the store with --uri or MLFLOW_TRACKING_URI", USAGE_ERROR)
+                     f"arsearch study run ...), or name the store with --tracking-uri or MLFLOW_TRACKING_URI", USAGE_ERROR)
     if uri.startswith(("http://", "https://")):
         return _fail(f"{uri} is a tracking server with its own UI: open it in a browser", USAGE_ERROR)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
@@ -416,6 +416,18 @@ def cmd_ui(args) -> int:
     return 0
 
 
+def _tracking_args(parser) -> None:
+    """The same two tracking flags on every command that logs to MLflow."""
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (sets tracking.uri; default: the config's, "
+                        "else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow (sets tracking.enabled=false)")
+
+
+def _tracking_overrides(args) -> list[str]:
+    return ([f"tracking.uri={json.dumps(args.tracking_uri)}"] if getattr(args, "tracking_uri", None) else []) + \
+        (["tracking.enabled=false"] if getattr(args, "no_tracking", False) else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -432,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "training from the checkpoint on (each is named)")
     train.add_argument("--overwrite", action="store_true",
                        help="delete the checkpoints already in checkpoint.dir and start again")
+    _tracking_args(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--nproc", type=int, default=None, metavar="P",
                        help="run with the distributed backend on P ranks of this machine (launches torchrun)")
@@ -443,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="override a config key, e.g. --set compress.prune=0.9 (repeatable)")
     post.add_argument("--checkpoint", help="the pretrained weights (sets model.checkpoint)")
     post.add_argument("--factory", help="the model: built-in name or package.module:function (sets model.factory)")
-    post.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    _tracking_args(post)
     post.add_argument("--resume", action="store_true", help="continue the fine-tuning from the latest checkpoint")
     post.add_argument("--force", action="store_true", help="with --resume: accept changed keys that alter the "
                       "fine-tuning from the checkpoint on (each is named)")
@@ -456,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("config", help="job config (TOML) with a [model] table")
     pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     pre.add_argument("--epochs", type=int, default=0, help="epochs (default: [model] pretrain_epochs, else 20)")
-    pre.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    pre.add_argument("--overwrite", action="store_true", help="replace an existing [model] checkpoint")
+    pre.add_argument("--force", action="store_true", dest="overwrite", help=argparse.SUPPRESS)   # its old name
     pre.set_defaults(func=cmd_pretrain)
 
     study = sub.add_parser("study", help="Optuna studies whose trials are ARS training jobs")
@@ -488,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--study-name", help="study name (default: study.name, else the file's stem)")
     val.add_argument("--top", type=int, help="configurations to validate (default: study.validate.top)")
     val.add_argument("--seeds", type=int, help="fresh seeds each (default: study.validate.seeds)")
+    _tracking_args(val)
     val.set_defaults(func=cmd_study_validate)
     for name, func, help_ in (("show", cmd_study_show, "best trial, its config as a job TOML, top trials"),):
         p = study_sub.add_parser(name, help=help_)
@@ -501,8 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"output root (default: {DEFAULT_REPORT_ROOT}, beside the runs and outside git's view)")
     report.set_defaults(func=cmd_report)
     ui = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print each experiment's runs URL")
-    ui.add_argument("--uri", default=None,
+    ui.add_argument("--tracking-uri", dest="uri", default=None,
                     help="tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    ui.add_argument("--uri", dest="uri", help=argparse.SUPPRESS)        # its old name, still accepted
     ui.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for all)")
     ui.add_argument("--port", type=int, default=5000, help="port to listen on (default: 5000)")
