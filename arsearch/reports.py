@@ -113,7 +113,11 @@ def best_config_toml(study: optuna.Study, trial: optuna.trial.FrozenTrial | None
         raise ValueError(f"study {study.study_name!r} was not created by arsearch (no base config stored)")
     config = load_job(data=apply_overrides(_deep(base), dict(trial.user_attrs.get("overrides", {}))))
     config.checkpoint.dir = f"runs/{study.study_name}-best"
+    # logged beside the study's runs (its experiment), as a run of its own
+    config.tracking.experiment = study.user_attrs.get("arsearch.experiment") or study.study_name
+    config.tracking.run_name = f"{study.study_name} best (trial {trial.number})"
     header = (f"# study {study.study_name!r}, trial {trial.number}: values {list(trial.values)}\n"
+              f"# logs to MLflow experiment {config.tracking.experiment!r} as run {config.tracking.run_name!r}\n"
               f"# run it: arsearch train THIS_FILE.toml\n")
     return header + to_toml(config)
 

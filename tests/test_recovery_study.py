@@ -171,7 +171,8 @@ def test_killed_worker_runs_are_ended_and_the_rerun_says_which_trial_it_retried(
 
 
 def test_trial_config_artifact_reruns_elsewhere(tmp_cwd):
-    """The config.toml logged with a trial points to a fresh directory and the default experiment."""
+    """The config.toml logged with a trial points to a fresh directory, and its run lands beside the trial's
+    (the study's experiment), named as a rerun; `study show --config-out` writes the same experiment."""
     path = write_study(tmp_cwd, study='sampler = "random"\npruner = "none"\n', iterations=2)
     assert main(["study", "run", str(path), "--n-trials", "1", "--quiet"]) == 0
     from mlflow import MlflowClient
@@ -180,4 +181,7 @@ def test_trial_config_artifact_reruns_elsewhere(tmp_cwd):
     exp = client.get_experiment_by_name("tiny").experiment_id
     trial = next(r for r in client.search_runs([exp]) if r.data.tags.get("arsearch.role") == "trial")
     text = open(client.download_artifacts(trial.info.run_id, "config.toml", str(tmp_cwd))).read()
-    assert 'dir = "runs/tiny-trial-0"' in text and 'experiment = "arsearch"' in text
+    assert 'dir = "runs/tiny-trial-0"' in text and 'experiment = "tiny"' in text and 'run_name = "trial-0 rerun"' in text
+    assert main(["study", "show", str(path), "--config-out", "best.toml"]) == 0
+    best = (tmp_cwd / "best.toml").read_text()
+    assert 'experiment = "tiny"' in best and "logs to MLflow experiment 'tiny'" in best

@@ -473,14 +473,14 @@ def _run_label(number: int, state: str, result: dict, metrics: list[str], pruned
         return f"trial-{number} pruned@{pruned_at}" if pruned_at else f"trial-{number} pruned"
     return f"trial-{number} {state.lower()}"
 def rerun_config(config: JobConfig, study: str, number: int) -> JobConfig:
-    """A trial's job as a config to train again by hand: its own new directory and the default
-    experiment, so that `arsearch train` on it cannot overwrite the trial or log into the study."""
+    """A trial's job as a config to train again by hand: its own new directory (it cannot overwrite the
+    trial), and a run beside the trial's in the study's experiment, named as a rerun and not nested in the
+    study (it is not one of its trials)."""
     import copy
 
     out = copy.deepcopy(config)
     out.checkpoint.dir = f"runs/{study}-trial-{number}"
-    out.tracking.experiment = JobConfig().tracking.experiment
-    out.tracking.run_name = ""
+    out.tracking.run_name = f"trial-{number} rerun"
     return out
 
 
@@ -544,6 +544,8 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
     for params in spec.enqueue:     # [[enqueue]]: run first; one already queued or run is not queued again
         if params not in queued:
             _retry_race(lambda params=params: study.enqueue_trial(params), "enqueuing a trial")
+    if created or "arsearch.experiment" not in study.user_attrs:     # where its runs, and reruns, are logged
+        study.set_user_attr("arsearch.experiment", s.experiment or s.name)
     if created or "arsearch.base" not in study.user_attrs:
         study.set_user_attr("arsearch.base", spec.base)
         study.set_user_attr("arsearch.metrics", s.metrics)
