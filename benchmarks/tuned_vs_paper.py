@@ -271,9 +271,25 @@ def summarise_raced(task: str, spec, study, root: Path, session=None, budget: fl
                "budget_core_seconds": budget if budget is not None else old.get("budget_core_seconds"),
                "cpu_core_seconds": cpu if cpu is not None else old.get("cpu_core_seconds", 0.0),
                "job_wall_seconds": raced_compute(study), "trials": trials,
-               "validation": study.user_attrs.get("arsearch.validation") or old.get("validation")}
+               "validation": study.user_attrs.get("arsearch.validation") or _partial_validation(spec, study)
+               or old.get("validation")}
     write_json(path, summary)
     return summary
+
+
+def _partial_validation(spec, study) -> dict | None:
+    """The validation so far, from the rows stored while its jobs run (the stage writes its summary at the end)."""
+    from arsearch.study.seeds import SeedTable
+    from arsearch.study.validate import candidates, summarise
+
+    fresh = study.user_attrs.get("arsearch.seeds.validation")
+    if not fresh:
+        return None
+    table = SeedTable(study)
+    chosen = candidates(spec, table, study.user_attrs.get("arsearch.seeds.tuning", []))
+    if not any(table.rows(c["config"], validation=True) for c in chosen):
+        return None
+    return summarise(spec, table, chosen, fresh)
 
 
 def run_validate_stage(task: str, args, root: Path) -> None:
@@ -540,7 +556,8 @@ def raced_section(root: Path, task: str, one_seed: dict, smoke: bool, name: str,
     raced_out = sum(1 for t in trials if t["raced_out"])
     pruned = sum(1 for t in trials if t["state"] == "PRUNED" and not t["raced_out"])
     done = sum(1 for t in trials if t["state"] == "COMPLETE")
-    failed = sum(1 for t in trials if t["state"] == "FAIL")
+    failed = sum(1 for t in trials if t["state"] == "FAIL" and t["fail_reason"])
+    interrupted = sum(1 for t in trials if t["state"] == "FAIL" and not t["fail_reason"])
     jobs = sum(t["jobs"] for t in trials)
     one = sum(t["seconds"] or 0 for t in one_seed["trials"])
     budget = raced.get("budget_core_seconds") or 0
@@ -550,12 +567,16 @@ def raced_section(root: Path, task: str, one_seed: dict, smoke: bool, name: str,
               f"trial; racing against the incumbent in doubling batches (1, 2, then up to "
               f"{load_raced_spec(task, smoke, root).settings.seeds.cap} seeds); a configuration's value is the "
               f"restricted mean of episodes to target (a miss counts the budget). {len(trials)} trials: {done} "
-              f"complete, {raced_out} raced out, {pruned} pruned within their first seed, {failed} failed; {jobs} "
+              f"complete, {raced_out} raced out, {pruned} pruned within their first seed, {failed} failed, "
+              f"{interrupted} interrupted by a stop of the benchmark (their configurations were queued again and "
+              f"resumed their seed jobs); {jobs} "
               f"seed jobs, {spent / 3600:.2f} CPU core-hours against the one-seed study's {one / 3600:.2f} core-hours "
               f"of trial wall clock ({spent / one if one else float('nan'):.2f}×; budget {budget / max(one, 1):.1f}×). "
               f"The raced study's spend is the CPU time of its seed-job processes (on a loaded machine their wall "
               f"clock, {raced['job_wall_seconds'] / 3600:.2f} h summed, overstates it); the one-seed study's is the "
-              f"sum of its single-process trials' wall clock, an upper bound of their CPU time.", ""]
+              f"sum of its single-process trials' wall clock, an upper bound of their CPU time. The stage starts "
+              f"no trial once the budget is spent; the trials then running finish, which is why the spend can pass "
+              f"the budget.", ""]
     if budget and spent < budget:
         missing.append(f"{task}: the raced study's compute budget ({spent:.0f} of {budget:.0f} "
                        f"CPU core-seconds; `--raced-study {task}`)")
@@ -604,8 +625,13 @@ def raced_section(root: Path, task: str, one_seed: dict, smoke: bool, name: str,
                      f"([{_fmt_ep(low, limit)}, {_fmt_ep(high, limit)}], {cov:.0%}) | {reached}/{len(eps)} "
                      f"| {', '.join(_fmt_ep(e, limit) for e in eps)} |")
     lines.append("")
-    if not v.get("complete"):
-        missing.append(f"{task}: validation has not run every fresh seed (`--validate {task}`)")
+    done = sum(c["fresh"]["n"] for c in v["configs"])
+    wanted = len(v["configs"]) * len(v["seeds"])
+    if done < wanted:
+        missing.append(f"{task}: validation has run {done} of {wanted} fresh-seed jobs (`--validate {task}`)")
+        return lines + [f"**Not decided yet**: the validation has run {done} of its {wanted} fresh-seed jobs "
+                        f"(seed-major: every configuration gets each fresh seed in turn). No target is judged on a "
+                        f"partial validation; the rows above are what has run so far.", ""]
     lines += _raced_verdict(task, v, stats, limit, one_seed)
     return lines
 
