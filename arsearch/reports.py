@@ -209,29 +209,57 @@ def step_unit(study: optuna.Study) -> str:
     return STEP_UNITS.get(spend, "step (the study's spend)")
 
 
+def trial_curve(t: optuna.trial.FrozenTrial) -> tuple[list[float], list[float], str, str] | None:
+    """(x, y, x unit, metric) of a trial's learning curve: every evaluation of its job (the `curve` the
+    objective stores at the trial's end), else, for a trial stored before that, the values reported
+    to Optuna. None when it has neither."""
+    curve = t.user_attrs.get("curve")
+    if curve and curve.get("points"):
+        xs, ys = zip(*curve["points"])
+        return list(xs), list(ys), STEP_UNITS.get(curve.get("spend"), curve.get("spend") or "step"), curve["metric"]
+    if t.intermediate_values:
+        steps = sorted(t.intermediate_values)
+        return steps, [t.intermediate_values[k] for k in steps], "", ""
+    return None
+
+
 def top_learning_curves(study: optuna.Study, path: Path, count: int = 5) -> Path | None:
-    """The objective at each evaluation of the best `count` trials, on one plot."""
-    rows = [t for t in trial_rows(study, count) if t.intermediate_values]
+    """The full learning curves of the best `count` trials on one plot, x in the study's spend."""
+    rows = [(t, c) for t in trial_rows(study, count) if (c := trial_curve(t)) is not None]
     if not rows:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    metric = (study.user_attrs.get("arsearch.metrics") or ["objective"])[0]
+    metric = next((c[3] for _, c in rows if c[3]), (study.user_attrs.get("arsearch.metrics") or ["objective"])[0])
+    unit = next((c[2] for _, c in rows if c[2]), step_unit(study))
+    objective = (study.user_attrs.get("arsearch.metrics") or ["objective"])[0]
     fig = Figure(figsize=(9, 5))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for t in rows:
-        steps = sorted(t.intermediate_values)
-        ax.plot(steps, [t.intermediate_values[k] for k in steps], marker="o", ms=3,
-                label=f"trial {t.number} ({t.values[0]:.4g})")
-    ax.set_xlabel(step_unit(study))
+    colours = _colours(len(rows))
+    for (t, (xs, ys, _, m)), colour in zip(rows, colours):
+        label = f"trial {t.number} ({objective} {t.values[0]:.4g})"
+        if not m:
+            label += ", reported points only"
+        ax.plot(xs, ys, marker="o", ms=3, color=colour, label=label)
+    ax.set_xlabel(unit)
     ax.set_ylabel(metric)
-    ax.set_title(f"learning curves of the top {len(rows)} trials")
+    ax.set_title(f"learning curves of the top {len(rows)} trials (every evaluation)")
+    ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     return path
+
+
+def _colours(n: int) -> list:
+    """n colours a reader tells apart: tab10 up to 10, else evenly spaced on a perceptual colormap."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    return [colormaps["turbo"](0.05 + 0.9 * i / (n - 1)) for i in range(n)]
 
 
 def trust_lines(study: optuna.Study) -> list[str]:
@@ -328,7 +356,8 @@ def write_report(study: optuna.Study, out_root: str | Path = "runs/reports", top
     lines.append("")
     if curves is not None:
         lines += ["## Learning curves of the top trials", "",
-                  f"The objective at each evaluation reported to Optuna. ![top learning curves]({curves.name})", ""]
+                  "Every evaluation of each trial's job (what MLflow logged), not only the points reported to the "
+                  f"pruner; x is the study's spend. ![top learning curves]({curves.name})", ""]
     if plots:
         lines += ["## Plots", ""]
         done = counts["COMPLETE"]

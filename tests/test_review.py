@@ -256,3 +256,37 @@ def test_posttrain_reports_every_phase(tmp_cwd, capsys):
     assert -1 not in positions and positions == sorted(positions), err
     assert main(["posttrain", "job.toml", "--quiet", "--set", "checkpoint.dir=\"out2\""]) == 0
     assert "posttrain:" not in capsys.readouterr().err
+
+
+def test_report_plots_every_evaluation_of_a_trial_not_only_what_reached_the_pruner(tmp_cwd):
+    """Issue 25 item 2: a trial reports at most `max_reports` values to Optuna, but its stored curve
+    holds every evaluation, in the study's spend, ending at the trial's final value."""
+    from arsearch.reports import top_learning_curves, trial_curve
+
+    path = write_study(tmp_cwd, study='n_trials = 2\npruner = "none"\nsampler = "random"\nmax_reports = 2\n',
+                       iterations=40)
+    assert main(["study", "run", str(path), "--quiet", "--no-tracking"]) == 0
+    study = optuna.load_study(study_name="tiny", storage="sqlite:///optuna.db")
+    for t in study.trials:
+        assert len(t.intermediate_values) <= 2
+        curve = t.user_attrs["curve"]
+        assert curve["metric"] == "eval/accuracy" and curve["spend"] == "forward_examples"
+        xs = [x for x, _ in curve["points"]]
+        assert len(xs) == 8 and xs == sorted(xs)                     # eval.every = 5 over 40 iterations
+        assert set(t.intermediate_values) <= set(xs)                 # the reported points lie on it
+        assert curve["points"][-1][1] == pytest.approx(t.value)      # it ends where the legend says
+        x, y, unit, metric = trial_curve(t)
+        assert unit == "forward examples" and metric == "eval/accuracy" and len(x) == 8
+    assert top_learning_curves(study, tmp_cwd / "curves.png").stat().st_size > 0
+
+
+def test_a_long_curve_is_thinned_keeping_its_ends():
+    from arsearch.study.reporting import CURVE_POINTS, Reporter, stored_curve
+
+    reporter = Reporter(None, "eval/return", report=False, spend="episodes")
+    for i in range(1, 1502):
+        reporter(i, {"eval/return": float(i), "count/episodes": 10.0 * i})
+    reporter(1501, {"eval/return": 7.0, "count/episodes": 15010.0})   # evaluated again at the same spend
+    points = stored_curve(reporter)["points"]
+    assert len(points) <= CURVE_POINTS and points[0] == [10, 1.0] and points[-1] == [15010, 7.0]
+    assert [x for x, _ in points] == sorted({x for x, _ in points})

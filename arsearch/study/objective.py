@@ -83,6 +83,8 @@ class Objective:
         s = spec.settings
         self.pool = pool or DevicePool(s.gpus or None)
         self.output = Path(s.output) / study_name
+        # trial number -> the Reporter of its primary job, whose full curve the trial stores at its end
+        self._curves: dict[int, Reporter] = {}
 
     def __call__(self, trial: optuna.Trial):
         s = self.spec.settings
@@ -150,6 +152,7 @@ class Objective:
             trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
             raise
         finally:
+            self._store_curve(trial)
             if child is not None:
                 self.tracker.finish_child(child, trial, state, result, history, reason)
                 # sent before Optuna records the trial's state: a worker killed after COMPLETE must
@@ -190,7 +193,7 @@ class Objective:
         threads = max(1, (os.cpu_count() or 1) // parallel)
 
         def run_job(config: JobConfig, job_dir: Path, primary: bool, stop: threading.Event):
-            reporter = self._reporter(trial, config, report and primary)
+            reporter = self._reporter(trial, config, report and primary, primary=primary)
             resume, overwrite = restart_mode(job_dir)
             if parallel > 1 or s.subprocess or runs_own_processes(config):
                 def on_line(event):
@@ -227,8 +230,9 @@ class Objective:
             callbacks.insert(0, _MetricsOnly(child))
         return Job(config, resume=resume, overwrite=overwrite, callbacks=callbacks, progress=False, tracking=None)
 
-    def _reporter(self, trial, config: JobConfig, report: bool) -> Reporter:
-        """Reports stepped by spend; for spend-to-target, the gap to the target is what is reported."""
+    def _reporter(self, trial, config: JobConfig, report: bool, primary: bool = True) -> Reporter:
+        """Reports stepped by spend; for spend-to-target, the gap to the target is what is reported.
+        The primary job's reporter also keeps the trial's full curve (`_store_curve`)."""
         from .spend import report_grid
 
         s = self.spec.settings
@@ -237,9 +241,30 @@ class Objective:
         # iteration, so then every one is reported
         every = 1 if config.eval.every_episodes else report_every(config, s.max_reports)
         if s.objective != "spend_to_target":
-            return Reporter(trial, s.metric, report, every, s.spend, grid)
-        target = self._target(config)
-        return Reporter(trial, target.metric, report, every, s.spend, grid, target=(target.value, "loss" in target.metric))
+            reporter = Reporter(trial, s.metric, report, every, s.spend, grid)
+        else:
+            target = self._target(config)
+            reporter = Reporter(trial, target.metric, report, every, s.spend, grid,
+                                target=(target.value, "loss" in target.metric))
+        if primary:
+            self._curves[trial.number] = reporter
+        return reporter
+
+    def _store_curve(self, trial) -> None:
+        """Every evaluation of the trial's primary job as the user attribute `curve` (its metric, its
+        spend and [spend, value] points), for the report's learning curves: Optuna's intermediate
+        values hold only what was reported to the pruner, thinned to `max_reports`."""
+        from .reporting import stored_curve
+
+        reporter = self._curves.pop(trial.number, None)
+        if reporter is not None and reporter.curve:
+            try:
+                trial.set_user_attr("curve", stored_curve(reporter))
+            except Exception as e:        # noqa: BLE001 - a storage hiccup must not change the trial's outcome
+                import logging
+
+                logging.getLogger("arsearch.study").warning("trial %d: its learning curve was not stored: %s",
+                                                            trial.number, e)
 
     def _target(self, config: JobConfig):
         spend = self.spec.settings.spend

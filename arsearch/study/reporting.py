@@ -26,6 +26,10 @@ class Reporter:
     `every` iterations. With a `target` (value, whether it is a loss), the reported value is the
     gap to it (lower is better, as the spend-to-target objective), and a trial is never pruned at
     the evaluation where it reaches the target.
+
+    `curve` collects every evaluation it is shown as [spend, metric value] (the raw spend, in the
+    step's unit; the metric, not the gap), thinned or not reported alike: the trial's full
+    learning curve, which `arsearch report` plots (what reached Optuna is only a sample of it).
     """
 
     def __init__(self, trial, metric: str, report: bool = True, every: int = 1, spend: str | None = None,
@@ -33,10 +37,14 @@ class Reporter:
         self.trial, self.metric, self.report, self.every = trial, metric, report, every
         self.spend, self.grid, self.target = spend, grid, target
         self.last_step = -1
+        self.curve: list[list[float]] = []
 
     def __call__(self, iteration: int, row: dict) -> None:
         value = row.get(self.metric)
-        if not self.report or value is None or not math.isfinite(value):
+        if value is None or not math.isfinite(value):
+            return
+        self._record(iteration, row, value)
+        if not self.report:
             return
         if self.spend is None:
             if iteration % self.every:
@@ -69,6 +77,35 @@ class Reporter:
             import optuna
 
             raise optuna.TrialPruned(f"pruned at {at} with {self.metric} = {row.get(self.metric):.6g}")
+
+
+    def _record(self, iteration: int, row: dict, value: float) -> None:
+        if self.spend is None:
+            x = iteration
+        else:
+            from .spend import SPEND_KEYS, as_step
+
+            spent = row.get(SPEND_KEYS[self.spend])
+            if spent is None:
+                return
+            x = as_step(self.spend, spent)
+        if self.curve and self.curve[-1][0] == x:      # a repeated evaluation at the same spend: the last one
+            self.curve[-1] = [x, float(value)]
+        else:
+            self.curve.append([x, float(value)])
+
+
+# A trial's stored curve is thinned to at most this many points (every other one dropped until it
+# fits, the last point always kept): a user attribute is one storage row, and a plot needs no more.
+CURVE_POINTS = 500
+
+
+def stored_curve(reporter: Reporter) -> dict:
+    """The trial user attribute `curve`: its metric, the spend its x values count, and the points."""
+    points = reporter.curve
+    while len(points) > CURVE_POINTS:
+        points = points[::2] if len(points) % 2 else points[::2] + [points[-1]]
+    return {"metric": reporter.metric, "spend": reporter.spend or "iterations", "points": points}
 
 
 class PruningCallback(Callback):
