@@ -373,9 +373,13 @@ def cmd_report(args) -> int:
     from .config import ConfigError
     from .reports import write_report
 
+    def progress(message: str) -> None:     # fANOVA and contours take seconds: say what is being drawn
+        print(f"report: {message}", file=sys.stderr, flush=True)
+
     try:
         study = _load_for_review(args)
-        path = write_report(study, args.out, top=args.top, storage=args.storage or _storage_of(args))
+        path = write_report(study, args.out, top=args.top, storage=args.storage or _storage_of(args),
+                            ui_url=args.ui_url, progress=None if args.quiet else progress)
     except (ConfigError, ValueError) as e:
         from .tracking import redact
 
@@ -514,6 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     _review_args(report)
     report.add_argument("--out", default=DEFAULT_REPORT_ROOT,
                         help=f"output root (default: {DEFAULT_REPORT_ROOT}, beside the runs and outside git's view)")
+    report.add_argument("--ui-url", default=None,
+                        help="address of the MLflow UI the run links open (default: http://127.0.0.1:5000, "
+                             "where `arsearch ui` listens)")
+    report.add_argument("--quiet", action="store_true", help="no progress lines")
     report.set_defaults(func=cmd_report)
     ui = sub.add_parser("ui", help="start the MLflow UI on the tracking store and print each experiment's runs URL")
     ui.add_argument("--tracking-uri", dest="uri", default=None,

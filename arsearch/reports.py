@@ -1,7 +1,10 @@
-"""`arsearch report`: a study turned into reports/<study>/ (README.md + PNG plots).
+"""`arsearch report`: a study turned into <out>/<study>/ (README.md + PNG plots).
 
 The plots are Optuna's own (`optuna.visualization.matplotlib`): optimisation history, parameter
-importances, parallel coordinates and intermediate values (the learning curves the pruner saw).
+importances, parallel coordinates, slices, contours of the most important parameters, intermediate
+values (what the pruner saw), the empirical distribution of the objective (EDF) and the timeline;
+arsearch draws the top trials' full learning curves. Tables list every trial's parameters, the
+pruned ones included, and link each trial's MLflow run.
 """
 
 from __future__ import annotations
@@ -14,25 +17,91 @@ import optuna
 
 log = logging.getLogger("arsearch.reports")
 
+# the study user attribute holding the MLflow experiment id of its runs (set by `study run`), which
+# the report's run links need to open a run in MLflow's model-training view
+EXPERIMENT_ATTR = "mlflow_experiment_id"
 
-def _save(ax_or_axes, path: Path) -> Path:
+
+def _save(ax_or_axes, path: Path, size: tuple[float, float] = (9, 5)) -> Path:
     import numpy as np
 
     ax = ax_or_axes
     if isinstance(ax, np.ndarray):
         ax = ax.flat[0]
     fig = ax.figure
-    fig.set_size_inches(9, 5)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.set_size_inches(*size)
+    if any(a.get_label() == "<colorbar>" for a in fig.axes) and len(fig.axes) > 2:
+        # a colorbar Optuna placed beside a grid of subplots: tight_layout would draw the grid over it
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+    else:
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
     return path
 
 
-def study_plots(study: optuna.Study, out_dir: str | Path, metrics: list[str] | None = None) -> list[Path]:
-    """Write Optuna's plots of `study` as PNGs into out_dir; a plot that cannot be drawn yet is skipped."""
+def top_params(study: optuna.Study, count: int = 3, **kwargs) -> list[str]:
+    """The `count` most important parameters (fANOVA, Optuna's default), else the first ones seen."""
+    names = list(dict.fromkeys(k for t in study.get_trials(deepcopy=False) for k in t.params))
+    if len(names) <= count:
+        return names
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ranked = list(optuna.importance.get_param_importances(study, **kwargs))
+        return ranked[:count]
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return names[:count]
+
+
+def _visible_colours(ax_or_axes) -> None:
+    """Optuna colours parallel-coordinate lines and slice points with the full "Blues" map, whose
+    light end is near white: the worst trials (the first ones, in a slice plot) vanish. Keep each
+    map's direction but cut its palest third."""
+    import numpy as np
+    from matplotlib.collections import LineCollection, PathCollection
+    from matplotlib.colors import LinearSegmentedColormap
+
+    axes = np.atleast_1d(ax_or_axes).flat
+    for ax in axes:
+        for c in ax.collections:
+            if isinstance(c, (LineCollection, PathCollection)) and c.get_array() is not None:
+                cmap = c.get_cmap()
+                lo, hi = (0.35, 1.0) if not cmap.name.endswith("_r") else (0.0, 0.65)
+                c.set_cmap(LinearSegmentedColormap.from_list(cmap.name + "_visible", cmap(np.linspace(lo, hi, 256))))
+                if isinstance(c, LineCollection):
+                    c.set_linewidth(1.6)
+
+
+def _distinguishable_lines(ax, unit: str) -> None:
+    """Optuna's intermediate-values plot uses tab20, whose neighbours come in light/dark pairs of one hue:
+    recolour the trials' lines with tab10 and, past ten trials, a line style per group of ten."""
+    lines = [ln for ln in ax.get_lines() if ln.get_color() != "#CCCCCC"]
+    colours = _colours(min(len(lines), 10))
+    for i, ln in enumerate(lines):
+        ln.set_color(colours[i % 10])
+        ln.set_linestyle(("-", "--", ":", "-.")[(i // 10) % 4])
+        ln.set_alpha(0.9)
+    if unit:
+        ax.set_xlabel(unit)
+    if len(ax.get_lines()) >= 2:
+        ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", borderaxespad=0.0, fontsize="small",
+                  ncol=1 + len(ax.get_lines()) // 25)
+
+
+# the plots a study's MLflow parent run carries, drawn at the end of every `study run` (the report adds
+# slices, contours, EDF and timeline, which cost seconds more)
+PARENT_RUN_PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values",
+                    "pareto_front")
+
+
+def study_plots(study: optuna.Study, out_dir: str | Path, metrics: list[str] | None = None,
+                progress=None, only: tuple[str, ...] | None = None) -> list[Path]:
+    """Write Optuna's plots of `study` as PNGs into out_dir (those named in `only`, default all); a plot
+    that cannot be drawn yet is skipped. `progress(message)` hears of each plot before it is drawn
+    (fANOVA and contours take seconds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,22 +112,53 @@ def study_plots(study: optuna.Study, out_dir: str | Path, metrics: list[str] | N
     metrics = metrics or study.user_attrs.get("arsearch.metrics") or ["objective"]
     multi = len(study.directions) > 1
     kwargs = {"target": (lambda t: t.values[0]), "target_name": metrics[0]} if multi else {"target_name": metrics[0]}
+    target = {"target": kwargs["target"]} if multi else {}
     done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    plots = [("optimization_history", lambda: ovm.plot_optimization_history(study, **kwargs), 1),
-             ("param_importances", lambda: ovm.plot_param_importances(study, **kwargs), 2),
-             ("parallel_coordinate", lambda: ovm.plot_parallel_coordinate(study, **kwargs), 2),
-             ("intermediate_values", lambda: ovm.plot_intermediate_values(study), 1)]
+    names = list(dict.fromkeys(k for t in done for k in t.params))
+    unit = step_unit(study)
+    wants_pair = only is None or "contour" in only
+    pair = top_params(study, 3, **target) if wants_pair and len(done) >= 2 and len(names) >= 2 else []
+
+    def parallel():
+        ax = ovm.plot_parallel_coordinate(study, **kwargs)
+        _visible_colours(ax)
+        return ax
+
+    def slices():
+        axes = ovm.plot_slice(study, **kwargs)
+        _visible_colours(axes)
+        return axes
+
+    def intermediate():
+        ax = ovm.plot_intermediate_values(study)
+        _distinguishable_lines(ax, unit)
+        return ax
+
+    # (file stem, draw, completed trials needed, needs parameters, figure size)
+    plots = [("optimization_history", lambda: ovm.plot_optimization_history(study, **kwargs), 1, False, (9, 5)),
+             ("param_importances", lambda: ovm.plot_param_importances(study, **kwargs), 2, True, (9, 5)),
+             ("parallel_coordinate", parallel, 2, True, (11, 5.5)),
+             ("slice", slices, 1, True, (max(9.0, 3.3 * len(names)), 4.5)),
+             ("contour", lambda: ovm.plot_contour(study, params=pair, **kwargs), 2, True,
+              (9, 7) if len(pair) < 3 else (12, 10)),
+             ("edf", lambda: ovm.plot_edf(study, **kwargs), 1, False, (9, 5)),
+             ("timeline", lambda: ovm.plot_timeline(study), 1, False, (10, max(4.0, 0.28 * len(study.trials) + 1.5)))]
     if multi:
-        plots.append(("pareto_front", lambda: ovm.plot_pareto_front(study, target_names=metrics), 1))
-        plots.pop(3)
+        plots.append(("pareto_front", lambda: ovm.plot_pareto_front(study, target_names=metrics), 1, False, (9, 5)))
+    else:
+        plots.insert(4, ("intermediate_values", intermediate, 1, False, (11, 5.5)))
+    if only is not None:
+        plots = [p for p in plots if p[0] in only]
     written = []
-    for name, draw, needed in plots:
-        if len(done) < needed or (name != "optimization_history" and not done[0].params):
+    for i, (name, draw, needed, params, size) in enumerate(plots, 1):
+        if len(done) < needed or (params and not names) or (name == "contour" and len(pair) < 2):
             continue
+        if progress is not None:
+            progress(f"plot {i}/{len(plots)}: {name.replace('_', ' ')}")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                written.append(_save(draw(), out / f"{name}.png"))
+                written.append(_save(draw(), out / f"{name}.png", size))
         except (ValueError, RuntimeError, ZeroDivisionError) as e:
             log.warning("plot %s skipped: %s", name, e)
     return written
@@ -299,22 +399,59 @@ def trust_lines(study: optuna.Study) -> list[str]:
     return lines + [""]
 
 
+def _param_keys(trials) -> list[str]:
+    """The searched keys of these trials, less those every trial set alike (the study's fixed values)."""
+    values = [t.user_attrs.get("overrides", t.params) for t in trials]
+    keys = sorted({k for v in values for k in v})
+    if len(values) > 1:
+        keys = [k for k in keys if len({repr(v.get(k)) for v in values}) > 1]
+    return keys
+
+
+class RunLinks:
+    """A trial's MLflow run id as a Markdown link to its page (model-training view) in the UI at `base`."""
+
+    def __init__(self, study: optuna.Study, base: str):
+        self.base, self.experiment = base, study.user_attrs.get(EXPERIMENT_ATTR)
+
+    def __call__(self, run_id: str | None) -> str:
+        if not run_id:
+            return "not tracked"
+        from .tracking.links import run_url
+
+        return f"[`{run_id[:8]}`]({run_url(self.base, self.experiment, run_id)})"
+
+
 def write_report(study: optuna.Study, out_root: str | Path = "runs/reports", top: int = 10,
-                 storage: str | None = None) -> Path:
+                 storage: str | None = None, ui_url: str | None = None, progress=None) -> Path:
+    """Write <out_root>/<study>/README.md and its PNGs; `progress(message)` hears of each step."""
+    from .tracking.links import DEFAULT_UI
+
+    say = progress or (lambda message: None)
     out = Path(out_root) / study.study_name
     out.mkdir(parents=True, exist_ok=True)
+    say(f"reading study {study.study_name!r}")
     trials = study.get_trials(deepcopy=False)
     counts = {st.name: sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
     metrics = study.user_attrs.get("arsearch.metrics") or ["objective"]
-    plots = study_plots(study, out, metrics)
+    link = RunLinks(study, ui_url or DEFAULT_UI)
+    plots = study_plots(study, out, metrics, progress=say)
+    say("plot: learning curves of the top trials")
     curves = top_learning_curves(study, out / "top_learning_curves.png") if len(study.directions) == 1 else None
+    say("writing README.md")
     regenerate = (f"arsearch report --storage {storage} --study-name {study.study_name}" if storage
                   else f"arsearch report --storage STORAGE_URL --study-name {study.study_name}")
+    if str(out_root) != "runs/reports":
+        regenerate += f" --out {out_root}"
+    if ui_url and ui_url != DEFAULT_UI:
+        regenerate += f" --ui-url {ui_url}"
     lines = [f"# Study `{study.study_name}`", "", _provenance() + "  ",
-             f"Regenerate: `{regenerate}" + (f" --out {out_root}`" if str(out_root) != "runs/reports" else "`"), "",
+             f"Regenerate: `{regenerate}`", "",
              f"Objective(s): {', '.join(f'{m} ({d.name.lower()})' for m, d in zip(metrics, study.directions))}  ",
              "Trials: " + ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n) + "  ",
-             f"Wall time: {_wall_time(trials)}", "", *search_lines(study), ""]
+             f"Wall time: {_wall_time(trials)}  ",
+             f"MLflow run links open `arsearch ui` at {link.base} (`--ui-url` for another address), in the "
+             f"model-training view.", "", *search_lines(study), ""]
     censored = [t for t in trials if t.user_attrs.get("censored")]
     if censored:
         lines += [f"Censored: {len(censored)} completed trial(s) did not reach the target within their budget; "
@@ -323,36 +460,44 @@ def write_report(study: optuna.Study, out_root: str | Path = "runs/reports", top
     if rows:
         best = rows[0]
         lines += [f"## Best trial: {best.number}", "", f"Values: {', '.join(f'{v:.6g}' for v in best.values)}  ",
-                  f"MLflow run: `{best.user_attrs.get('mlflow_run_id', 'not tracked')}`", "",
+                  f"MLflow run: {link(best.user_attrs.get('mlflow_run_id'))}", "",
                   "```toml", best_config_toml(study, best).rstrip(), "```", "",
                   f"## Top {len(rows)} trials", "", markdown_table(study, top), ""]
     lines += trust_lines(study)
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     if pruned:
-        lines += ["## Pruned trials", "", f"| trial | pruned at ({step_unit(study)}) | last reported value | after (s) "
-                  f"| MLflow run |",
-                  "|---|---|---|---|---|"]
+        keys = _param_keys(pruned)
+        lines += ["## Pruned trials", "",
+                  "| trial | pruned at (" + step_unit(study) + ") | last reported value | after (s) | MLflow run |"
+                  + "".join(f" {k} |" for k in keys),
+                  "|---|---|---|---|---|" + "---|" * len(keys)]
         for t in pruned:
             step = t.last_step
             value = t.intermediate_values.get(step) if step is not None else None
             d = _duration(t)
+            params = t.user_attrs.get("overrides", t.params)
             lines.append(f"| {t.number} | {step if step is not None else 'before its first report'} | "
                          f"{'' if value is None else f'{value:.5g}'} | {'' if d is None else f'{d:.0f}'} | "
-                         f"`{t.user_attrs.get('mlflow_run_id', '')}` |")
+                         f"{link(t.user_attrs.get('mlflow_run_id'))} |"
+                         + "".join(f" {_fmt(params.get(k, ''))} |" for k in keys))
         lines.append("")
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
     if failed:
         lines += ["## Failed trials", ""]
         lines += [f"- trial {t.number}: {t.user_attrs.get('fail_reason', 'worker died (heartbeat stale)')}"
-                  f" (MLflow run `{t.user_attrs.get('mlflow_run_id', '')}`)" for t in failed]
+                  f" (MLflow run {link(t.user_attrs.get('mlflow_run_id'))})" for t in failed]
         lines.append("")
-    lines += ["## All trials", "", "| trial | state | " + " | ".join(metrics) + " | duration (s) | MLflow run |",
-              "|---|---|" + "---|" * len(metrics) + "---|---|"]
+    keys = _param_keys(trials)
+    lines += ["## All trials", "",
+              "| trial | state | " + " | ".join(metrics) + " | duration (s) | MLflow run |" + "".join(f" {k} |" for k in keys),
+              "|---|---|" + "---|" * len(metrics) + "---|---|" + "---|" * len(keys)]
     for t in trials:
         values = [f"{v:.5g}" for v in t.values] if t.values else [""] * len(metrics)
         d = _duration(t)
+        params = t.user_attrs.get("overrides", t.params)
         lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(values)
-                     + f" | {'' if d is None else f'{d:.1f}'} | `{t.user_attrs.get('mlflow_run_id', '')}` |")
+                     + f" | {'' if d is None else f'{d:.1f}'} | {link(t.user_attrs.get('mlflow_run_id'))} |"
+                     + "".join(f" {_fmt(params.get(k, ''))} |" for k in keys))
     lines.append("")
     if curves is not None:
         lines += ["## Learning curves of the top trials", "",
@@ -364,7 +509,27 @@ def write_report(study: optuna.Study, out_root: str | Path = "runs/reports", top
         if any(p.stem == "param_importances" for p in plots) and done < FEW_TRIALS_FOR_IMPORTANCES:
             lines += [f"Caveat: the parameter importances rest on {done} completed trials (fANOVA on fewer than "
                       f"{FEW_TRIALS_FOR_IMPORTANCES} is mostly noise); read them as a hint, not a ranking.", ""]
-        lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
+        for p in plots:
+            lines += [f"### {PLOT_TITLES.get(p.stem, p.stem)}", "", PLOT_NOTES.get(p.stem, ""), "",
+                      f"![{p.stem}]({p.name})", ""]
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+PLOT_TITLES = {"optimization_history": "Optimisation history", "param_importances": "Parameter importances",
+               "parallel_coordinate": "Parallel coordinates", "slice": "Slices", "contour": "Contours",
+               "intermediate_values": "Intermediate values", "edf": "Empirical distribution (EDF)",
+               "timeline": "Timeline", "pareto_front": "Pareto front"}
+PLOT_NOTES = {
+    "optimization_history": "Each completed trial's objective and the best so far.",
+    "param_importances": "fANOVA's share of the objective's variance per parameter.",
+    "parallel_coordinate": "One line per completed trial across its parameters; dark is good, the worst "
+                           "trials stay visible in mid blue.",
+    "slice": "The objective against each parameter alone (colour: trial number).",
+    "contour": "The objective over pairs of the most important parameters (interpolated between trials).",
+    "intermediate_values": "What each trial reported to the pruner, against the study's spend.",
+    "edf": "The fraction of completed trials at or below each objective value: how much of the space is good.",
+    "timeline": "When each trial ran and how it ended (complete, pruned, failed).",
+    "pareto_front": "The trade-off between the study's objectives.",
+}

@@ -162,7 +162,8 @@ def test_report_says_how_to_regenerate_and_what_happened(tmp_cwd):
     assert "Sampler: `tpe`" in text and "Pruner: `median`" in text and "`ars.step_size`: float [0.001, 0.1] log" in text
     assert "Wall time:" in text
     assert "## Pruned trials" in text and "| 3 | 20 | 0.2 |" in text
-    assert f"`run{1:030d}`" in text and f"`run{3:030d}`" in text     # every trial's MLflow run
+    # every trial's MLflow run, as a link (no experiment id recorded: MLflow's direct run route)
+    assert f"(http://127.0.0.1:5000/#/runs/run{1:030d})" in text and f"#/runs/run{3:030d})" in text
     assert (tmp_cwd / "out/rev/top_learning_curves.png").stat().st_size > 0
     assert "Caveat: the parameter importances rest on 3 completed trials" in text
     study = optuna.load_study(study_name="rev", storage="sqlite:///optuna.db")
@@ -196,6 +197,8 @@ def test_study_parent_run_describes_the_study_and_trials_read_at_a_glance(tmp_cw
     values = [m.value for m in sorted(curve, key=lambda m: m.step)]
     assert values == sorted(values)                                  # best so far never gets worse
     assert "best.toml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    study = optuna.load_study(study_name="tiny", storage="sqlite:///optuna.db")
+    assert study.user_attrs["mlflow_experiment_id"] == exp.experiment_id      # the report's run links need it
     children = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial"]
     assert len(children) == 3
     for r in children:
@@ -290,3 +293,41 @@ def test_a_long_curve_is_thinned_keeping_its_ends():
     points = stored_curve(reporter)["points"]
     assert len(points) <= CURVE_POINTS and points[0] == [10, 1.0] and points[-1] == [15010, 7.0]
     assert [x for x, _ in points] == sorted({x for x, _ in points})
+
+
+def test_report_has_optunas_review_plots_every_trials_parameters_and_run_links(tmp_cwd, capsys):
+    """Issue 25 item 9: slice, contour, EDF and timeline plots beside the others; pruned and all trials
+    with their parameters; run ids as links that open MLflow's model-training view; progress lines."""
+    study = _pruned_study("sqlite:///optuna.db")
+    study.set_user_attr("mlflow_experiment_id", "7")
+    assert main(["report", "--storage", "sqlite:///optuna.db", "--out", "out", "--ui-url", "http://ui:8080"]) == 0
+    out = tmp_cwd / "out/rev"
+    for name in ("slice", "edf", "timeline", "parallel_coordinate", "intermediate_values", "optimization_history"):
+        assert (out / f"{name}.png").stat().st_size > 0, name
+    assert not (out / "contour.png").exists()         # one parameter: no pair to draw
+    text = (out / "README.md").read_text()
+    pruned = text.split("## Pruned trials")[1].split("##")[0]
+    head, _, row = pruned.strip().splitlines()
+    assert head.endswith("| MLflow run | ars.step_size |")
+    step = f"{study.trials[3].params['ars.step_size']:.4g}"
+    assert row.startswith("| 3 | 20 | 0.2 |") and row.endswith(f"| {step} |")
+    link = f"(http://ui:8080/#/experiments/7/runs/run{3:030d}?workflowType=machine_learning)"
+    assert f"[`run00000`]{link}" in row
+    everyone = text.split("## All trials")[1].split("##")[0].strip().splitlines()
+    assert everyone[0].endswith("| MLflow run | ars.step_size |") and len(everyone) == 2 + 4
+    assert all(f"{t.params['ars.step_size']:.4g} |" in line for t, line in zip(study.trials, everyone[2:]))
+    assert "--ui-url http://ui:8080" in text             # the Regenerate line keeps it
+    err = capsys.readouterr().err
+    assert "report: plot" in err and "slice" in err and "timeline" in err and "writing README.md" in err
+
+
+def test_report_contour_pairs_the_most_important_parameters(tmp_cwd):
+    from arsearch.reports import study_plots, top_params
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: 10 * t.suggest_float("a", -1, 1) ** 2 + t.suggest_float("b", -1, 1)
+                   + 0.01 * t.suggest_float("c", -1, 1) + 0.001 * t.suggest_float("d", -1, 1), n_trials=30)
+    top = top_params(study, 2)
+    assert set(top) == {"a", "b"}
+    written = {p.stem for p in study_plots(study, tmp_cwd)}
+    assert {"contour", "slice", "edf", "timeline", "parallel_coordinate"} <= written

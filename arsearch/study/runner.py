@@ -207,6 +207,10 @@ class StudyTracker:
         self.client, self.study, self.spec = client, study, spec
         self.executor = Sender()
         self.experiment_id = experiment_id(client, experiment)
+        from ..reports import EXPERIMENT_ATTR
+
+        if study.user_attrs.get(EXPERIMENT_ATTR) != self.experiment_id:    # for the report's run links
+            study.set_user_attr(EXPERIMENT_ATTR, self.experiment_id)
         key = "mlflow_parent_run_id"
         run_id = study.user_attrs.get(key)
         if run_id is not None:
@@ -411,7 +415,7 @@ class StudyTracker:
 
     def finish_study(self, out_dir: Path) -> None:
         """Best values and Optuna's plots on the parent run (a plotting problem never fails the study)."""
-        from ..reports import study_plots
+        from ..reports import PARENT_RUN_PLOTS, study_plots
         from ..tracking import MlflowCallback
 
         self.drain()
@@ -455,7 +459,7 @@ class StudyTracker:
             except (ValueError, ConfigError) as e:
                 log.warning("best config not logged: %s", e)
         try:
-            for png in study_plots(self.study, out_dir, s.metrics):
+            for png in study_plots(self.study, out_dir, s.metrics, only=PARENT_RUN_PLOTS):
                 cb.log_artifact(png, "plots")
         except Exception as e:                                     # noqa: BLE001
             log.warning("study plots skipped: %s", e)

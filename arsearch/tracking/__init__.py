@@ -23,7 +23,7 @@ from .callback import (
     lineage_table,
     train_callback,
 )
-from .links import experiment_links, runs_url, ui_command
+from .links import DEFAULT_UI, experiment_links, run_url, runs_url, ui_command
 from .plots import learning_curve_png
 from .sender import Sender, wait_for
 from .stale import end_stale_runs
@@ -43,7 +43,7 @@ from .tags import (
 )
 
 __all__ = ["MlflowCallback", "TrackingError", "connect", "config_params", "flatten", "learning_curve_png",
-           "train_callback", "experiment_id", "experiment_links", "resolve_uri", "runs_url", "ui_command",
+           "train_callback", "experiment_id", "experiment_links", "resolve_uri", "runs_url", "run_url", "DEFAULT_UI", "ui_command",
            "lineage_table", "LINEAGE_ARTIFACT", "redact", "end_stale_runs", "Sender", "wait_for",
            "FINISH_TIMEOUT", "DEFAULT_URI", "DIR_TAG", "EXPERIMENT_KIND_TAG", "MODEL_TRAINING", "NOTE_TAG",
            "OBJECTIVE_TAG", "PARENT_TAG", "PRUNED_TAG", "ROLE_TAG", "STATE_TAG", "STUDY_TAG", "TRIAL_TAG"]

@@ -27,6 +27,25 @@ def runs_url(base: str, experiment: str, objective: str = "", direction: str = "
     return url
 
 
+# what `arsearch ui` serves by default: the address report links and printed run links assume
+DEFAULT_UI = "http://127.0.0.1:5000"
+
+
+def run_url(base: str, experiment: str | None, run_id: str) -> str:
+    """A run's page in the MLflow UI, in its model-training view.
+
+    MLflow 3.17's UI picks the GenAI or model-training view from the URL's `workflowType`, else from
+    what this browser last chose with the "GenAI apps & agents" / "Model training" toggle (stored in
+    the browser, default GenAI); experiment and run tags play no part. Its own links to a run (from the
+    runs table, the parent run's child list) drop `workflowType`, so only a link like this one, or
+    having clicked "Model training" once in that browser, opens a run in the model-training view.
+    Without the experiment id, MLflow's direct `#/runs/<id>` route, which redirects (in the stored view).
+    """
+    if not experiment:
+        return f"{base.rstrip('/')}/#/runs/{run_id}"
+    return f"{base.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"
+
+
 def experiment_links(uri: str, base: str) -> list[tuple[str, str, int]]:
     """(name, runs-table URL, number of runs) of every experiment in the store that has runs.
 
