@@ -190,6 +190,12 @@ def cmd_posttrain(args) -> int:
     out = result.to_dict()
     out.pop("train")
     print(json.dumps(out, indent=2))
+    if result.mlflow_run_id:        # stdout stays one JSON document; the way to the run goes to stderr
+        from .tracking import redact, resolve_uri
+
+        uri = redact(resolve_uri(config.tracking.uri))
+        serve = "" if uri.startswith(("http://", "https://")) else f"\n  (serve the UI first: arsearch ui --tracking-uri {uri})"
+        print(f"MLflow run {result.mlflow_run_id}: {result.mlflow_run_url}{serve}", file=sys.stderr)
     return 0
 
 

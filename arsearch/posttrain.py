@@ -67,7 +67,7 @@ def pretrain(task, epochs: int, lr: float = 0.01, batch_size: int = 64, seed: in
     A task with its own ``pretrain`` (a generate task: cross-entropy on the references) uses it.
     """
     if hasattr(task, "pretrain"):
-        return task.pretrain(epochs, lr, batch_size, seed)
+        return task.pretrain(epochs, lr, batch_size, seed, progress=progress)
     _supervised(task, "pretraining")
     model = base_model(task)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -139,6 +139,8 @@ class PosttrainResult:
     stored_bytes: dict = field(default_factory=dict)   # tensor bytes of the exports: dense and compressed
     pretrained: bool = False            # whether this run pretrained the checkpoint itself
     tracking_error: str | None = None
+    mlflow_run_id: str | None = None    # the MLflow run, and its page in the UI `arsearch ui` serves
+    mlflow_run_url: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -224,6 +226,9 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
     with Job(config, resume=resume, overwrite=overwrite, force=force, callbacks=callbacks, progress=progress, task=task,
              tracking=start_tracking if tracked else None) as job:
         compressed = task.evaluate() if config.compress is not None else dict(before)
+        if job.tracker is not None and not resume:
+            # the eval/* curve starts where ARS starts: the pretrained model (compressed, with [compress])
+            job.tracker.log_metrics({f"eval/{k}": v for k, v in compressed.items()}, 0)
         space = job.trainer.space
         full_dim = sum(p.numel() for p in base_model(task).parameters())
         _phase(progress, f"fine-tuning with ARS: {space.dim} searched values, {config.ars.iterations} iterations")
@@ -231,17 +236,38 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
         result = _export(config, task, space, train, pretrained, before, compressed, full_dim, progress)
         samples = None
         if samples_before is not None:
-            samples = [{"prompt": b["prompt"], "reference": b["reference"], "before": b["output"], "after": a["output"]}
-                       for b, a in zip(samples_before, task.samples(len(samples_before)))]
+            samples = sample_table(samples_before, task.samples(len(samples_before)))
             (Path(config.checkpoint.dir) / "samples.json").write_text(json.dumps(samples, indent=2) + "\n")
         if job.tracker is not None:
             _phase(progress, "logging the run to MLflow")
-            tracking_error = finish_tracking(job.tracker, result, samples)
+            tracking_error = finish_tracking(job.tracker, result, samples, compressed=config.compress is not None)
     result.tracking_error = tracking_error
     if tracking_error:
         print(f"arsearch: warning: MLflow tracking failed ({tracking_error}); the results are in "
               f"{config.checkpoint.dir}", file=sys.stderr)
     return result
+
+
+def sample_table(before: list[dict], after: list[dict]) -> list[dict]:
+    """samples.json's rows: prompt, reference, the outputs before and after post-training, whether each
+    is right (`before_correct`, `after_correct`: the output is the reference, stripped of surrounding
+    whitespace; without references, its reward is 1 when every reward is 0 or 1), and each output's
+    reward (`before_reward`, `after_reward`) when the reward gives partial credit."""
+    rewards = [r.get("reward") for r in [*before, *after]]
+    binary = all(r in (0.0, 1.0) for r in rewards)
+    with_refs = all(r.get("reference") is not None for r in before)
+
+    def correct(row: dict) -> bool:
+        return row["output"].strip() == row["reference"].strip() if with_refs else row.get("reward") == 1.0
+    rows = []
+    for b, a in zip(before, after):
+        row = {"prompt": b["prompt"], "reference": b["reference"], "before": b["output"], "after": a["output"]}
+        if with_refs or binary:
+            row.update(before_correct=correct(b), after_correct=correct(a))
+        if not binary and None not in rewards:
+            row.update(before_reward=b["reward"], after_reward=a["reward"])
+        rows.append(row)
+    return rows
 
 
 def _export(config, task, space, train, pretrained, before, compressed, full_dim, progress) -> PosttrainResult:
@@ -291,14 +317,27 @@ def _tracker(config: JobConfig):
         return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-def finish_tracking(tracker, result: PosttrainResult, samples: list[dict] | None = None) -> str | None:
+# stage/<metric>'s steps: one chart of the model through post-training, on one scale
+STAGE_STEPS = {"before": 0, "compressed": 1, "after": 2}
+
+
+def finish_tracking(tracker, result: PosttrainResult, samples: list[dict] | None = None,
+                    compressed: bool = True) -> str | None:
     """After the trainer's run (the callback has logged per-iteration metrics, final/*, the config
-    and the learning curve): the before/compressed/after evaluations, sizes, exports, the sample
-    table, then the run is closed. Returns the error that stopped tracking, or None."""
-    metrics = {f"{stage}/{k}": v for stage in ("before", "compressed", "after") for k, v in getattr(result, stage).items()}
-    metrics.update({"posttrain/search_dim": result.search_dim, "posttrain/full_dim": result.full_dim,
-                    **{f"posttrain/{k}_bytes": v for k, v in result.stored_bytes.items()}})
-    tracker.log_metrics(metrics, 0)
+    and the learning curve): the evaluations at each stage as one metric per evaluation metric,
+    `stage/<k>`, at step 0 (the pretrained model), 1 (compressed; only with [compress]) and 2 (after
+    ARS), sizes, exports, the sample table, then the run is closed. Records the run's id and link on
+    `result`. Returns the error that stopped tracking, or None."""
+    from .tracking import resolve_uri
+    from .tracking.links import DEFAULT_UI, run_url
+
+    stages = ("before", "compressed", "after") if compressed else ("before", "after")
+    for stage in stages:
+        tracker.log_metrics({f"stage/{k}": v for k, v in getattr(result, stage).items()}, STAGE_STEPS[stage])
+    tracker.log_metrics({"posttrain/search_dim": result.search_dim, "posttrain/full_dim": result.full_dim,
+                         **{f"posttrain/{k}_bytes": v for k, v in result.stored_bytes.items()}}, 0)
+    tracker.set_tags({"arsearch.stage_steps": "stage/* steps: 0 pretrained, "
+                      + ("1 compressed, " if compressed else "") + "2 post-trained with ARS"})
     tracker.flush()                  # the trainer's on_end waited for the sending thread: this is synchronous
     out_dir = Path(tracker.config.checkpoint.dir)
     for path in (out_dir / "posttrain.json", result.checkpoint, result.compressed_checkpoint):
@@ -306,6 +345,11 @@ def finish_tracking(tracker, result: PosttrainResult, samples: list[dict] | None
     if samples and tracker.run_id:
         table = {k: [row[k] if row[k] is not None else "" for row in samples] for k in samples[0]}
         tracker.safe("log table", tracker.client.log_table, tracker.run_id, data=table, artifact_file="samples.json")
+    if tracker.run_id:
+        experiment = tracker.safe("read the run's experiment",
+                                  lambda: tracker.client.get_run(tracker.run_id).info.experiment_id)
+        uri = resolve_uri(tracker.config.tracking.uri)
+        base = uri if uri.startswith(("http://", "https://")) else DEFAULT_UI    # a server serves its own UI
+        result.mlflow_run_id, result.mlflow_run_url = tracker.run_id, run_url(base, experiment, tracker.run_id)
     tracker.end("FAILED" if tracker.failed else "FINISHED")
     return tracker.failed
-

@@ -316,7 +316,10 @@ class Trainer:
         spent = self.spent()
         result = {"iterations": self.iteration, **evals, **self._last_train(),
                   **self._counters(), "time/elapsed_s": self.elapsed,
-                  **{f"count/{k}": float(spent[k]) for k in BUDGETS if k != "seconds"},
+                  # the budgets this task kind spends (0 when nothing was spent yet): no RL counters for a
+                  # supervised or generate job
+                  **{f"count/{k}": float(spent[k]) for k in BUDGETS
+                     if k != "seconds" and k in getattr(self.task, "spends", BUDGETS)},
                   "stop/reason": self.stop_reason or "iterations",
                   "stop/target_reached": float(self.stop_reason == "target"),
                   "checkpoint": str(final) if final else None}

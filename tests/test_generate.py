@@ -130,13 +130,34 @@ def test_posttrain_logs_curve_metrics_and_sample_table(tmp_path, model_dir, monk
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("gen").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["arsearch.role"] == "posttrain"
-    assert run.data.metrics["after/reward"] == pytest.approx(result.after["reward"])
-    assert run.data.metrics["before/reward"] == pytest.approx(result.before["reward"])
+    stage = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "stage/reward")}
+    assert stage == pytest.approx({0: result.before["reward"], 2: result.after["reward"]})
+    assert "count/episodes" not in run.data.metrics and "count/env_steps" not in run.data.metrics
+    assert "compressed/reward" not in run.data.metrics and "stage/reward" in run.data.metrics
     assert len(client.get_metric_history(run.info.run_id, "train/score")) == 2
-    assert len(client.get_metric_history(run.info.run_id, "eval/reward")) == 2
+    evals = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval/reward"))
+    assert len(evals) == 3 and evals[0] == (0, pytest.approx(result.before["reward"]))   # from the "before" value
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"learning_curve.png", "config.toml", "samples.json", "posttrained.safetensors"} <= artifacts
     table = json.loads((tmp_path / "out" / "samples.json").read_text())
-    assert len(table) == 20 and set(table[0]) == {"prompt", "reference", "before", "after"}
+    # right or wrong per output, and the reward when it gives partial credit (digit_match does)
+    columns = ["prompt", "reference", "before", "after", "before_correct", "after_correct", "before_reward",
+               "after_reward"]
+    assert len(table) == 20 and list(table[0]) == columns
+    assert all(row["after_correct"] == (row["after"].strip() == row["reference"].strip()) for row in table)
     logged = json.loads(open(client.download_artifacts(run.info.run_id, "samples.json", str(tmp_path))).read())
-    assert logged["columns"] == ["prompt", "reference", "before", "after"] and len(logged["data"]) == 20
+    assert logged["columns"] == columns and len(logged["data"]) == 20
+    assert all(0.0 <= row["after_reward"] <= 1.0 for row in table)
+
+
+def test_sample_table_says_right_or_wrong():
+    from arsearch.posttrain import sample_table
+
+    before = [{"prompt": "1+1=", "reference": "2", "output": " 2", "reward": 1.0},
+              {"prompt": "2+2=", "reference": "4", "output": "5", "reward": 0.0}]
+    after = [{**before[0], "output": "3", "reward": 0.0}, {**before[1], "output": "4", "reward": 1.0}]
+    rows = sample_table(before, after)
+    assert [(r["before_correct"], r["after_correct"]) for r in rows] == [(True, False), (False, True)]
+    assert "before_reward" not in rows[0]                      # a right-or-wrong reward says nothing more
+    judged = [{**r, "reference": None, "reward": v} for r, v in zip(before, (1.0, 0.0))]   # a pass/fail judge
+    assert [r["before_correct"] for r in sample_table(judged, judged)] == [True, False]

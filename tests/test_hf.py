@@ -101,3 +101,29 @@ def test_fresh_model_is_pretrained_and_saved_first(tmp_path):
     assert result.train["count/forward_examples"] == 2 * 3 * 8        # pretraining is not in the ARS budget
     again = posttrain(load_job(data=data), overwrite=True)           # the saved directory is reused
     assert not again.pretrained
+
+
+@pytest.mark.multiprocess
+def test_posttrain_from_the_cli_shows_pretraining_and_names_its_run(tmp_path):
+    """Issue 25 item 6: the pretraining epochs move a bar, transformers' loss_type warning does not leak,
+    and the command ends with the MLflow run's id and a link that opens it in the model-training view.
+    A subprocess, as a user runs it: transformers' logging writes to the real stderr, once per process."""
+    import subprocess
+
+    from tests.support.study import arsearch_cmd, env
+
+    data = job_data("generate", tmp_path / "out", **HF, **{
+        "model.path": str(tmp_path / "pre"), "model.init": "arsearch.tasks.generate:tiny_causal_lm",
+        "model.pretrain_epochs": 3, "ars.iterations": 1},
+        tracking={"enabled": True, "uri": "sqlite:///mlflow.db", "experiment": "gen"})
+    (tmp_path / "job.toml").write_text(tomli_w.dumps(data))
+    proc = subprocess.run(arsearch_cmd("posttrain", "job.toml"), cwd=tmp_path, env=env(), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    err = proc.stderr
+    assert "pretrain (Adam): 100%" in err and "3/3" in err and "loss=" in err
+    assert "loss_type" not in err and "loss_type" not in proc.stdout
+    result = json.loads(proc.stdout)
+    assert result["mlflow_run_id"] and f"MLflow run {result['mlflow_run_id']}: {result['mlflow_run_url']}" in err
+    assert result["mlflow_run_url"].endswith(f"/runs/{result['mlflow_run_id']}?workflowType=machine_learning")
+    assert "arsearch ui --tracking-uri sqlite:///mlflow.db" in err

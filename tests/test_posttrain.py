@@ -243,9 +243,21 @@ def test_posttrain_is_logged_to_mlflow(tmp_path, pretrained, monkeypatch):
 
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("pt").experiment_id])
-    assert run.data.metrics["after/accuracy"] == pytest.approx(result.after["accuracy"])
+    # before and after on one chart: stage/accuracy at step 0 (pretrained) and 2 (after ARS); no
+    # compressed stage, no compressed/* and no RL counters for a job without [compress] or episodes
+    stage = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "stage/accuracy")}
+    assert stage == pytest.approx({0: result.before["accuracy"], 2: result.after["accuracy"]})
+    assert not [k for k in run.data.metrics if k.split("/")[0] in ("before", "after", "compressed")]
+    assert "count/episodes" not in run.data.metrics and "count/env_steps" not in run.data.metrics
+    assert "0 pretrained, 2 post-trained" in run.data.tags["arsearch.stage_steps"]
+    # the eval curve starts where ARS starts, at step 0 with the pretrained model's value
+    curve = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval/accuracy"))
+    assert [s for s, _ in curve] == [0, 2, 4] and curve[0][1] == pytest.approx(result.before["accuracy"])
     assert run.data.params["ars.iterations"] == "4"
     assert len(client.get_metric_history(run.info.run_id, "train/score")) == 4
+    assert result.mlflow_run_id == run.info.run_id
+    assert result.mlflow_run_url == (f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/"
+                                     f"{run.info.run_id}?workflowType=machine_learning")
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"posttrained.pt", "config.toml"}
 
 

@@ -297,20 +297,30 @@ class GenerateTask(Task):
         return {"reward": float(self.rewards(batch, outputs).mean())}
 
     def samples(self, n: int = 20) -> list[dict]:
-        """The first `n` held-out prompts with their references and the current model's outputs."""
+        """The first `n` held-out prompts with their references, the current model's outputs and the
+        reward of each."""
         items = self.test[:n]
-        return [{**it, "output": o} for it, o in zip(items, self.outputs(items))]
+        outputs = self.outputs(items)
+        rewards = self.rewards(PromptBatch([it["prompt"] for it in items], [it["reference"] for it in items], None, None),
+                               outputs)
+        return [{**it, "output": o, "reward": float(r)} for it, o, r in zip(items, outputs, rewards)]
 
     # -- gradient baseline: cross-entropy on prompt + reference ------------------------------------
-    def train_cross_entropy(self, steps: int, lr: float = 3e-3, batch_size: int = 64, seed: int = 0) -> list[float]:
+    def train_cross_entropy(self, steps: int, lr: float = 3e-3, batch_size: int = 64, seed: int = 0,
+                            on_step=None) -> list[float]:
         """Adam on the references' tokens (teacher forcing; the prompt is context, not target).
 
-        Returns the loss of each step. Counts its sequences in ``forward_examples`` like ARS does."""
+        Returns the loss of each step (`on_step(step, loss)` hears of each). Counts its sequences in
+        ``forward_examples`` like ARS does."""
         if any(it["reference"] is None for it in self.train):
             raise ValueError("cross-entropy training needs a reference for every prompt")
         tok = self.tokenizer
         eos = tok.eos_token or ""
         model = self.model
+        if getattr(model, "loss_type", "") is None:
+            # a model class transformers does not map to a loss (GPT2LMHeadModel) warns at its first loss
+            # that it uses the causal-LM loss; that is the loss meant here, so say so and skip the warning
+            model.loss_type = "ForCausalLM"
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         rng = np.random.default_rng([seed, 1])
@@ -334,14 +344,39 @@ class GenerateTask(Task):
                 opt.step()
                 losses.append(float(loss.detach()))
                 self.count("forward_examples", batch_size)
+                if on_step is not None:
+                    on_step(len(losses), losses[-1])
         finally:
             model.eval()
             for p in model.parameters():
                 p.grad = None
         return losses
 
-    def pretrain(self, epochs: int, lr: float = 3e-3, batch_size: int = 64, seed: int = 0) -> list[float]:
-        steps = epochs * max(1, -(-len(self.train) // batch_size))
-        losses = self.train_cross_entropy(steps, lr, batch_size, seed)
-        per_epoch = max(1, steps // max(epochs, 1))
+    def pretrain(self, epochs: int, lr: float = 3e-3, batch_size: int = 64, seed: int = 0,
+                 progress: bool = False) -> list[float]:
+        """Cross-entropy pretraining for `epochs` passes over the training prompts; `progress` shows a
+        bar on stderr that moves each epoch, with the epoch's mean loss."""
+        per_epoch = max(1, -(-len(self.train) // batch_size))
+        steps = epochs * per_epoch
+        bar = None
+        if progress:
+            import sys
+
+            from tqdm import tqdm
+
+            bar = tqdm(total=epochs, desc="pretrain (Adam)", unit="epoch", file=sys.stderr)
+
+        epoch: list[float] = []
+
+        def on_step(step: int, loss: float) -> None:
+            epoch.append(loss)
+            if step % per_epoch == 0:
+                bar.set_postfix(loss=f"{np.mean(epoch):.4f}")
+                bar.update()
+                epoch.clear()
+        try:
+            losses = self.train_cross_entropy(steps, lr, batch_size, seed, on_step=on_step if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
         return [float(np.mean(losses[i:i + per_epoch])) for i in range(0, len(losses), per_epoch)]
