@@ -16,7 +16,7 @@ $(BIN)/arsearch: pyproject.toml
 
 install: $(BIN)/arsearch
 
-# The main job: the quickstart study (about 2 minutes on 2 CPU cores), its report, and where to look.
+# The main job: the quickstart study (about 3 CPU-minutes: reports/demo.md), its report, and where to look.
 # Everything it writes (runs/, mlflow.db, optuna.db) is ignored by git: a demo leaves the checkout clean.
 demo: install
 	$(BIN)/arsearch study run studies/quickstart.toml

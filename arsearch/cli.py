@@ -17,6 +17,13 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+# MLflow 3.17's UI picks its GenAI or model-training view from the URL (`workflowType`) or, failing
+# that, from the browser's last choice (default GenAI); no tag or server setting changes it, and its
+# own links to a run drop the URL's choice (docs/study.md, "Reviewing in the MLflow UI")
+VIEW_HINT = ("  MLflow shows a run in its GenAI view (\"Evaluations\") unless the link says workflowType=machine_learning "
+             "(the links arsearch prints do) or this browser chose \"Model training\" once, in the switch above an "
+             "experiment's sidebar")
+
 # where `arsearch report` writes by default: beside the runs, never over the project's committed reports/
 DEFAULT_REPORT_ROOT = "runs/reports"
 
@@ -259,6 +266,7 @@ def cmd_study_run(args) -> int:
 
         uri = redact(resolve_uri(s.tracking_uri or spec.config_for({}).tracking.uri))
         print(f"MLflow runs: arsearch ui --tracking-uri {uri}   (experiment {s.experiment or s.name!r})")
+        print(VIEW_HINT)
     print(f"report: arsearch report --storage {storage} --study-name {s.name}")
     return 0
 
@@ -418,6 +426,8 @@ def cmd_ui(args) -> int:
         print(f"  runs of experiment {name!r} ({n} runs): {url}")
     if not links:
         print(f"  {uri} holds no runs yet")
+    else:
+        print(VIEW_HINT)
     sys.stdout.flush()
     # MLflow's job runner (GenAI judges, trace roll-ups) starts ~7 more processes, which arsearch's
     # runs do not use; the user's own setting wins
