@@ -149,7 +149,7 @@ def test_a_trial_is_never_pruned_at_the_evaluation_where_it_reaches_the_target()
     reporter(3, {"eval/return": 400.0, "count/episodes": 24})       # reached: reported, not pruned
     assert trial.study.trials[0].intermediate_values == {20: -75.0}
     reporter(4, {"eval/return": 300.0, "count/episodes": 29})       # same grid step: not reported again
-    with pytest.raises(optuna.TrialPruned, match="episodes 30"):
+    with pytest.raises(optuna.TrialPruned, match=r"pruned at 30 episodes \(iteration 5\)"):
         reporter(5, {"eval/return": 300.0, "count/episodes": 36})
     loss = Reporter(optuna.create_study(pruner=AlwaysPrune()).ask(), "eval/loss", spend="forward_examples",
                     target=(0.2, True))

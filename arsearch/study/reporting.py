@@ -73,7 +73,12 @@ class Reporter:
         self.trial.report(float(value), step=step)
         self.last_step = step
         if not reached and self.trial.should_prune():
-            at = f"{self.spend} {step}" if self.spend else f"iteration {iteration}"
+            if self.spend:                # the spend in words, as the report's pruned column names it
+                from ..reports import STEP_UNITS
+
+                at = f"{step} {STEP_UNITS.get(self.spend, self.spend)} (iteration {iteration})"
+            else:
+                at = f"iteration {iteration}"
             import optuna
 
             raise optuna.TrialPruned(f"pruned at {at} with {self.metric} = {row.get(self.metric):.6g}")
