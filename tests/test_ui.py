@@ -100,6 +100,8 @@ def test_ui_starts_from_an_unactivated_venv_and_serves_the_store(tmp_cwd):
         out = (tmp_cwd / "ui.log").read_text()
         assert "not installed" not in out
         assert f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning" in out
+        # MLflow's own run links drop the view; the hint says how to keep runs in the model-training view
+        assert 'chose "Model training" once' in out
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(30)
