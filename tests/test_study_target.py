@@ -69,7 +69,7 @@ def test_spend_to_target_scores_the_spend_and_censors_a_trial_that_misses(tmp_cw
     assert study.best_trial.number == reached.number
     table = markdown_table(study)
     assert "| target |" in table and "censored" in table and "reached" in table
-    monkeypatch.setattr("arsearch.reports.study_plots", lambda *a: [])    # plots are tested elsewhere, and slow
+    monkeypatch.setattr("arsearch.reports.study_plots", lambda *a, **kw: [])    # plots are tested elsewhere, and slow
     readme = write_report(study, tmp_cwd / "reports").read_text()
     assert "Censored: 1 completed trial" in readme
 
