@@ -303,9 +303,10 @@ def cmd_study_run(args) -> int:
     try:
         spec = load_study(args.study, _study_overrides(args))
         if nodes.node_rank > 0:         # another machine's part of each distributed trial: no trial of its own
+            from .study import open_study
             from .study.follower import follow
 
-            joined = follow(spec, nodes, n_trials=args.n_trials, timeout=args.timeout)
+            joined = follow(open_study(spec)[0], spec, nodes, n_trials=args.n_trials, timeout=args.timeout)
             print(f"joined {joined} job(s) of the study {spec.settings.name!r}")
             return 0
         study = run_study(spec, progress=not args.quiet, nodes=nodes)

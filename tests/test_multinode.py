@@ -173,7 +173,8 @@ def test_a_lost_node_stops_the_other_within_the_bound_and_the_job_resumes(tmp_pa
     timeout = 10
     job = write_job(tmp_path / "job.toml", **{"task.model": "tests.support.parallel:paced_model",
                                               "ars.iterations": 100000, "checkpoint.every": 5,
-                                              "ars.timeout": timeout})
+                                              "ars.backend": "distributed", "ars.timeout": timeout})
+    assert f"timeout = {timeout}" in job.read_text()      # a key of the distributed backend: written only with it
     procs = start_nodes(spawn, tmp_path, job, free_port())
     ckpt_dir = tmp_path / "n0" / "run"
     deadline = time.time() + 240

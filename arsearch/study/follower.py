@@ -58,13 +58,10 @@ def leader_state(study: optuna.Study, nodes, state: str) -> None:
     study.set_user_attr(_leader_key(nodes), state)
 
 
-def follow(spec: StudySpec, nodes, n_trials: int | None = None, timeout: float | None = None,
+def follow(study: optuna.Study, spec: StudySpec, nodes, n_trials: int | None = None, timeout: float | None = None,
            pool: DevicePool | None = None, poll: float = POLL, out=sys.stdout) -> int:
-    """Join, one after another, the multi-machine jobs that node rank 0 starts for the study's trials;
-    the number of jobs joined (see the module's docstring for when it stops)."""
-    from .runner import open_study
-
-    study, _ = open_study(spec)
+    """Join, one after another, the multi-machine jobs that node rank 0 starts for `study`'s trials (opened
+    by `runner.open_study`); the number of jobs joined (see the module's docstring for when it stops)."""
     pool = pool or DevicePool(spec.settings.gpus or None)
     key = _leader_key(nodes)
     joined: set[str] = set()
