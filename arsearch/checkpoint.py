@@ -162,9 +162,9 @@ class ClaimedDir:
                     break
 
 
-def peek(path: str | Path, map_location="cpu") -> dict:
+def peek(path: str | Path, map_location="cpu", data: bytes | None = None) -> dict:
     """A training checkpoint's contents (CheckpointError if it is not one)."""
-    state = load(path, map_location)
+    state = load(path, map_location, data=data)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an arsearch training checkpoint")
     return state
@@ -184,11 +184,12 @@ def same_job_keys(config) -> tuple[str, ...]:
     return (*SAME_JOB_KEYS, *(f"task.{k}" for k in task_of(config).resume_keys))
 
 
-# keys a resumed job may change freely: how long it runs, how it is evaluated, tracked and saved. Any
+# keys a resumed job may change freely: how long it runs, how it is evaluated, tracked and saved, and on
+# how many ranks it runs (`ars.nproc`: every rank count computes the same update). Any
 # other change alters the training from the checkpoint on (a step size, a batch size, a split, a
 # compression), so --resume names it and refuses it unless --force.
 RESUME_MAY_CHANGE = ("ars.iterations", "stop.", "eval.", "tracking.", "checkpoint.", "task.eval_episodes",
-                     "task.eval_batch", "task.device", "ars.timeout")
+                     "task.eval_batch", "task.device", "ars.timeout", "ars.nproc")
 
 
 def _flat(data: dict, prefix: str = "") -> dict:
@@ -280,20 +281,26 @@ def check_fits(nbytes: int, what: str) -> None:
                               f"here; refused before allocating it")
 
 
-def load(path: str | Path, map_location="cpu"):
-    """`torch.load(weights_only=True)` with every failure turned into a clear CheckpointError."""
+def load(path: str | Path, map_location="cpu", data: bytes | None = None):
+    """`torch.load(weights_only=True)` with every failure turned into a clear CheckpointError. With `data`,
+    the file's bytes as another process read them (a distributed rank on another machine), `path` names it."""
+    import io
+
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    if zipfile.is_zipfile(path):        # torch's format: what its entries expand to is what loading allocates
+    source = path if data is None else io.BytesIO(data)
+    if zipfile.is_zipfile(source):        # torch's format: what its entries expand to is what loading allocates
         try:
-            with zipfile.ZipFile(path) as z:
+            with zipfile.ZipFile(source) as z:
                 expanded = sum(info.file_size for info in z.infolist())
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e})") from None
         check_fits(expanded, f"checkpoint {path} (its entries expand to {_human(expanded)})")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        if data is not None:
+            source.seek(0)
+        return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         detail = [ln for ln in lines if "GLOBAL" in ln or ln.startswith("Unsupported")]

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 
 USAGE_ERROR = 2
@@ -33,29 +32,47 @@ def _launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def _nodes(args):
+    from .launch import Nodes
+
+    return Nodes(nnodes=args.nnodes, node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint,
+                 rdzv_id=getattr(args, "rdzv_id", None), join_timeout=args.join_timeout)
+
+
 def cmd_train(args) -> int:
     from .config import ConfigError, load_job
 
     overrides = [*args.set, *_tracking_overrides(args)]
+    nodes = _nodes(args)
+    try:
+        nodes.check()
+    except ValueError as e:
+        return _fail(str(e), USAGE_ERROR)
     if args.nproc is not None:
         if args.nproc < 1:
             return _fail(f"--nproc must be >= 1, got {args.nproc}", USAGE_ERROR)
         overrides += ["ars.backend=distributed", f"ars.nproc={args.nproc}"]
+    elif nodes.multi:         # --nnodes alone: one rank per machine unless the config says more
+        overrides += ["ars.backend=distributed"]
     try:
         config = load_job(args.config, overrides)
     except ConfigError as e:
         return _fail(str(e), USAGE_ERROR)
-    if config.ars.backend == "distributed" and config.ars.nproc > 1 and not _launched():
+    if nodes.multi and config.ars.backend != "distributed":
+        return _fail(f"--nnodes {nodes.nnodes} needs ars.backend = 'distributed', not {config.ars.backend!r}",
+                     USAGE_ERROR)
+    if config.ars.backend == "distributed" and (config.ars.nproc > 1 or nodes.multi) and not _launched():
         # torchrun and its ranks do the work; this process only waits for them. What a rank would refuse
         # is refused here first, in seconds and in one line, before any rank starts
         from .checkpoint import CheckpointError
         from .job import preflight
 
         try:
-            preflight(config, resume=args.resume, overwrite=args.overwrite, force=args.force)
+            preflight(config, resume=args.resume, overwrite=args.overwrite, force=args.force,
+                      world=nodes.nnodes * config.ars.nproc, writer=nodes.node_rank == 0)
         except (ConfigError, CheckpointError, ValueError) as e:
             return _fail(str(e), USAGE_ERROR)
-        return launch_distributed(args, overrides, config.ars.nproc)
+        return launch_distributed(args, overrides, config, nodes)
     if _launched():            # a torchrun rank: in a session of its own, so torchrun's death must reach it
         from .processes import die_with_parent
 
@@ -63,7 +80,12 @@ def cmd_train(args) -> int:
     from .interrupt import StopSignals
 
     with StopSignals():        # Ctrl-C / SIGTERM: finish the iteration, save, end the MLflow run as KILLED
-        return _train(args, config)
+        code = _train(args, config)
+    if code == 0 and _launched():
+        from .launch import mark_rank_ok
+
+        mark_rank_ok()
+    return code
 
 
 def _resume_command(args, command: str = "train") -> str:
@@ -135,8 +157,12 @@ def _train(args, config) -> int:
         import torch.distributed as dist
 
         rank = os.environ.get("RANK", "?")
+        if os.environ.get("ARSEARCH_NODE_RANK") is not None:
+            rank += f" (node rank {os.environ['ARSEARCH_NODE_RANK']})"
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        if isinstance(e, dist.DistError):  # a collective failed: a peer rank died, or hung past ars.timeout
+        # a collective failed: a peer rank died (its connection closed), or hung or lost its machine past
+        # ars.timeout (Gloo raises a plain RuntimeError naming its transport then)
+        if isinstance(e, dist.DistError) or "gloo" in str(e).lower() or "timed out" in str(e).lower():
             return _fail(f"rank {rank}: a collective operation failed, so a peer rank probably died or hung "
                          f"(ars.timeout = {config.ars.timeout} s): {type(e).__name__}: {first}", 1)
         return _fail(f"rank {rank} failed: {type(e).__name__}: {first}", 1)
@@ -148,21 +174,40 @@ def _train(args, config) -> int:
     return 0
 
 
-def launch_distributed(args, overrides: list[str], nproc: int) -> int:
-    """Run this same `train` command under torchrun with `nproc` ranks on this machine."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "--max-restarts=0", "--monitor-interval=0.5", "-m", "arsearch.cli", "train", args.config]
-    for item in overrides:
-        cmd += ["--set", item]
-    cmd += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite + ["--force"] * args.force \
-        + ["--quiet"] * args.quiet
-    from .processes import die_with_parent_term
+def launch_distributed(args, overrides: list[str], config, nodes) -> int:
+    """Run this same `train` command under torchrun: `ars.nproc` ranks on this machine, which is node
+    `nodes.node_rank` of `nodes.nnodes` (one machine: torchrun --standalone)."""
+    from .launch import rendezvous_id, run_torchrun, torchrun_command
 
+    nproc = config.ars.nproc
+    argv = ["train", args.config]
+    for item in overrides:
+        argv += ["--set", item]
+    argv += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite + ["--force"] * args.force \
+        + ["--quiet"] * args.quiet
+    cmd = torchrun_command(nodes, nproc, rendezvous_id(config.checkpoint.dir), argv, timeout=nodes.join_timeout)
     # torchrun dies with this process (kill -9 included), and its ranks with torchrun (cmd_train)
-    proc = subprocess.run(cmd, preexec_fn=die_with_parent_term)
-    if proc.returncode != 0:
-        return _fail(f"distributed job failed: torchrun ({nproc} ranks) exited with code {proc.returncode}; "
-                     "the failing rank's error is printed above", 1)
+    code, stopped, started = run_torchrun(cmd, nproc, node_rank=nodes.node_rank)
+    if code != 0:
+        if stopped:
+            why = f"; {stopped}"
+        elif not started and nodes.multi:
+            why = (f"; no rank started: the {nodes.nnodes} nodes did not all join the rendezvous at "
+                   f"{nodes.rdzv_endpoint} within --join-timeout {nodes.join_timeout:g} s (was a node's launcher "
+                   f"refused? its error says why)")
+        else:
+            why = "; the failing rank's error is printed above"
+        message = f"distributed job failed: torchrun ({nodes.describe(nproc)}) exited with code {code}{why}"
+        if nodes.multi:
+            import shlex
+
+            again = shlex.join(["arsearch", "train", args.config, *[w for o in args.set for w in ("--set", o)],
+                                "--resume", *(["--nproc", str(args.nproc)] if args.nproc else []),
+                                "--nnodes", str(nodes.nnodes), "--node-rank", "R", "--rdzv-endpoint",
+                                str(nodes.rdzv_endpoint)])
+            message += (f"\nthe job's checkpoints are in {config.checkpoint.dir} on node rank 0; to continue, run on "
+                        f"every node (node rank 0 where they are): {again}")
+        return _fail(message, 1)
     return 0
 
 
@@ -240,7 +285,18 @@ def _study_overrides(args) -> dict:
     return {"storage": args.storage, "name": args.study_name, "n_trials": getattr(args, "n_trials", None),
             "timeout": getattr(args, "timeout", None), "n_jobs": getattr(args, "n_jobs", None),
             "tracking": False if getattr(args, "no_tracking", False) else None,
-            "tracking_uri": getattr(args, "tracking_uri", None)}
+            "tracking_uri": getattr(args, "tracking_uri", None), "gpus": getattr(args, "gpus", None)}
+
+
+def _gpu_list(text: str) -> list[int]:
+    """`--gpus 0,1`: this machine's GPU pool for subprocess trials."""
+    try:
+        ids = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU ids separated by commas, e.g. 0,1; got {text!r}") from None
+    if not ids or any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"expected distinct GPU ids >= 0, e.g. 0,1; got {text!r}")
+    return ids
 
 
 def cmd_study_run(args) -> int:
@@ -252,9 +308,21 @@ def cmd_study_run(args) -> int:
     from .tracking import TrackingError, redact
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    nodes = _nodes(args)
+    try:
+        nodes.check()
+    except ValueError as e:
+        return _fail(str(e), USAGE_ERROR)
     try:
         spec = load_study(args.study, _study_overrides(args))
-        study = run_study(spec, progress=not args.quiet)
+        if nodes.node_rank > 0:         # another machine's part of each distributed trial: no trial of its own
+            from .study import open_study
+            from .study.follower import follow
+
+            joined = follow(open_study(spec)[0], spec, nodes, n_trials=args.n_trials, timeout=args.timeout)
+            print(f"joined {joined} job(s) of the study {spec.settings.name!r}")
+            return 0
+        study = run_study(spec, progress=not args.quiet, nodes=nodes)
     except (ConfigError, TrackingError) as e:
         return _fail(redact(str(e)), USAGE_ERROR)
     s = spec.settings
@@ -443,6 +511,20 @@ def _tracking_args(parser) -> None:
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow (sets tracking.enabled=false)")
 
 
+def _node_args(group, rdzv_id: bool = True) -> None:
+    group.add_argument("--nnodes", type=int, default=1, metavar="N",
+                       help="machines the job runs on (default: 1); implies the distributed backend")
+    group.add_argument("--node-rank", type=int, default=0, metavar="R",
+                       help="this machine's rank, 0 to N-1; node rank 0 writes the checkpoints and the MLflow run")
+    group.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                       help="where the machines meet: node rank 0's address and a free port, the same on every node")
+    group.add_argument("--join-timeout", type=float, default=600.0, metavar="S",
+                       help="seconds a launcher waits for every machine to join (default: 600, torchrun's)")
+    if rdzv_id:
+        group.add_argument("--rdzv-id", metavar="ID",
+                           help="rendezvous id, the same on every node (default: from checkpoint.dir's name)")
+
+
 def _tracking_overrides(args) -> list[str]:
     return ([f"tracking.uri={json.dumps(args.tracking_uri)}"] if getattr(args, "tracking_uri", None) else []) + \
         (["tracking.enabled=false"] if getattr(args, "no_tracking", False) else [])
@@ -468,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--nproc", type=int, default=None, metavar="P",
                        help="run with the distributed backend on P ranks of this machine (launches torchrun)")
+    nodes = train.add_argument_group("several machines", "one job over N machines: start the same command on "
+                                     "each, with its own --node-rank (torchrun's c10d rendezvous)")
+    _node_args(nodes)
     train.set_defaults(func=cmd_train)
 
     post = sub.add_parser("posttrain", help="fine-tune a pretrained (optionally compressed) model with ARS and export it")
@@ -502,6 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-trials", type=int, help="trials this process runs (each worker runs its own count)")
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     run.add_argument("--n-jobs", type=int, help="trials in parallel threads of this process")
+    run.add_argument("--gpus", type=_gpu_list, metavar="IDS",
+                     help="this machine's GPU pool for subprocess trials, e.g. 0,1 (default: study.gpus, else "
+                          "every visible GPU); each machine of a shared study passes its own")
+    _node_args(run.add_argument_group("trials over several machines", "each distributed trial's job spans N "
+                                      "machines: node rank 0 runs the study, the others join its jobs"),
+               rdzv_id=False)
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: the base config's tracking.uri, "
                      "else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")

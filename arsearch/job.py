@@ -75,7 +75,9 @@ class Job:
         from .trainer import Trainer
 
         config = self.config
-        claim = os.environ.get("RANK", "0") == "0"      # torchrun's other ranks write nothing
+        from .launch import writes_files
+
+        claim = writes_files()      # torchrun's other ranks (other machines among them) write nothing
         if claim:
             keep = config.model.checkpoint if getattr(config, "model", None) is not None else None
             check_dir(config.checkpoint.dir, self.resume, self.overwrite, keep=keep)
@@ -135,20 +137,29 @@ class Job:
             tracker.end(status)
 
 
-def preflight(config: JobConfig, *, resume: bool = False, overwrite: bool = False, force: bool = False) -> None:
+def preflight(config: JobConfig, *, resume: bool = False, overwrite: bool = False, force: bool = False,
+              world: int = 1, writer: bool = True) -> None:
     """Every check a `Job` makes before work, made without starting it: what `train --nproc` runs in the
     launcher, so that a job its ranks would refuse is refused in seconds, before torchrun starts.
-    The checkpoint directory, the task (dataset or model imported, environment made), the checkpoint
-    to resume (it exists and was written by this job) and the directory's lock (another run in it?)."""
+    The task (dataset or model imported, environment made), enough directions for the `world` ranks
+    of all machines, and, on the machine that writes (`writer`: node rank 0), the checkpoint directory,
+    the checkpoint to resume (it exists and was written by this job) and the directory's lock
+    (another run in it?). Another node's checkpoint.dir is never written, and may not exist there."""
     from filelock import FileLock, Timeout
 
     from . import checkpoint as ckpt
     from .tasks import build_task
 
+    if config.ars.directions < world:
+        raise ValueError(f"ars.directions = {config.ars.directions} must be >= the number of ranks ({world}, on "
+                         f"every machine together): each rank scores at least one direction")
     keep = config.model.checkpoint if getattr(config, "model", None) is not None else None
-    ckpt.check_dir(config.checkpoint.dir, resume, overwrite, keep=keep)
+    if writer:
+        ckpt.check_dir(config.checkpoint.dir, resume, overwrite, keep=keep)
     task = build_task(config)
     task.close()
+    if not writer:
+        return
     if resume:
         path = ckpt.latest(config.checkpoint.dir)
         if path is None:

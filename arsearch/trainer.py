@@ -136,8 +136,10 @@ class Trainer:
             cb.on_checkpoint(self, path)
         return path
 
-    def load_checkpoint(self, path) -> None:
-        state = ckpt.load(path, map_location=self.device)
+    def load_checkpoint(self, path, state: dict | None = None) -> None:
+        """Restore the job from the checkpoint at `path` (or from `state`, its contents already read)."""
+        if state is None:
+            state = ckpt.load(path, map_location=self.device)
         if not isinstance(state, dict) or state.get("format") != ckpt.FORMAT:
             raise ckpt.CheckpointError(f"{path} is not an arsearch training checkpoint")
         try:
@@ -216,14 +218,25 @@ class Trainer:
         model, or (unless `force`) in a key that changes the training from here on."""
         import sys
 
-        path = ckpt.latest(self.dir)
+        share = getattr(self.backend, "share_file", None)
+        if share is None:
+            path = ckpt.latest(self.dir)
+            data = None
+        else:
+            # distributed: the writer's checkpoint.dir holds the checkpoints (on node rank 0; the other
+            # machines may not see it), so the writer reads the file and every rank loads those bytes
+            found = [ckpt.latest(self.dir)] if self.is_writer else [None]
+            data = share(lambda: found[0].read_bytes() if found[0] is not None else None)
+            name = share(lambda: str(found[0]).encode() if found[0] is not None else None)
+            path = Path(name.decode()) if name is not None else None
         if path is None:
-            raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.dir}")
-        saved = ckpt.peek(path, map_location=self.device)
+            raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.dir}" + (
+                "" if self.is_writer or share is None else " on node rank 0 (the machine that writes them)"))
+        saved = ckpt.peek(path, map_location=self.device, data=data)
         changed = ckpt.check_same_job(saved.get("config", ""), self.config, path, force=force)
         if changed and self.is_writer:
             print("arsearch: --force: resuming with changed keys: " + "; ".join(changed), file=sys.stderr, flush=True)
-        self.load_checkpoint(path)
+        self.load_checkpoint(path, state=saved)
         self.resumed_from = path
         if self.is_writer:
             print(f"arsearch: resuming from {path} (iteration {self.iteration})", file=sys.stderr, flush=True)

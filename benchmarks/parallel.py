@@ -12,7 +12,9 @@ Two tasks:
 
 Each is run with: the vectorized backend in one process (1 torch thread, the baseline; and 2
 threads, for reference), the hogwild backend with 2 worker processes (1 thread each), and the
-distributed backend with 2 Gloo ranks started by torchrun (1 thread each). Throughput is the
+distributed backend with 2 Gloo ranks started by torchrun (1 thread each), and the same 2 ranks
+started by two torchrun launchers meeting at a c10d rendezvous on localhost, as two machines would
+(`arsearch train --nnodes 2`), with the start-up each costs. Throughput is the
 number of candidates scored divided by the time of the training loop (start-up excluded, the
 final evaluation included). Bytes exchanged per iteration are counted by the backends themselves:
 the distributed backend's collective payload per rank, and the hogwild queue messages (pickled)
@@ -120,17 +122,42 @@ def run_local(data: dict, threads: int) -> dict:
     return measure(Trainer(load_job(data=data), progress=False))
 
 
-def run_torchrun(data: dict, nproc: int, tmp: Path) -> dict:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_torchrun(data: dict, nproc: int, tmp: Path, nnodes: int = 1) -> dict:
+    """The job under torchrun: one launcher with `nproc` ranks (--standalone), or `nnodes` launchers with
+    `nproc` ranks each meeting at a c10d rendezvous on localhost, as separate machines would."""
     config, out = tmp / "job.json", tmp / "figures.json"
     config.write_text(json.dumps(data))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           str(Path(__file__).resolve()), "--rank", str(config), str(out)]
-    subprocess.run(cmd, check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ranks = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(nproc)]
+    script = [str(Path(__file__).resolve()), "--rank", str(config), str(out)]
+    started = time.perf_counter()
+    if nnodes == 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *script]
+        subprocess.run(cmd, check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    else:
+        port = free_port()
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc-per-node={nproc}",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=bench", *script]
+        launchers = [subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                     for _ in range(nnodes)]
+        for proc in launchers:
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"a launcher failed ({proc.returncode}): {err.decode()[-2000:]}")
+    wall = time.perf_counter() - started
+    ranks = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(nproc * nnodes)]
     figures = ranks[0]
     figures["cpu_s"] = sum(r["cpu_s"] for r in ranks)      # the job's CPU time: every rank's
     figures["elapsed_s"] = max(r["elapsed_s"] for r in ranks)
+    # launch to exit, less the training loop: torchrun, rendezvous, imports, group set-up and tear-down
+    figures["startup_s"] = wall - figures["elapsed_s"]
     return figures
 
 
@@ -162,6 +189,8 @@ def main() -> None:
                  lambda b=base: run_local(set_key(set_key(b, "ars.backend", "hogwild"), "ars.workers", 2), 1)),
                 ("distributed, 2 Gloo ranks (torchrun)", 2,
                  lambda b=base: run_torchrun(set_key(b, "ars.backend", "distributed"), 2, tmp)),
+                ("distributed, 2 launchers × 1 rank (c10d rendezvous)", 2,
+                 lambda b=base: run_torchrun(set_key(b, "ars.backend", "distributed"), 1, tmp, nnodes=2)),
             ]
             baseline = None
             for name, procs, fn in runs:
@@ -220,7 +249,16 @@ def write_report(rows: list[dict], out: Path, quick: bool, wall: float) -> None:
         "- **bytes/iteration**: for `distributed`, the collective payload one rank contributes per "
         "iteration (all_gather of its scores and counters, plus V2's all_reduce of state statistics), "
         "counted by the backend; for `hogwild`, the pickled queue message per update sent to the main "
-        "process (each update also writes d·4 bytes into the shared-memory model, shown separately).",
+        "process (each update also writes d·4 bytes into the shared-memory model, shown separately);",
+        "- **start-up s** (torchrun rows): the command's wall time from launch to exit less the training "
+        "loop's: torchrun, the rendezvous, imports, the process group's set-up and tear-down.",
+        "",
+        "**Two launchers × 1 rank** is what a job over two machines does (`arsearch train --nnodes 2`), here "
+        "on one host: two torchrun launchers meeting at a c10d rendezvous on 127.0.0.1, one rank each, "
+        "beside one launcher with 2 ranks (`--nproc 2`). Both send the same bytes (Gloo uses TCP between "
+        "ranks of one machine too, so on one host the wire is the loopback in both rows); what differs is "
+        "the rendezvous (a c10d store that both launchers poll, a second agent process) and the start-up. "
+        "Between machines, add the network's latency to each iteration's all_gather.",
         "",
         f"**Target: ≥ 1.7× with 2 processes on the environment-bound task.** Measured in wall time: "
         f"{verdict} by the better mode (hogwild ×{hog['speedup']:.2f}, distributed ×{dist['speedup']:.2f}, with "
@@ -233,13 +271,20 @@ def write_report(rows: list[dict], out: Path, quick: bool, wall: float) -> None:
     for task in dict.fromkeys(r["task"] for r in rows):
         lines += [f"## {task}", "",
                   "| mode | processes | candidates/s | speed-up | cores used | candidates/CPU-s | projected speed-up "
-                  "| bytes exchanged / iteration |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| bytes exchanged / iteration | start-up s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in rows if r["task"] == task):
             extra = f" (+ {r['shared_write_bytes']:,} B written to shared memory)" if "shared_write_bytes" in r else ""
             lines.append(f"| {r['mode']} | {r['processes']} | {r['rate']:.1f} | ×{r['speedup']:.2f} | "
                          f"{r['cores_used']:.2f} | {r['per_cpu']:.1f} | ×{r['projected']:.2f} | "
-                         f"{r['bytes_per_iteration']:,.0f}{extra} |")
+                         f"{r['bytes_per_iteration']:,.0f}{extra} | "
+                         f"{format(r['startup_s'], '.1f') if 'startup_s' in r else '–'} |")
+        pair = [r for r in rows if r["task"] == task and "startup_s" in r]
+        if len(pair) == 2:
+            one, two = pair
+            lines += ["", f"2 launchers × 1 rank against 1 launcher × 2 ranks: ×{two['rate'] / one['rate']:.2f} the "
+                          f"candidates/s, ×{two['per_cpu'] / one['per_cpu']:.2f} the candidates per CPU-second, "
+                          f"{two['startup_s'] - one['startup_s']:+.1f} s of start-up."]
         d = next(r["d"] for r in rows if r["task"] == task)
         lines += ["", f"d = {d} parameters (θ as float32: {4 * d:,} B — what a parameter-averaging scheme would "
                       "send per iteration instead of scores).", ""]
@@ -269,7 +314,8 @@ def write_report(rows: list[dict], out: Path, quick: bool, wall: float) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 3.8))
     for ax, task in zip(axes, tasks):
         sel = [r for r in rows if r["task"] == task]
-        ax.barh([r["mode"] for r in sel], [r["rate"] for r in sel], color=["#888", "#bbb", "#3a7", "#37a"][-len(sel):])
+        ax.barh([r["mode"] for r in sel], [r["rate"] for r in sel],
+                color=["#888", "#bbb", "#3a7", "#37a", "#7ad"][-len(sel):])
         for i, r in enumerate(sel):
             ax.text(r["rate"], i, f" ×{r['speedup']:.2f}", va="center")
         ax.set_title(task, fontsize=9)

@@ -11,7 +11,9 @@ crosses the wire per iteration is
 Every rank then computes the same weights from the same gathered scores and applies the identical
 update (the vectorized backend's ``w @ D``), so the ranks never drift apart and, with the same
 seed, the run equals the single-process vectorized one up to the summation order of the V2
-statistics. Rank 0 alone writes checkpoints and logs (``is_writer``).
+statistics. One rank alone writes checkpoints and logs (``is_writer``): global rank 0, or under
+arsearch's multi-machine launcher local rank 0 of node rank 0 (`arsearch.launch`); a checkpoint
+to resume is read there and sent to the other ranks (`share_file`).
 
 Launch with ``torchrun --nproc_per_node P -m arsearch.cli train job.toml`` or, equivalently,
 ``arsearch train job.toml --nproc P``. Without a launcher the backend runs as a world of one
@@ -103,6 +105,7 @@ class DistributedBackend(VectorizedBackend):
             self._init_group(timeout)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.comm_device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        self.writer_rank = self._find_writer()
         self.bytes_sent = 0           # payload bytes this rank contributed to collectives, in total
         self.iterations = 0
         self._task = None
@@ -139,9 +142,42 @@ class DistributedBackend(VectorizedBackend):
             dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1, timeout=td)
         self._owns_group = True
 
+    def _find_writer(self) -> int:
+        """The global rank of the job's writer (local rank 0 of node rank 0, `launch.writes_files`): under
+        torchrun's c10d rendezvous it need not be global rank 0. Exactly one rank must claim it."""
+        from ..launch import writes_files
+
+        if self.world == 1:
+            return 0
+        claim = torch.tensor([1.0 if writes_files() else 0.0, float(self.rank) if writes_files() else 0.0],
+                             dtype=torch.float64, device=self.comm_device)
+        dist.all_reduce(claim)
+        count, rank = int(claim[0].item()), int(claim[1].item())
+        if count != 1:
+            raise ValueError(f"{count} launchers of this job say they are node rank 0 (--node-rank): exactly one "
+                             f"machine must be node rank 0, the one that writes the checkpoints")
+        return rank
+
     @property
     def is_writer(self) -> bool:
-        return self.rank == 0
+        return self.rank == self.writer_rank
+
+    def share_file(self, read) -> bytes | None:
+        """The bytes the writer gets from `read()` (None: nothing to share), on every rank: a checkpoint
+        to resume lives in the writer's checkpoint.dir, which the other machines may not see."""
+        data = read() if self.is_writer else None
+        if self.world == 1:
+            return data
+        size = torch.tensor([-1 if data is None else len(data)], dtype=torch.int64, device=self.comm_device)
+        dist.broadcast(size, src=self.writer_rank)
+        n = int(size.item())
+        if n < 0:
+            return None
+        buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8) if self.is_writer and n
+               else torch.empty(n, dtype=torch.uint8))
+        buf = buf.to(self.comm_device)
+        dist.broadcast(buf, src=self.writer_rank)
+        return data if self.is_writer else bytes(buf.cpu().numpy().tobytes())
 
     @torch.no_grad()
     def evaluate(self, space, task, noise, seeds, scale, batch):

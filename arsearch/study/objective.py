@@ -78,8 +78,10 @@ class _MetricsOnly(Callback):
 class Objective:
     """Callable for `study.optimize`: resolves the trial's config, trains, returns the metric(s)."""
 
-    def __init__(self, spec: StudySpec, study_name: str, tracker=None, pool: DevicePool | None = None):
+    def __init__(self, spec: StudySpec, study_name: str, tracker=None, pool: DevicePool | None = None,
+                 nodes=None):
         self.spec, self.study_name, self.tracker = spec, study_name, tracker
+        self.nodes = nodes          # `launch.Nodes`: this is node rank 0 of several machines a trial's job spans
         s = spec.settings
         self.pool = pool or DevicePool(s.gpus or None)
         self.output = Path(s.output) / study_name
@@ -118,7 +120,7 @@ class Objective:
                     if child is not None and "metrics" in event:
                         child.on_eval(None, event["iteration"], event["metrics"])
                 result, history = run_subprocess_trial(trial, config, trial_dir, s.metric, report, self.pool,
-                                                       on_line=on_line, reporter=reporter)
+                                                       on_line=on_line, reporter=reporter, nodes=self.nodes)
             else:
                 # the trial's directory is its own: checkpoints an earlier study of this name left there go
                 job = self._job(trial, config, reporter, child, overwrite=True)
@@ -206,7 +208,8 @@ class Objective:
                                             overwrite=overwrite, stop=stop,
                                             label=f"seed {config.seed}",
                                             env_extra={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS",
-                                                                                         str(threads))})
+                                                                                         str(threads))},
+                                            nodes=self.nodes)
             if overwrite:
                 import shutil
 

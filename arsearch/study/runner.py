@@ -608,16 +608,26 @@ def create(spec: StudySpec) -> tuple[optuna.Study, bool]:
     return study, created
 
 
-def run_study(spec: StudySpec, progress: bool = False, callbacks=None) -> optuna.Study:
+def run_study(spec: StudySpec, progress: bool = False, callbacks=None, nodes=None) -> optuna.Study:
     """Run `n_trials` trials in this process (with `n_jobs` threads). Several processes may share the storage.
-    `callbacks` are Optuna's (called after each trial; one may call `study.stop()`)."""
+    `callbacks` are Optuna's (called after each trial; one may call `study.stop()`). `nodes` (a
+    `launch.Nodes` of several machines, this one node rank 0): each distributed trial's job spans the
+    machines, whose `study run --node-rank R` join it (`study.follower`); one job at a time."""
     s = spec.settings
     validate(spec)
+    if nodes is not None and nodes.multi:
+        from .follower import check_leader
+
+        check_leader(spec, nodes)
     study, _ = open_study(spec)
     tracker = None
     if s.tracking:
         tracker = StudyTracker(connect_tracking(spec), s.experiment or s.name, study, spec)
-    objective = Objective(spec, s.name, tracker)
+    objective = Objective(spec, s.name, tracker, nodes=nodes if nodes is not None and nodes.multi else None)
+    if objective.nodes is not None:
+        from .follower import leader_state
+
+        leader_state(study, nodes, "running")
     try:
         if s.n_trials > 0:
             with warnings.catch_warnings():
@@ -630,6 +640,10 @@ def run_study(spec: StudySpec, progress: bool = False, callbacks=None) -> optuna
 
             validate_study(spec, study, tracker)
     finally:
+        if objective.nodes is not None:     # the other machines' workers stop once this one is done
+            from .follower import leader_state
+
+            leader_state(study, nodes, "done")
         if tracker is not None:             # also after Ctrl-C: what was queued is sent, the parent closed
             tracker.finish_study(Path(s.output) / s.name / "plots")
     return study

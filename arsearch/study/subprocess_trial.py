@@ -142,15 +142,35 @@ def runs_own_processes(config: JobConfig) -> bool:
     return backend_class(config.ars.backend).own_processes
 
 
-def train_command(config_path: Path, config: JobConfig, resume: bool = False, overwrite: bool = False) -> list[str]:
-    # a backend with processes of its own is launched by `arsearch train` itself, as the config says
+def train_command(config_path: Path, config: JobConfig, resume: bool = False, overwrite: bool = False,
+                  nodes=None) -> list[str]:
+    """`arsearch train` for a trial's job. A backend with processes of its own is launched by `arsearch
+    train` itself, as the config says; with `nodes` (a `launch.Nodes` over several machines, its
+    rendezvous id the job's own) its ranks span them."""
     cmd = [sys.executable, "-m", "arsearch.cli", "train", str(config_path), "--quiet",
            "--set", "tracking.enabled=false"]
     if resume:
         cmd += ["--resume"]
     elif overwrite:
         cmd += ["--overwrite"]
+    if nodes is not None and nodes.multi and runs_own_processes(config):
+        cmd += nodes.cli_args()
     return cmd
+
+
+RENDEZVOUS_ATTR = "rendezvous"     # trial user attribute: a multi-machine job the other machines join
+
+
+def multi_machine(nodes, config: JobConfig, trial_dir: Path, label: str = ""):
+    """`nodes` with the rendezvous id of this trial's job (None when the job stays on this machine)."""
+    if nodes is None or not nodes.multi or not runs_own_processes(config):
+        return None
+    from dataclasses import replace
+
+    from ..launch import rendezvous_id
+
+    job = f"{trial_dir.parent.name}-{trial_dir.name}" + (f"-{label.replace(' ', '')}" if label else "")
+    return replace(nodes, rdzv_id=rendezvous_id(job))
 
 
 def _die_with_parent() -> None:
@@ -176,11 +196,13 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
                          pool: DevicePool, on_line=None, poll: float = 0.2, every: int = 1,
                          reporter: Reporter | None = None, resume: bool = False, overwrite: bool = False,
                          stop: threading.Event | None = None, label: str = "",
-                         env_extra: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
+                         env_extra: dict[str, str] | None = None, nodes=None) -> tuple[dict, list[dict]]:
     """Run `arsearch train` for this trial; returns (metrics.json, history). Raises TrialPruned/TrialFailed.
 
     `resume`: continue the job in `trial_dir` from its checkpoint; `stop` (set by another thread) ends
-    the job early with TrialFailed; `label` ("seed 42") names the job in the trial's attributes."""
+    the job early with TrialFailed; `label` ("seed 42") names the job in the trial's attributes.
+    `nodes` (node rank 0 of several machines): a distributed job spans them; the trial's attribute
+    `rendezvous` tells the other machines' `study run` (`study.follower`) which job to join and how."""
     reporter = reporter or Reporter(trial, metric, report, every)
     trial_dir.mkdir(parents=True, exist_ok=True)
     config_path = trial_dir / "config.toml"
@@ -204,9 +226,15 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
         trial.set_user_attr("devices" + suffix, devices)
     history: list[dict] = []
     log_path = trial_dir / "train.log"
+    nodes = multi_machine(nodes, config, trial_dir, label)
+    if nodes is not None:
+        trial.set_user_attr(RENDEZVOUS_ATTR, {"id": nodes.rdzv_id, "endpoint": nodes.rdzv_endpoint,
+                                              "nnodes": nodes.nnodes, "dir": str(trial_dir), "resume": resume,
+                                              "config": to_toml(config)})
     try:
         with log_path.open("w") as log_file:
-            proc = subprocess.Popen(train_command(config_path, config, resume, overwrite), env=env, stdout=log_file,
+            proc = subprocess.Popen(train_command(config_path, config, resume, overwrite, nodes), env=env,
+                                    stdout=log_file,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_die_with_parent)
             trial.set_user_attr("pid" + suffix, proc.pid)

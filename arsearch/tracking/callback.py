@@ -11,7 +11,6 @@ run: the training result (checkpoint, metrics.json) never depends on MLflow.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -274,8 +273,10 @@ def train_callback(config: JobConfig, resume_run_id: str | None = None) -> Mlflo
     Any other run of the same checkpoint directory still RUNNING (its process was killed: the
     caller holds the directory's lock) is ended as KILLED.
     """
-    if not config.tracking.enabled or os.environ.get("RANK", "0") != "0":
-        return None                 # under torchrun only rank 0 tracks (it also writes the checkpoints)
+    from ..launch import writes_files
+
+    if not config.tracking.enabled or not writes_files():
+        return None                 # under torchrun only the writer tracks (it also writes the checkpoints)
     client = connect(config.tracking.uri)
     directory = str(Path(config.checkpoint.dir).resolve())
     tags = {ROLE_TAG: "train", DIR_TAG: directory}

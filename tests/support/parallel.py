@@ -87,3 +87,25 @@ def distributed_rank(rank: int, world: int, store: str, jobs: dict, out_dir: str
                     "scores": [h["train/score"] for h in trainer.history]}, f"{out_dir}/{name}-{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
+
+
+class _Paced(nn.Module):
+    """A small MLP whose every forward call takes at least 20 ms inside a torchrun rank (and no longer in
+    a plain process): a multi-machine job then runs long enough to be killed mid-way, while an in-process
+    reference run of the same job stays fast. The parameters and outputs are an MLP's."""
+
+    def __init__(self, input_dim, output_dim):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(input_dim, 8), nn.Tanh(), nn.Linear(8, output_dim))
+        self.paced = os.environ.get("RANK") is not None
+
+    def forward(self, x):
+        if self.paced:
+            import time
+
+            time.sleep(0.02)
+        return self.net(x)
+
+
+def paced_model(input_dim, output_dim):
+    return _Paced(input_dim, output_dim)
