@@ -132,6 +132,8 @@ class VectorizedBackend(Backend):
             replica = copy.copy(task)
             replica.model = copy.deepcopy(task.model).to(device)
             replica._stats = None   # the shallow copy would share the task's pending states
+            if hasattr(replica, "scratch"):
+                replica.scratch = None   # and the task's scratch copy of the model (on the task's device)
             self._replicas[device] = replica
         with torch.no_grad():
             for (_, dst), (_, src) in zip(replica.model.named_buffers(), task.model.named_buffers()):
@@ -179,10 +181,13 @@ class VectorizedBackend(Backend):
     def _shared_scores(self, space, task, dirs, scale, batch) -> torch.Tensor | None:
         """`Task.score_directions` in cache-sized groups of ± pairs, or None if the task has no such path.
 
-        A group holds as many pairs as the automatic chunk holds candidates: a pair shares its
-        first-layer product, so it holds about 1.5 candidates' activations, and on the digits MLP
-        (reports/throughput.md) groups of 3-4 pairs ran 15% faster than groups of 1-2 or 6-8."""
-        pairs = max(1, self.chunk_size(task, batch, 2 * len(dirs)))
+        Low rank: as many pairs as fill half the automatic chunk (a pair is two candidates' activations).
+        Full rank: as many pairs as the chunk holds candidates, since each pair also runs its own
+        first-layer GEMM, whose cost does not shrink with the group: on the digits MLP 64-256-10
+        (N 32, batch 256, a chunk of 3 candidates here) groups of 3-8 pairs ran 15-25% faster than
+        single pairs, while low rank ran fastest in single pairs (15-30% ahead of groups of 2-8)."""
+        chunk = self.chunk_size(task, batch, 2 * len(dirs))
+        pairs = max(1, chunk if dirs.matrix is not None else chunk // 2)
         return task.score_directions(space, dirs, scale, batch, pairs)
 
     @torch.no_grad()
