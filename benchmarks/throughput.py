@@ -229,8 +229,10 @@ def main() -> None:
                               f"{draw[5] * 1e3:.1f} ms = {draw[6]:.2f}× the limit (table noise, which draws none: "
                               f"{table:.2f}×)")
             if model.startswith("CNN"):
-                causes.append("the CNN has no shared forward: each candidate is one plain call with its own "
-                              "weights (`functional_call`), against the limit's calls with the model's own")
+                causes.append("the CNN has no shared forward: each candidate is one plain call of a copy of "
+                              "the model holding the candidate's weights, plus its loss (a log-sum-exp over 10 "
+                              "classes per example, which the limit does not compute) and the update; sequential "
+                              "does the same calls on the model itself")
             verdict += " Cause (measured): " + "; ".join(causes) + "."
         verdicts.append(verdict)
     if not args.skip_large:

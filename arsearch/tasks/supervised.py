@@ -265,14 +265,12 @@ class ScratchModel:
         self.source = model
         self.model = copy.deepcopy(model)
         self.seen: dict[str, tuple[int, int]] = {}
+        self.own = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
 
     @torch.no_grad()
     def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor):
-        source = dict(self.source.named_parameters())
-        source.update(self.source.named_buffers())
-        own = dict(self.model.named_parameters())
-        own.update(self.model.named_buffers())
-        for name, tensor in own.items():
+        source = {**dict(self.source.named_parameters()), **dict(self.source.named_buffers())}
+        for name, tensor in self.own.items():
             if name in params:
                 tensor.copy_(params[name][0])
                 self.seen.pop(name, None)
