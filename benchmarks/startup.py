@@ -98,10 +98,16 @@ def main() -> None:
     existing = job("existing", True, f"sqlite:///{work / 'existing.db'}")
     fresh = job("fresh", True, f"sqlite:///{work / 'fresh.db'}")
 
+    def clear_runs():
+        # every job starts in an empty checkpoint.dir (one that holds checkpoints is refused, by design)
+        shutil.rmtree(work / "runs", ignore_errors=True)
+
     def reset_existing():
+        clear_runs()
         shutil.copy(template, work / "existing.db")
 
     def reset_fresh():
+        clear_runs()
         (work / "fresh.db").unlink(missing_ok=True)
 
     cases = {
@@ -110,12 +116,12 @@ def main() -> None:
         "python -c 'import torch'": ([sys.executable, "-c", "import torch"], None),
         "python -c 'import mlflow'": ([sys.executable, "-c", "import mlflow"], None),
         "python -c 'import sklearn'": ([sys.executable, "-c", "import sklearn"], None),
-        "train, no tracking": ([*cli, "train", str(plain), "--quiet"], None),
+        "train, no tracking": ([*cli, "train", str(plain), "--quiet"], clear_runs),
         "train, tracking to an existing SQLite store": ([*cli, "train", str(existing), "--quiet"], reset_existing),
         "train, tracking to a fresh SQLite store": ([*cli, "train", str(fresh), "--quiet"], reset_fresh),
     }
     if not args.no_nproc:
-        cases["train --nproc 2, no tracking"] = ([*cli, "train", str(plain), "--quiet", "--nproc", "2"], None)
+        cases["train --nproc 2, no tracking"] = ([*cli, "train", str(plain), "--quiet", "--nproc", "2"], clear_runs)
         empty, gloo = work / "empty_rank.py", work / "gloo_rank.py"
         empty.write_text("")
         gloo.write_text("import torch.distributed as dist\ndist.init_process_group('gloo')\ndist.barrier()\n"
@@ -127,11 +133,11 @@ def main() -> None:
             "part: the launcher's checks alone (job.preflight)": (
                 [sys.executable, "-c", "import sys; from arsearch.config import load_job; from arsearch.job import "
                  "preflight; preflight(load_job(sys.argv[1], ['ars.backend=distributed', 'ars.nproc=2']))",
-                 str(plain)], None),
+                 str(plain)], clear_runs),
             "part: torchrun, 2 empty ranks": ([*torchrun, str(empty)], None),
             "part: torchrun, 2 ranks joining a Gloo group": ([*torchrun, str(gloo)], None),
             "part: torchrun, the job's 2 ranks (no launcher)": (
-                [*torchrun, "-m", "arsearch.cli", "train", str(plain), "--quiet", *nproc_overrides], None),
+                [*torchrun, "-m", "arsearch.cli", "train", str(plain), "--quiet", *nproc_overrides], clear_runs),
         }
     times: dict[str, list[float]] = {name: [] for name in cases}
     for rep in range(args.reps):
@@ -141,6 +147,8 @@ def main() -> None:
             times[name].append(timed(cmd, work, env))
             print(f"rep {rep + 1}/{args.reps}  {name}: {times[name][-1]:.2f} s", flush=True)
     med = {name: statistics.median(v) for name, v in times.items()}
+    clear_runs()
+    timed(cases["train, no tracking"][0], work, env)
     job_time = json.loads((work / "runs" / "plain" / "metrics.json").read_text()).get("time/elapsed_s")
 
     baseline_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}      # its own checkout, not this one
@@ -154,7 +162,9 @@ def main() -> None:
         for name, cmd, ours in pairs:
             times[name] = []
             for _ in range(args.reps):
+                clear_runs()
                 times[name].append(timed(cmd, work, baseline_env))
+                clear_runs()
                 times[ours].append(timed(cases[ours][0], work, env))
             med[name], med[ours] = statistics.median(times[name]), statistics.median(times[ours])
     rows = ["| command | median (s) | min–max (s) |", "|---|---|---|"]

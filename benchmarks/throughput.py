@@ -246,6 +246,11 @@ def main() -> None:
                 verdict += (f"; scoring the 2N candidates {score[6]:.2f}× the limit, the step {step[6]:.2f}× "
                             f"(it reads and writes every weight once: {step[5] * 1e3:,.0f} ms)")
             verdicts.append(verdict + ".")
+    import os
+
+    verdicts.append(f"- Load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other jobs share "
+                    "the machine): every time here grows with it; the ratios, measured in the same interleaved "
+                    "rounds, are what carries over.")
     from benchmarks.lowrank import table as lowrank_table
 
     accuracy = lowrank_table(quick=False)
