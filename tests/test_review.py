@@ -32,8 +32,9 @@ def test_train_start_up_imports_only_what_the_job_needs(tmp_cwd):
     probe = ("import subprocess, sys\nfrom arsearch.cli import main\n"
              "launched = []\n"
              "class Torchrun:\n"          # the launcher's torchrun (subprocess.Popen), recorded, not run
-             "    returncode = 0\n"
+             "    returncode, pid = 0, 0\n"
              "    def __init__(self, cmd, **kw): launched.append(cmd)\n"
+             "    def poll(self): return 0\n"
              "    def wait(self, timeout=None): return 0\n"
              "    def kill(self): pass\n"
              "subprocess.Popen = Torchrun\n"
