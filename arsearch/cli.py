@@ -63,20 +63,20 @@ def cmd_train(args) -> int:
                      USAGE_ERROR)
     if config.ars.backend == "distributed" and (config.ars.nproc > 1 or nodes.multi) and not _launched():
         # torchrun and its ranks do the work; this process only waits for them. What a rank would refuse
-        # is refused here first, in seconds and in one line, before any rank starts
-        from .checkpoint import CheckpointError
-        from .job import preflight
+        # is refused here first, in one line, before any rank acts (the ranks wait at a start gate
+        # while these checks run: arsearch/startgate.py)
+        def checks():
+            from .job import preflight
 
-        try:
             preflight(config, resume=args.resume, overwrite=args.overwrite, force=args.force,
                       world=nodes.nnodes * config.ars.nproc, writer=nodes.node_rank == 0)
-        except (ConfigError, CheckpointError, ValueError) as e:
-            return _fail(str(e), USAGE_ERROR)
-        return launch_distributed(args, overrides, config, nodes)
+
+        return launch_distributed(args, overrides, config, nodes, checks)
     if _launched():            # a torchrun rank: in a session of its own, so torchrun's death must reach it
         from .processes import die_with_parent
 
         die_with_parent(signal.SIGTERM)
+        _rank_waits_for_the_launcher()
     from .interrupt import StopSignals
 
     with StopSignals():        # Ctrl-C / SIGTERM: finish the iteration, save, end the MLflow run as KILLED
@@ -174,9 +174,23 @@ def _train(args, config) -> int:
     return 0
 
 
-def launch_distributed(args, overrides: list[str], config, nodes) -> int:
+def _rank_waits_for_the_launcher() -> None:
+    """A rank imports what every rank needs, then waits at the launcher's start gate (startgate.py)."""
+    from .startgate import ENV, wait_at_gate
+
+    if os.environ.get(ENV):
+        wait_at_gate(USAGE_ERROR, block=False)      # a refused job's rank leaves before importing torch
+        from . import job  # noqa: F401  (torch and the training stack: imported while the launcher checks)
+
+    wait_at_gate(USAGE_ERROR)
+
+
+def launch_distributed(args, overrides: list[str], config, nodes, checks=None) -> int:
     """Run this same `train` command under torchrun: `ars.nproc` ranks on this machine, which is node
-    `nodes.node_rank` of `nodes.nnodes` (one machine: torchrun --standalone)."""
+    `nodes.node_rank` of `nodes.nnodes` (one machine: torchrun --standalone). `checks()` (the job's
+    preflight) runs while torchrun and its ranks start; the ranks act only once it passed."""
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
     from .launch import rendezvous_id, run_torchrun, torchrun_command
 
     nproc = config.ars.nproc
@@ -187,7 +201,10 @@ def launch_distributed(args, overrides: list[str], config, nodes) -> int:
         + ["--quiet"] * args.quiet
     cmd = torchrun_command(nodes, nproc, rendezvous_id(config.checkpoint.dir), argv, timeout=nodes.join_timeout)
     # torchrun dies with this process (kill -9 included), and its ranks with torchrun (cmd_train)
-    code, stopped, started = run_torchrun(cmd, nproc, node_rank=nodes.node_rank)
+    try:
+        code, stopped, started = run_torchrun(cmd, nproc, node_rank=nodes.node_rank, checks=checks)
+    except (ConfigError, CheckpointError, ValueError) as e:     # refused by the checks: no rank has acted
+        return _fail(str(e), USAGE_ERROR)
     if code != 0:
         if stopped:
             why = f"; {stopped}"

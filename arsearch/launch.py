@@ -150,20 +150,35 @@ def _running(pid: int) -> bool:
 
 
 def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0,
-                 grace: float = STOP_GRACE) -> tuple[int, str | None, bool]:
+                 grace: float = STOP_GRACE, checks=None) -> tuple[int, str | None, bool]:
     """Run torchrun (`cmd`) and wait for it; (its exit code, why the launcher stopped it or None, whether
     any rank started: none did when the rendezvous never completed).
 
     torchrun dies with this process (kill -9 included; its ranks die with it). Once every rank has
     ended and fewer than `nproc` ended well, torchrun has `grace` seconds to exit before it is
-    stopped: it may hang on the rendezvous store of a machine that is gone."""
+    stopped: it may hang on the rendezvous store of a machine that is gone.
+
+    `checks()` (the job's preflight) runs once torchrun is started, while it and its ranks import;
+    the ranks wait at a start gate (`startgate.py`) until it has passed. If it raises, the ranks
+    leave silently, torchrun is ended and the exception propagates."""
     from .processes import die_with_parent_term
+    from .startgate import StartGate
 
     status = tempfile.mkdtemp(prefix="arsearch-ranks-")
-    env = {**os.environ, RANK_STATUS_ENV: status, NODE_RANK_ENV: str(node_rank)}
+    gate = StartGate()
+    env = gate.env({**os.environ, RANK_STATUS_ENV: status, NODE_RANK_ENV: str(node_rank)})
     proc = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent_term)
     seen, ended_at, reason = False, None, None
     try:
+        try:
+            if checks is not None:
+                checks()
+        except BaseException:
+            gate.stop()
+            proc.kill()
+            proc.wait()
+            raise
+        gate.go()
         while proc.poll() is None:
             kids = children(proc.pid)
             if kids:
@@ -187,6 +202,7 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0,
         raise
     finally:
         shutil.rmtree(status, ignore_errors=True)
+        gate.close()
 
 
 def _stop(proc: subprocess.Popen, wait: float = 5.0) -> None:
@@ -202,4 +218,4 @@ def torchrun_command(nodes: Nodes, nproc: int, default_id: str, argv: list[str],
     """torchrun running `python -m arsearch.cli <argv>` on `nproc` ranks of this machine, placed by `nodes`;
     `timeout` (--join-timeout) bounds the wait for the other machines at the rendezvous."""
     return [sys.executable, "-m", "torch.distributed.run", *nodes.torchrun_args(nproc, default_id, timeout),
-            "--max-restarts=0", "--monitor-interval=0.5", "-m", "arsearch.cli", *argv]
+            "--max-restarts=0", "--monitor-interval=0.1", "-m", "arsearch.cli", *argv]

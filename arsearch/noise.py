@@ -31,11 +31,28 @@ class SeedNoise:
         for n in sizes:
             yield torch.randn(n, generator=gen, device=device, dtype=dtype)
 
+    def fill(self, seed: int, out: Sequence[torch.Tensor]) -> None:
+        """Write the direction of `seed` into `out`, one contiguous tensor per chunk (the same numbers
+        `chunks` yields: `randn(out=)` draws exactly what `randn(n)` draws, without a temporary)."""
+        gen = torch.Generator(device=out[0].device)
+        gen.manual_seed(int(seed))
+        for part in out:
+            torch.randn(part.shape, generator=gen, out=part)
+
     def direction(self, seed: int, sizes: Sequence[int], device="cpu", dtype=torch.float32) -> torch.Tensor:
-        return torch.cat(list(self.chunks(seed, sizes, device, dtype)))
+        return self.directions([seed], sizes, device, dtype)[0]
 
     def directions(self, seeds: Sequence[int], sizes: Sequence[int], device="cpu", dtype=torch.float32):
-        return torch.stack([self.direction(s, sizes, device, dtype) for s in seeds])
+        """The (N, d) matrix of the directions of `seeds`, each row drawn in place (no stack, no cat)."""
+        out = torch.empty(len(seeds), int(sum(sizes)), device=device, dtype=dtype)
+        for row, seed in zip(out, seeds):
+            self.fill(seed, torch.split(row, list(sizes)))
+        return out
+
+    def parts(self, seeds: Sequence[int], sizes: Sequence[int], shapes=None, device="cpu",
+              dtype=torch.float32) -> Directions:
+        """N directions as `Directions`: one (N, d) matrix, each chunk a column block of it (a view)."""
+        return Directions.from_matrix(self.directions(seeds, sizes, device, dtype), sizes, shapes)
 
 
 class TableNoise(SeedNoise):
@@ -68,6 +85,10 @@ class TableNoise(SeedNoise):
         for n in sizes:
             yield table[offset:offset + n]
             offset += n
+
+    def fill(self, seed, out):
+        for part, chunk in zip(out, self.chunks(seed, [p.numel() for p in out], out[0].device, out[0].dtype)):
+            part.copy_(chunk.view_as(part))
 
 
 class LowRankNoise(SeedNoise):
@@ -126,9 +147,19 @@ class LowRankNoise(SeedNoise):
                 a, b = next(raw).view(m, r), next(raw).view(n, r)
                 yield (a @ b.T).mul_(r ** -0.5).view(-1)
 
-    def factors(self, seeds: Sequence[int], device="cpu", dtype=torch.float32) -> LowRankDirections:
+    def fill(self, seed, out):
+        for part, chunk in zip(out, self.chunks(seed, [p.numel() for p in out], out[0].device, out[0].dtype)):
+            part.copy_(chunk.view_as(part))
+
+    def parts(self, seeds, sizes, shapes=None, device="cpu", dtype=torch.float32) -> Directions:
+        self._check(sizes)
+        return self.factors(seeds, device, dtype)
+
+    def factors(self, seeds: Sequence[int], device="cpu", dtype=torch.float32) -> Directions:
         """The N directions of `seeds` in factored form (the same numbers `chunks` draws)."""
-        numbers = torch.stack([self._numbers(s, device, dtype) for s in seeds])     # (N, numbers per direction)
+        numbers = torch.empty(len(seeds), self.numbers_per_direction(), device=device, dtype=dtype)
+        for row, seed in zip(numbers, seeds):             # (N, numbers per direction), drawn in place
+            self.base.fill(seed, [row])
         raw = iter(torch.split(numbers, self.factor_sizes, dim=1))
         parts = []
         for mat in self.matrices:
@@ -138,32 +169,43 @@ class LowRankNoise(SeedNoise):
                 m, n, r = mat
                 a, b = next(raw).reshape(-1, m, r), next(raw).reshape(-1, n, r)
                 parts.append((a.contiguous(), b.contiguous(), r ** -0.5))
-        return LowRankDirections(parts, self.shapes)
+        return Directions(parts, self.shapes)
 
 
-class LowRankDirections:
-    """N low-rank directions in factored form.
+class Directions:
+    """N directions, one part per parameter tensor, in the layout the candidate forward reads.
 
-    ``parts[i]`` is, for parameter tensor i, either a (N, size) tensor (a full-rank vector) or a
-    triple (A (N, m, r), B (N, n', r), 1/√r) with δ_k = A_k·B_kᵀ/√r.
+    ``parts[i]`` is, for parameter tensor i, either a (N, size) tensor (full rank: a column block
+    of the (N, d) matrix `matrix` when there is one, a view, so nothing is copied) or a triple
+    (A (N, m, r), B (N, n', r), 1/√r) with δ_k = A_k·B_kᵀ/√r (low rank). The vectorized backend
+    scores candidates from it without forming θ ± ν·δ_k where the task can
+    (`Task.score_directions`), and steps with `add_to` / `combine`.
     """
 
-    def __init__(self, parts: list, shapes: list[tuple[int, ...]]):
-        self.parts, self.shapes = parts, shapes
+    def __init__(self, parts: list, shapes: list[tuple[int, ...]] | None = None, matrix: torch.Tensor | None = None):
+        self.parts, self.shapes, self.matrix = parts, shapes, matrix
+
+    @classmethod
+    def from_matrix(cls, matrix: torch.Tensor, sizes: Sequence[int], shapes=None) -> Directions:
+        return cls(list(torch.split(matrix, list(sizes), dim=1)), shapes, matrix)
 
     def __len__(self) -> int:
         first = self.parts[0]
         return len(first[0] if isinstance(first, tuple) else first)
 
-    def take(self, index) -> LowRankDirections:
+    def take(self, index) -> Directions:
         """The directions at positions `index` (a slice or a list of positions)."""
         if not isinstance(index, slice):
             index = torch.as_tensor(index, dtype=torch.long)
-        return LowRankDirections([(p[0][index], p[1][index], p[2]) if isinstance(p, tuple) else p[index]
-                                  for p in self.parts], self.shapes)
+        if self.matrix is not None:
+            return Directions.from_matrix(self.matrix[index], [p.shape[1] for p in self.parts], self.shapes)
+        return Directions([(p[0][index], p[1][index], p[2]) if isinstance(p, tuple) else p[index]
+                           for p in self.parts], self.shapes)
 
     def dense(self) -> torch.Tensor:
         """The (N, d) matrix of the directions (for backends or models without a factored path)."""
+        if self.matrix is not None:
+            return self.matrix
         cols = [torch.bmm(p[0], p[1].transpose(1, 2)).mul_(p[2]).flatten(1) if isinstance(p, tuple) else p
                 for p in self.parts]
         return torch.cat(cols, dim=1)

@@ -12,11 +12,17 @@ directions (``ars.noise_rank`` r = 1, 4, 16) and the `torcheggroll` package (EGG
 the `bench` extra) doing the same 2N-member antithetic step. Measurements are interleaved (limit,
 variants, limit, ...) and the median of each is reported, so ratios hold on a shared machine.
 
-    python benchmarks/throughput.py [--reps 15] [--threads 1] [--quick]
+    python benchmarks/throughput.py [--reps 9] [--threads 1] [--large-n 4] [--skip-large]
 
-The large model (an MLP of ~50.6M parameters) uses N = 4 (8 candidates) and batch 64 with
-``--quick``, N = 16 otherwise; a full-rank direction of it is 200 MB, which is the point. Its
-full-rank and torcheggroll rows (~20 s an iteration here) get fewer repetitions than the rest.
+The large model (an MLP of ~50.6M parameters) uses N = 4 (8 candidates) and batch 64 by default
+(issue 23's table); a full-rank direction of it is 200 MB, which is the point. Its full-rank,
+sequential and torcheggroll rows (seconds an iteration) get `--slow-reps` repetitions (2).
+
+Besides whole iterations, each model gets the parts that explain a ratio, measured in the same
+interleaved rounds: drawing the N full-rank seed-noise directions alone, and for low rank the
+scoring of the 2N candidates and the step (Σ w_k·A_k·B_kᵀ/√r into every weight matrix) apart.
+Every verdict names its target (× limit ≤ 1.11, i.e. ≥ 0.9 of the limit) and, where missed, the
+measured part that misses it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from arsearch.backends.vectorized import VectorizedBackend  # noqa: E402
 from arsearch.config import load_job  # noqa: E402
+from arsearch.noise import iteration_seeds  # noqa: E402
 from arsearch.trainer import Trainer  # noqa: E402
 
 # name: (task keys, directions N, batch)
@@ -50,6 +57,7 @@ SMALL_VARIANTS = [("sequential", "seed", 0), ("vectorized", "seed", 0), ("vector
 LARGE_VARIANTS = [("sequential", "seed", 0), ("vectorized", "seed", 0), ("vectorized", "table", 0),
                   ("vectorized", "seed", 1), ("vectorized", "seed", 4), ("vectorized", "seed", 16)]
 EGGROLL_RANK = 4
+TARGET = 1.11             # × limit: at least 0.9 of the inference limit
 
 
 def trainer_for(keys: dict, n: int, batch: int, backend: str, noise: str, rank: int, device: str,
@@ -112,11 +120,33 @@ def measure(name: str, keys: dict, n: int, batch_size: int, variants, reps: int,
     # a new iteration each call: new seeds, so no backend can reuse the previous call's directions
     counters = {v: itertools.count() for v in trainers}
     steps = {label(v): (lambda tr=t, it=counters[v]: tr.learner.step(next(it))) for v, t in trainers.items()}
+    step_weights = torch.linspace(-1e-3, 1e-3, n, dtype=torch.float64)
+    # the parts: drawing N full-rank directions; low rank's candidate scoring and its step, apart
+    seed_trainer = trainers.get(("vectorized", "seed", 0))
+    if seed_trainer is not None:
+        draws = itertools.count(10_000_000)
+        steps["  part: drawing the N seed-noise directions alone"] = (
+            lambda tr=seed_trainer: tr.noise.parts(iteration_seeds(0, next(draws), n), tr.space.sizes,
+                                                   tr.space.shapes, tr.space.device, tr.space.dtype))
+    for v, t in trainers.items():
+        if v[0] == "vectorized" and v[2] in (1, 4):
+            backend, parts_it = t.learner.backend, itertools.count(20_000_000)
+
+            def score(tr=t, be=backend, it=parts_it):
+                seeds = iteration_seeds(0, next(it), n)
+                be.evaluate(tr.space, tr.task, tr.noise, seeds, 0.03, batch)
+                return seeds
+
+            held = {}
+            steps[f"  part: {label(v)}, scoring the 2N candidates"] = (
+                lambda score=score, held=held: held.__setitem__("seeds", score()))
+            steps[f"  part: {label(v)}, the step (Σ w_k·A_k·B_kᵀ/√r)"] = (
+                lambda tr=t, be=backend, held=held: be.apply(tr.space, tr.noise, held["seeds"], step_weights))
     step = eggroll_step(copy.deepcopy(model), n, batch, EGGROLL_RANK)
     if step is not None:
         steps[f"torcheggroll (low rank r = {EGGROLL_RANK})"] = step
     slow_reps = reps if slow_reps is None else slow_reps
-    slow = {k for k in steps if "noise)" in k or k.startswith("torcheggroll")}
+    slow = {k for k in steps if "noise)" in k or k.startswith("torcheggroll")} if slow_reps < reps else set()
     times = {"one": [], "chunked": []} | {k: [] for k in steps}
     for it in range(reps + 1):
         for key, fn in [("one", one_forward), ("chunked", chunked_forward), *steps.items()]:
@@ -139,10 +169,12 @@ def measure(name: str, keys: dict, n: int, batch_size: int, variants, reps: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--quick", action="store_true", help="large model: N = 4, its slow rows 2 repetitions")
+    parser.add_argument("--large-n", type=int, default=4, help="directions N of the 50M model (batch 64)")
+    parser.add_argument("--slow-reps", type=int, default=2,
+                        help="repetitions of the 50M model's full-rank, sequential and torcheggroll rows")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--name", default="throughput", help="report name under reports/")
     args = parser.parse_args()
@@ -152,8 +184,8 @@ def main() -> None:
     for name, (keys, n, batch) in SMALL.items():
         rows += measure(name, keys, n, batch, SMALL_VARIANTS, args.reps, args.device)
     if not args.skip_large:
-        n_large, slow_large = (4, 2) if args.quick else (16, max(3, args.reps // 3))
-        rows += measure(LARGE, LARGE_KEYS, n_large, 64, LARGE_VARIANTS, args.reps, args.device, slow_large)
+        rows += measure(LARGE, LARGE_KEYS, args.large_n, 64, LARGE_VARIANTS, args.reps, args.device,
+                        min(args.slow_reps, args.reps))
 
     from benchmarks.common import REPORTS, write_report
 
@@ -162,7 +194,7 @@ def main() -> None:
         [dict(zip(("model", "d", "N", "batch", "what", "seconds", "x_limit"), r)) for r in rows], indent=1))
     lines = ["# Throughput of one ARS iteration", "", "{HEADER}",
              f"Digits mini-batches; device {args.device}; {args.threads} CPU thread(s); median of {args.reps} interleaved "
-             f"repetitions (large model's full-rank and torcheggroll rows: {'2, `--quick`' if args.quick else max(3, args.reps // 3)}) "
+             f"repetitions (large model's full-rank, sequential and torcheggroll rows: {min(args.slow_reps, args.reps)}) "
              "after one warm-up. "
              "The **limit** is the faster of the two plain forwards (× limit = 1.00); candidates/s = 2N / time.",
              "", "| model | d | N | batch | what | time per iteration | × limit | candidates/s |",
@@ -173,21 +205,52 @@ def main() -> None:
     def ratio_of(model, what):
         return next((r[6] for r in rows if r[0] == model and r[4] == what), None)
 
+    def n_of(model):
+        return next(r[2] for r in rows if r[0] == model)
+
+    def d_of(model):
+        return next(r[1] for r in rows if r[0] == model)
+
+    def part_of(model, what):
+        return next((r for r in rows if r[0] == model and r[4].strip().startswith(f"part: {what}")), None)
+
     verdicts = []
     for model in SMALL:
         seq, vec = ratio_of(model, "sequential (seed noise)"), ratio_of(model, "vectorized (seed noise)")
-        verdicts.append(f"- {model}: vectorized (seed noise) {vec:.2f}× the limit, sequential {seq:.2f}× — "
-                        f"vectorized never slower than sequential: **{'met' if vec <= seq else 'missed'}**.")
-    mlp = "MLP 64-256-10"
-    best = min((ratio_of(mlp, label(("vectorized", "seed", r))), r) for r in (0, 1, 4, 16))
-    verdicts.append(f"- {mlp}, vectorized with seed noise: {ratio_of(mlp, 'vectorized (seed noise)'):.2f}× the limit "
-                    f"at full rank; best {best[0]:.2f}× (r = {best[1]}) — target 1.1×: "
-                    f"**{'met' if best[0] <= 1.1 else 'missed'}**.")
+        table = ratio_of(model, "vectorized (table noise)")
+        draw = part_of(model, "drawing")
+        verdict = (f"- {model}: vectorized (seed noise) {vec:.2f}× the limit — target ≤ {TARGET}: "
+                   f"**{'met' if vec <= TARGET else 'missed'}**; never slower than sequential ({seq:.2f}×): "
+                   f"**{'met' if vec <= seq else 'missed'}**.")
+        if vec > TARGET:
+            causes = []
+            if draw is not None:
+                causes.append(f"drawing the N·d = {n_of(model) * d_of(model):,} normals alone takes "
+                              f"{draw[5] * 1e3:.1f} ms = {draw[6]:.2f}× the limit (table noise, which draws none: "
+                              f"{table:.2f}×)")
+            if model.startswith("CNN"):
+                causes.append("the CNN has no shared forward: each candidate is one plain call of a copy of "
+                              "the model holding the candidate's weights, plus its loss (a log-sum-exp over 10 "
+                              "classes per example, which the limit does not compute) and the update; sequential "
+                              "does the same calls on the model itself")
+            verdict += " Cause (measured): " + "; ".join(causes) + "."
+        verdicts.append(verdict)
     if not args.skip_large:
-        for r in (1, 4, 16):
-            ratio = ratio_of(LARGE, label(("vectorized", "seed", r)))
-            verdicts.append(f"- {LARGE}, low rank r = {r}: {1 / ratio:.2f} of the inference limit — target 0.9: "
-                            f"**{'met' if 1 / ratio >= 0.9 else 'missed'}**.")
+        for r in (1, 4):
+            what = label(("vectorized", "seed", r))
+            ratio = ratio_of(LARGE, what)
+            verdict = (f"- {LARGE}, low rank r = {r}: {ratio:.2f}× the limit ({1 / ratio:.2f} of it) — target ≤ "
+                       f"{TARGET}: **{'met' if ratio <= TARGET else 'missed'}**")
+            score, step = part_of(LARGE, f"{what}, scoring"), part_of(LARGE, f"{what}, the step")
+            if score is not None and step is not None:
+                verdict += (f"; scoring the 2N candidates {score[6]:.2f}× the limit, the step {step[6]:.2f}× "
+                            f"(it reads and writes every weight once: {step[5] * 1e3:,.0f} ms)")
+            verdicts.append(verdict + ".")
+    import os
+
+    verdicts.append(f"- Load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other jobs share "
+                    "the machine): every time here grows with it; the ratios, measured in the same interleaved "
+                    "rounds, are what carries over.")
     from benchmarks.lowrank import table as lowrank_table
 
     accuracy = lowrank_table(quick=False)
@@ -197,8 +260,12 @@ def main() -> None:
         verdicts += ["", *accuracy]
     lines += ["", "## Verdict", "", *verdicts, "",
               "## Reading the table", "",
-              "- Full-rank directions cost N·d random numbers per iteration (seed noise: `torch.randn`; table noise: "
-              "slices of a shared table) and 2N perturbed copies of θ; both grow with d, not with the batch.",
+              "- Full-rank directions cost N·d random numbers per iteration (seed noise: `torch.randn`, drawn in place "
+              "into one (N, d) matrix; table noise: slices of a shared table). MLPs then take a shared forward: the "
+              "first layer's x·Wᵀ runs once on the batch and each ± pair shares its x·δᵀ (one GEMM per direction, "
+              "not per candidate: half the plain forward's first-layer work), later layers read the 2N perturbed "
+              "weights formed for that layer only. So a full-rank iteration, too, can come in under the limit "
+              "once its directions are drawn; what remains above it is the drawing (the `part:` row).",
               "- Low rank (`ars.noise_rank = r`) draws r·(m+n) numbers per m×n weight matrix. MLPs then take a "
               "factored forward: every layer's h·Wᵀ is one GEMM shared by all 2N candidates, plus a rank-r "
               "correction ±ν·(h·B)·Aᵀ/√r per candidate; the step Σ w_k·A_k·B_kᵀ/√r is one (m × N·r)·(N·r × n) "

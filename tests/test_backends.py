@@ -72,7 +72,9 @@ def test_vectorized_split_over_devices_matches_single_call(tmp_path):
         trainer = Trainer(cfg, progress=False)
         trainer.run()
         results.append(trainer.space.vector())
-    assert torch.allclose(results[0], results[1], atol=1e-6)
+    # one device scores the MLP with the shared first-layer GEMM (x·Wᵀ ± ν·x·δᵀ), several devices
+    # the formed candidates θ ± ν·δ: the same arithmetic, float32 rounding apart
+    assert torch.allclose(results[0], results[1], atol=2e-5)
 
 
 def test_running_norm_matches_the_statistics_of_all_states_seen():

@@ -1,5 +1,9 @@
 """`arsearch train --nproc 2`: torchrun with 2 Gloo ranks on CPU (each start costs a few seconds)."""
 
+import os
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -45,8 +49,10 @@ def test_a_killed_rank_ends_the_job_with_a_clear_error(tmp_path, run_cli):
 
 
 @pytest.mark.parametrize("case", ["used_dir", "resume_nothing", "bad_dataset"])
-def test_nproc_refuses_what_a_rank_would_refuse_before_torchrun_starts(tmp_path, run_cli, case):
-    """The launcher makes the job's own checks: one line, exit 2, no torchrun (issue 25 item 1)."""
+def test_nproc_refuses_what_a_rank_would_refuse_before_any_rank_acts(tmp_path, run_cli, case):
+    """The launcher makes the job's own checks: one line, exit 2, nothing from torchrun or a rank (issue 25
+    item 1). Torchrun starts while they run (issue 23: start-up), but its ranks wait at the start gate
+    (arsearch/startgate.py) and leave silently when the launcher refuses the job."""
     job = write_job(tmp_path)
     args = [str(job), "--quiet", "--nproc", "2"]
     if case == "used_dir":
@@ -62,4 +68,25 @@ def test_nproc_refuses_what_a_rank_would_refuse_before_torchrun_starts(tmp_path,
     assert out.returncode == 2, out.stderr[-2000:]
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and expected in lines[0], out.stderr
-    assert "torch.distributed" not in out.stderr and "SIGTERM" not in out.stderr   # no rank ever started
+    assert "torch.distributed" not in out.stderr and "SIGTERM" not in out.stderr   # no rank ever acted
+    # and no rank outlives the command: those that had started leave at the closed gate
+    deadline = time.monotonic() + 15
+    while (left := gated_processes(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"ranks still running after the launcher refused the job: {left}"
+
+
+def gated_processes(tmp_path) -> list[int]:
+    """Processes started behind a start gate (torchrun, its ranks) whose command line names this test's files."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if b"ARSEARCH_START_GATE=" in environ and str(tmp_path) in cmdline:
+            found.append(int(proc.name))
+    return found

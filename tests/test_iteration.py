@@ -95,8 +95,10 @@ def test_a_population_of_one_without_strategies_is_the_single_learner(tmp_path):
     pop = Population.from_config(cfg, task, space, noise, backend)
     for it in range(4):
         ms, mp = single.step(it), pop.step(it)
-        assert ms["train/score"] == mp["train/score"]
-    assert torch.allclose(pop.thetas[0], single.space.vector(), atol=1e-6)
+        # the single learner's MLP forward shares x·Wᵀ (x·Wᵀ ± ν·x·δᵀ), the population forms θ ± ν·δ:
+        # the same arithmetic up to float32 rounding
+        assert ms["train/score"] == pytest.approx(mp["train/score"], rel=1e-6, abs=1e-7)
+    assert torch.allclose(pop.thetas[0], single.space.vector(), atol=1e-5)
 
 
 def test_per_learner_noise_batched_equals_the_loop(tmp_path):

@@ -17,7 +17,7 @@ from arsearch.backends.vectorized import VectorizedBackend
 from arsearch.config import ConfigError
 from arsearch.noise import LowRankNoise, TableNoise, make_noise
 from arsearch.spaces import FullSpace
-from arsearch.tasks.supervised import lowrank_mlp_forward
+from arsearch.tasks.supervised import shared_mlp_forward
 from arsearch.trainer import Trainer
 from tests.support import StopAt, make_job
 
@@ -87,7 +87,7 @@ def test_lowrank_candidate_forward_equals_explicitly_perturbed_weights(tmp_path,
         task.normalizer.update(task.pop_state_stats())
     scale = 0.2
     dirs = noise.factors(SEEDS, space.device, space.dtype)
-    out = lowrank_mlp_forward(task.model, space, dirs, scale, batch.x)
+    out = shared_mlp_forward(task.model, space, dirs, scale, batch.x)
     theta = space.vector()
     dense = noise.directions(SEEDS, space.sizes)
     explicit = []
@@ -97,7 +97,7 @@ def test_lowrank_candidate_forward_equals_explicitly_perturbed_weights(tmp_path,
             explicit.append(functional_call(task.model, {k: v[0] for k, v in params.items()}, (batch.x,)))
     torch.testing.assert_close(out, torch.stack(explicit), rtol=1e-4, atol=1e-5)
     # the task's scores agree too, and the candidates do differ from θ
-    scores = task.score_lowrank(space, dirs, scale, batch)
+    scores = task.score_directions(space, dirs, scale, batch)
     assert scores.shape == (2 * len(SEEDS),)
     assert scores.unique().numel() > 1
 
@@ -107,7 +107,7 @@ def test_models_without_a_factored_forward_fall_back_to_dense_candidates(tmp_pat
     task, space = trainer.task, trainer.space
     dirs = trainer.noise.factors(SEEDS)
     batch = task.batch(0)
-    assert task.score_lowrank(space, dirs, 0.1, batch) is None
+    assert task.score_directions(space, dirs, 0.1, batch) is None
     rp, rm = trainer.backend.evaluate(space, task, trainer.noise, SEEDS, 0.1, batch)
     theta = space.vector()
     for k, delta in enumerate(dirs.dense()):

@@ -31,7 +31,13 @@ def test_train_start_up_imports_only_what_the_job_needs(tmp_cwd):
     write_study(tmp_cwd, iterations=2)
     probe = ("import subprocess, sys\nfrom arsearch.cli import main\n"
              "launched = []\n"
-             "subprocess.run = lambda cmd, **kw: launched.append(cmd) or subprocess.CompletedProcess(cmd, 0)\n"
+             "class Torchrun:\n"          # the launcher's torchrun (subprocess.Popen), recorded, not run
+             "    returncode, pid = 0, 0\n"
+             "    def __init__(self, cmd, **kw): launched.append(cmd)\n"
+             "    def poll(self): return 0\n"
+             "    def wait(self, timeout=None): return 0\n"
+             "    def kill(self): pass\n"
+             "subprocess.Popen = Torchrun\n"
              "assert main(['train', 'base.toml', '--quiet', '--nproc', '2']) == 0\n"
              "print('LAUNCHER', 'mlflow' in sys.modules or 'optuna' in sys.modules, 'torch.distributed.run' in launched[0])\n"
              "assert main(['train', 'base.toml', '--quiet', '--set', 'tracking.enabled=false']) == 0\n"

@@ -57,13 +57,15 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = make_job("digits", tmp_path / "run", **{"ars.iterations": 20, "checkpoint.every": 5})
     trainer = Trainer(cfg, progress=False)
-    real = trainer.task.score_params
+    # the vectorized backend scores an MLP through score_directions, other candidates through score_params
+    for name in ("score_params", "score_directions"):
+        real = getattr(trainer.task, name)
 
-    def poisoned(params, batch):
-        scores = real(params, batch)
-        return scores * float("nan") if trainer.iteration >= 7 else scores
+        def poisoned(*args, real=real, **kwargs):
+            scores = real(*args, **kwargs)
+            return scores * float("nan") if trainer.iteration >= 7 and scores is not None else scores
 
-    trainer.task.score_params = poisoned
+        setattr(trainer.task, name, poisoned)
     with pytest.raises(TrainingDiverged, match=r"iteration 7.*iter_0000005.pt"):
         trainer.run()
     good = ckpt.load(tmp_path / "run" / "iter_0000005.pt")

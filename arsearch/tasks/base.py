@@ -96,10 +96,12 @@ class Task(Plugin):
     def score_params(self, params: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def score_lowrank(self, space, directions, scale: float, batch: Any) -> torch.Tensor | None:
-        """Scores (2n,) of θ + ν·δ_k then θ − ν·δ_k for n low-rank `directions` (`noise.LowRankDirections`)
-        without forming the perturbed weights, or None when the model has no such path (the backend
-        then scores the dense candidates with `score_params`)."""
+    def score_directions(self, space, directions, scale: float, batch: Any, pairs: int = 0) -> torch.Tensor | None:
+        """Scores (2n,) of θ + ν·δ_k then θ − ν·δ_k for n `directions` (`noise.Directions`: dense rows
+        or low-rank factors per parameter tensor) without forming all 2n perturbed parameter vectors,
+        or None when the model has no such path (the backend then scores the dense candidates with
+        `score_params`). `pairs` > 0: score at most that many ± pairs at a time (cache-sized groups;
+        work shared by all candidates, such as a first layer's product with the batch, runs once)."""
         return None
 
     def candidate_bytes(self, batch: Any) -> int | None:

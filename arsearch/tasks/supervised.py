@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -90,63 +91,196 @@ def _split(n: int, y: torch.Tensor, classification: bool, test_fraction: float, 
         return train_test_split(idx, test_size=test_fraction, random_state=seed)
 
 
-@torch.no_grad()
-def lowrank_mlp_forward(model: nn.Module, space, directions, scale: float, x: torch.Tensor) -> torch.Tensor | None:
-    """Outputs (2n, batch, out) of θ + ν·δ_k then θ − ν·δ_k for n low-rank directions, or None.
-
-    For a Sequential of Flatten/Linear/ReLU/Tanh whose every Linear is in `space` (a `FullSpace`
-    of the model, so θ is the model's own weights) with a factored weight direction. A layer's
-    output is the shared product h·Wᵀ (+ b), one GEMM for all 2n candidates, plus the rank-r
-    correction ±ν·(h·B_k)·A_kᵀ/√r (and ±ν·β_k for a bias). The first layer's input is the same
-    mini-batch for every candidate, so its GEMM runs once on the batch alone.
-    """
-    names = getattr(space, "names", None)
-    if names is None or getattr(space, "model", None) is None:
-        return None
-    prefix = ""
+def _mlp_plan(model: nn.Module, space):
+    """The layers of an MLP as ("linear", W, b, i_W, i_b) / ("relu",) / ("tanh",) steps (i: the
+    tensor's position in the space, so in `directions.parts`, or None for no bias), with V2's
+    normaliser (or None) and whether a Flatten comes first; None when the model or the space does
+    not fit `shared_mlp_forward`."""
+    names, params = getattr(space, "names", None), getattr(space, "params", None)
+    if names is None or getattr(space, "model", None) is None or not isinstance(params, list) \
+            or list(space.sizes) != [p.numel() for p in params]:
+        return None          # θ is not the model's own tensors one for one (a compressed space)
+    norm, prefix = None, ""
     if isinstance(model, Normalized):
-        x, model, prefix = model.norm(x), model.net, "net."
+        norm, model, prefix = model.norm, model.net, "net."
     if not isinstance(model, nn.Sequential):
         return None
-    by_name = {name: (p, part) for name, p, part in zip(names, space.params, directions.parts)}
+    by_name = {name: (p, i) for i, (name, p) in enumerate(zip(names, params))}
+    steps, flatten = [], False
+    for name, layer in model.named_children():
+        if isinstance(layer, nn.Flatten) and not steps:
+            flatten = True
+        elif isinstance(layer, nn.Linear):
+            w, iw = by_name.get(f"{prefix}{name}.weight", (None, None))
+            b, ib = by_name.get(f"{prefix}{name}.bias", (None, None))
+            if w is None or w is not layer.weight or (layer.bias is not None and b is None):
+                return None
+            steps.append(("linear", w, b, iw, ib))
+        elif isinstance(layer, (nn.ReLU, nn.Tanh)) and steps:
+            steps.append(("relu" if isinstance(layer, nn.ReLU) else "tanh",))
+        else:
+            return None
+    return (norm, flatten, steps) if steps else None
+
+
+@torch.no_grad()
+def shared_mlp_forward(model: nn.Module, space, directions, scale: float, x: torch.Tensor,
+                       pairs: int = 0) -> torch.Tensor | None:
+    """Outputs (2n, batch, out) of θ + ν·δ_k then θ − ν·δ_k for n `directions`, or None.
+
+    For a Sequential of Flatten/Linear/ReLU/Tanh whose every Linear is in `space` (a `FullSpace`
+    of the model, so θ is the model's own weights). `directions` is a `noise.Directions`: per
+    weight either dense rows δW_k or low-rank factors A_k, B_k.
+
+    - The first layer's input is the same mini-batch for every candidate, so x·Wᵀ (+ b) runs once
+      on the batch, and a ± pair shares its correction: h = x·Wᵀ + b ± ν·(x·δW_kᵀ + δb_k), one
+      GEMM per direction, not per candidate (half the plain forward's GEMMs for this layer); low
+      rank: ±ν·(x·B_k)·A_kᵀ/√r.
+    - Later layers see a different input per candidate. Dense: the 2n perturbed weights W ± ν·δW_k
+      are formed for this layer only (2n·m·n numbers, against 2n·batch·m·n for its GEMM) and read
+      by one `baddbmm`. Low rank: one GEMM h·Wᵀ shared by all 2n candidates plus the rank-r
+      correction ±ν·(h·B_k)·A_kᵀ/√r (and ±ν·δb_k for a bias).
+
+    `pairs` > 0 runs the candidates after the first layer's shared GEMM in groups of that many ±
+    pairs, so that a group's activations stay in cache (the vectorized backend's automatic chunk).
+    """
+    plan = _mlp_plan(model, space)
+    if plan is None:
+        return None
+    norm, flatten, steps = plan
+    if norm is not None:
+        x = norm(x)
+    if flatten:
+        x = x.flatten(1)
+    n = len(directions)
+    _, w, b, _, _ = steps[0]
+    base = x @ w.T if b is None else torch.addmm(b, x, w.T)     # (B, m): once for every candidate
+    pairs = n if pairs <= 0 else min(pairs, n)
+    out, workspace = None, {}
+    for start in range(0, n, pairs):
+        part = directions if pairs == n else directions.take(slice(start, start + pairs))
+        h = _pairs_forward(steps, part, scale, x, base, workspace)
+        if pairs == n:
+            return h
+        if out is None:
+            out = torch.empty((2 * n, *h.shape[1:]), dtype=h.dtype, device=h.device)
+        p = len(h) // 2
+        out[start:start + p] = h[:p]
+        out[n + start:n + start + p] = h[p:]
+    return out
+
+
+def _pairs_forward(steps, directions, scale, x, base, workspace: dict) -> torch.Tensor:
+    """`shared_mlp_forward` for one group of ± pairs, the first layer's shared product `base` given.
+
+    Every intermediate goes to a buffer of `workspace` (by layer and shape) that the next group
+    reuses, so the groups of one iteration allocate (and page in) their activations once."""
+
+    def buffer(key, shape, like):
+        shape = tuple(shape)
+        held = workspace.get(key)
+        if held is None or held.shape != shape:
+            held = workspace[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return held
+
     n = len(directions)
     h = None
-    for name, layer in model.named_children():
-        if isinstance(layer, nn.Flatten) and h is None:
-            x = x.flatten(1)
-        elif isinstance(layer, nn.Linear):
-            w, dw = by_name.get(f"{prefix}{name}.weight", (None, None))
-            b, db = by_name.get(f"{prefix}{name}.bias", (None, None))
-            if w is None or w is not layer.weight or not isinstance(dw, tuple) or (layer.bias is not None and b is None):
-                return None
-            a_k, b_k, root = dw
-            coef = scale * root                                         # ν/√r
-            if h is None:                                               # input shared by all candidates
-                base = x @ w.T if b is None else torch.addmm(b, x, w.T)             # (B, m), once
-                xb = torch.matmul(x, b_k)                                           # (n, B, r)
-                if db is None:
-                    corr = torch.bmm(xb, a_k.transpose(1, 2)).mul_(coef)          # (n, B, m)
-                else:
-                    corr = torch.baddbmm(db.unsqueeze(1), xb, a_k.transpose(1, 2), beta=scale, alpha=coef)
-                h = torch.empty((2 * n, *base.shape), dtype=base.dtype, device=base.device)
-                torch.add(base, corr, out=h[:n])
-                torch.sub(base, corr, out=h[n:])
+    for i, step in enumerate(steps):
+        if step[0] == "relu":
+            h.relu_()
+            continue
+        if step[0] == "tanh":
+            h.tanh_()
+            continue
+        _, w, b, iw, ib = step
+        dw, db = directions.parts[iw], None if ib is None else directions.parts[ib]
+        low_rank = isinstance(dw, tuple)
+        if h is None:                                               # input shared by all candidates
+            if low_rank:
+                a_k, b_k, root = dw
+                xd, right, alpha = torch.matmul(x, b_k), a_k.transpose(1, 2), scale * root      # (n, B, r)
             else:
-                p_, rows, width = h.shape
-                flat = h.reshape(p_ * rows, width)
+                xd, right, alpha = x.expand(n, *x.shape), dw.view(n, *w.shape).transpose(1, 2), scale
+            corr = buffer("corr", (n, *base.shape), base)                                   # (n, B, m)
+            if db is None:
+                torch.bmm(xd, right, out=corr).mul_(alpha)
+            else:
+                torch.baddbmm(db.unsqueeze(1), xd, right, beta=scale, alpha=alpha, out=corr)
+            h = buffer(i, (2 * n, *base.shape), base)
+            torch.add(base, corr, out=h[:n])
+            torch.sub(base, corr, out=h[n:])
+        elif not low_rank:                                          # the layer's 2n weights, formed
+            dwv = dw.view(n, *w.shape)
+            ws = buffer(("w", i), (2 * n, *w.shape), w)
+            torch.add(w, dwv, alpha=scale, out=ws[:n])
+            torch.sub(w, dwv, alpha=scale, out=ws[n:])
+            # a narrow layer (fewer outputs than batch rows, such as the 10 logits) as W·hᵀ, (m, B) per
+            # candidate: MKL ran the (B, m) orientation of the 256→10 layer at half the speed
+            narrow = w.shape[0] < h.shape[1]
+            out = buffer(i, (2 * n, w.shape[0], h.shape[1]) if narrow else (2 * n, h.shape[1], w.shape[0]), h)
+            left, right = (ws, h.transpose(1, 2)) if narrow else (h, ws.transpose(1, 2))
+            if b is None:
+                torch.bmm(left, right, out=out)
+            else:
+                bs = buffer(("b", i), (2 * n, *b.shape), b)
+                torch.add(b, db, alpha=scale, out=bs[:n])
+                torch.sub(b, db, alpha=scale, out=bs[n:])
+                torch.baddbmm(bs.unsqueeze(2) if narrow else bs.unsqueeze(1), left, right, out=out)
+            h = out.transpose(1, 2) if narrow else out
+        else:
+            a_k, b_k, root = dw
+            coef = scale * root                                     # ν/√r
+            p_, rows, width = h.shape
+            flat = h.reshape(p_ * rows, width)
+            if w.shape[0] < rows:        # narrow (see the dense case): W·hᵀ, one (m, 2n·B) GEMM, read as (2n, B, m)
+                out_t = (w @ flat.T if b is None else torch.addmm(b.unsqueeze(1), w, flat.T)).view(-1, p_, rows)
+                out = out_t.permute(1, 2, 0)
+                for sign, h_half, half_t in ((1.0, h[:n], out_t[:, :n]), (-1.0, h[n:], out_t[:, n:])):
+                    low = torch.bmm(b_k.transpose(1, 2), h_half.transpose(1, 2))             # (n, r, B)
+                    half_t.permute(1, 0, 2).baddbmm_(a_k, low, alpha=sign * coef)
+                    if db is not None:
+                        half_t.add_(db.T.unsqueeze(2), alpha=sign * scale)
+            else:
                 out = (flat @ w.T if b is None else torch.addmm(b, flat, w.T)).view(p_, rows, -1)  # the shared GEMM
                 for sign, h_half, out_half in ((1.0, h[:n], out[:n]), (-1.0, h[n:], out[n:])):
                     out_half.baddbmm_(torch.bmm(h_half, b_k), a_k.transpose(1, 2), alpha=sign * coef)
                     if db is not None:
                         out_half.add_(db.unsqueeze(1), alpha=sign * scale)
-                h = out
-        elif isinstance(layer, nn.ReLU) and h is not None:
-            h.relu_()
-        elif isinstance(layer, nn.Tanh) and h is not None:
-            h.tanh_()
-        else:
-            return None
+            h = out
     return h
+
+
+class ScratchModel:
+    """A private copy of a model that scores one candidate per plain call.
+
+    `functional_call` with a candidate's tensors ran the CNN 15-20% slower than a plain call of the
+    model (reports/throughput.md); copying the candidate's tensors into this copy costs a read of
+    them, and the copy runs at the plain call's speed. The model's other tensors (those the space
+    does not search, buffers such as V2's statistics) are copied over when they change (their
+    version counter), so the copy always computes what `functional_call(model, params)` would. The
+    model itself is never written, which hogwild's shared θ needs.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.source = model
+        self.model = copy.deepcopy(model)
+        self.seen: dict[str, tuple[int, int]] = {}
+        self.own = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+
+    @torch.no_grad()
+    def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor):
+        source = {**dict(self.source.named_parameters()), **dict(self.source.named_buffers())}
+        for name, tensor in self.own.items():
+            if name in params:
+                tensor.copy_(params[name][0])
+                self.seen.pop(name, None)
+            else:
+                src = source[name]
+                key = (src._version, src.data_ptr())
+                if self.seen.get(name) != key:
+                    tensor.copy_(src)
+                    self.seen[name] = key
+        return self.model(x)
 
 
 class UniformSampler:
@@ -250,6 +384,7 @@ class SupervisedTask(Task):
         self.metric = "accuracy" if classification else "loss"
         self.eval_metrics = ("loss", "accuracy") if classification else ("loss",)
         self.metric_direction = "maximize" if classification else "minimize"
+        self.scratch: ScratchModel | None = None        # built on the first one-candidate call
         self._check_output()
 
     def _check_output(self) -> None:
@@ -324,15 +459,16 @@ class SupervisedTask(Task):
             # one candidate per call (the automatic chunk of a model whose activations fill the cache,
             # such as the CNN): a plain call, as fast as the sequential backend's; vmap would batch
             # convolutions into grouped ones, which ran 1.5× slower on this CPU
-            out = logits(functional_call(self.model, {k: v[0] for k, v in params.items()}, (batch.x,)),
-                         self.model_name).unsqueeze(0)
+            if self.scratch is None or self.scratch.source is not self.model:
+                self.scratch = ScratchModel(self.model)
+            out = logits(self.scratch(params, batch.x), self.model_name).unsqueeze(0)
         elif out is None:   # any other model: the generic batched call
             out = vmap(lambda p: logits(functional_call(self.model, p, (batch.x,)), self.model_name))(params)
         return -self._reduce(self.per_example_loss(out, batch.y), batch.weights)
 
     @torch.no_grad()
-    def score_lowrank(self, space, directions, scale: float, batch: Batch) -> torch.Tensor | None:
-        out = lowrank_mlp_forward(self.model, space, directions, scale, batch.x)
+    def score_directions(self, space, directions, scale: float, batch: Batch, pairs: int = 0) -> torch.Tensor | None:
+        out = shared_mlp_forward(self.model, space, directions, scale, batch.x, pairs)
         if out is None:
             return None
         self.count("forward_examples", out.shape[0] * len(batch.x))
