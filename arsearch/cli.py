@@ -94,6 +94,10 @@ def _resume_command(args, command: str = "train") -> str:
     words = ["arsearch", command, args.config]
     for item in args.set:
         words += ["--set", item]
+    if getattr(args, "nproc", None):
+        words += ["--nproc", str(args.nproc)]
+    if (getattr(args, "nnodes", None) or 1) > 1:        # every node runs it, each with its own --node-rank
+        words += ["--nnodes", str(args.nnodes), "--node-rank", "R", "--rdzv-endpoint", str(args.rdzv_endpoint)]
     return shlex.join([*words, "--resume"])
 
 
@@ -132,6 +136,10 @@ def _train(args, config) -> int:
         with job:
             result = job.run()
     except TrainingInterrupted as e:
+        from .launch import report_stopped
+
+        if launched() and report_stopped(e.signum, e.iteration, e.checkpoint if job.trainer.is_writer else None):
+            return 0    # a rank under arsearch's launcher: it says where the job stopped; torchrun sees no failure
         print(f"arsearch: {_interrupted_message(e, args)}", file=sys.stderr, flush=True)
         return e.exit_code
     except KeyboardInterrupt:
@@ -201,10 +209,14 @@ def launch_distributed(args, overrides: list[str], config, nodes, checks=None) -
         + ["--quiet"] * args.quiet
     cmd = torchrun_command(nodes, nproc, rendezvous_id(config.checkpoint.dir), argv, timeout=nodes.join_timeout)
     # torchrun dies with this process (kill -9 included), and its ranks with torchrun (cmd_train)
+    interrupt: dict = {}
     try:
-        code, stopped, started = run_torchrun(cmd, nproc, node_rank=nodes.node_rank, checks=checks)
+        code, stopped, started = run_torchrun(cmd, nproc, node_rank=nodes.node_rank, checks=checks,
+                                              interrupt=interrupt)
     except (ConfigError, CheckpointError, ValueError) as e:     # refused by the checks: no rank has acted
         return _fail(str(e), USAGE_ERROR)
+    if interrupt.get("signals") or interrupt.get("stopped"):
+        return _nproc_interrupted(args, interrupt)
     if code != 0:
         if stopped:
             why = f"; {stopped}"
@@ -226,6 +238,29 @@ def launch_distributed(args, overrides: list[str], config, nodes, checks=None) -
                         f"every node (node rank 0 where they are): {again}")
         return _fail(message, 1)
     return 0
+
+
+def _nproc_interrupted(args, interrupt: dict) -> int:
+    """The launcher's line after its ranks stopped on a signal (`launch.run_torchrun` forwarded it, or it
+    reached the ranks of another machine): where they stopped and how to resume; 128 + the signal."""
+    received, stopped = interrupt.get("signals") or [], interrupt.get("stopped")
+    signum = received[0] if received else stopped["signal"]
+    name = signal.Signals(signum).name
+    if len(received) > 1:
+        print(f"arsearch: stopped at once by a second {name}: the ranks were killed; the last periodic "
+              f"checkpoint stands (resume with: {_resume_command(args)})", file=sys.stderr, flush=True)
+    elif stopped and stopped.get("checkpoint"):
+        from .interrupt import TrainingInterrupted
+
+        e = TrainingInterrupted(stopped["signal"], stopped["iteration"], stopped["checkpoint"])
+        print(f"arsearch: {_interrupted_message(e, args)}", file=sys.stderr, flush=True)
+    elif stopped:
+        print(f"arsearch: stopped by {name} at iteration {stopped['iteration']}; the checkpoint is on node rank 0",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"arsearch: stopped by {name} before the ranks began training: nothing was saved",
+              file=sys.stderr, flush=True)
+    return 128 + signum
 
 
 def cmd_posttrain(args) -> int:

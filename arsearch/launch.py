@@ -16,6 +16,8 @@ Three things here are arsearch's own, not torchrun's:
   if the machine vanished), but torchrun itself can block for good on the rendezvous store of a
   machine that vanished. The launcher watches torchrun's ranks: once all of them have ended
   and not every one ended well, torchrun gets `STOP_GRACE` seconds to exit and is then stopped.
+- **Signals.** torchrun and its ranks run in sessions of their own; the launcher forwards a Ctrl-C
+  or SIGTERM to its ranks, which stop together after one iteration and save (`run_torchrun`).
 - **Resume, not restart.** torchrun runs with ``--max-restarts 0``; a stopped job continues with
   ``arsearch train --resume`` on the same or another set of machines, with any rank count.
 
@@ -125,6 +127,26 @@ def mark_rank_ok() -> None:
         Path(status, f"{os.environ.get('LOCAL_RANK', '0')}.ok").touch()
 
 
+STOPPED_FILE = "stopped.json"              # in RANK_STATUS_ENV: where the ranks stopped on a signal
+
+
+def report_stopped(signum: int, iteration: int, checkpoint) -> bool:
+    """Called by a rank that stopped on a signal: local rank 0 tells its launcher where (the writer with the
+    checkpoint). False outside arsearch's launcher (the rank then says it itself and exits 128 + signal)."""
+    status = os.environ.get(RANK_STATUS_ENV)
+    if not status or not os.path.isdir(status):
+        return False
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        import json
+
+        tmp = Path(status, f".{STOPPED_FILE}.tmp")
+        tmp.write_text(json.dumps({"signal": int(signum), "iteration": int(iteration),
+                                   "checkpoint": str(checkpoint) if checkpoint else None}))
+        os.replace(tmp, Path(status, STOPPED_FILE))
+    mark_rank_ok()
+    return True
+
+
 def children(pid: int) -> list[int] | None:
     """`pid`'s running child processes (Linux /proc); None where they cannot be listed. A child that has
     exited but not been reaped (a zombie: torchrun blocked on a lost store reaps nothing) is not running."""
@@ -149,8 +171,8 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0,
-                 grace: float = STOP_GRACE, checks=None) -> tuple[int, str | None, bool]:
+def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = STOP_GRACE, checks=None,
+                 interrupt: dict | None = None) -> tuple[int, str | None, bool]:
     """Run torchrun (`cmd`) and wait for it; (its exit code, why the launcher stopped it or None, whether
     any rank started: none did when the rendezvous never completed).
 
@@ -160,14 +182,42 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0,
 
     `checks()` (the job's preflight) runs once torchrun is started, while it and its ranks import;
     the ranks wait at a start gate (`startgate.py`) until it has passed. If it raises, the ranks
-    leave silently, torchrun is ended and the exception propagates."""
-    from .processes import die_with_parent_term
+    leave silently, torchrun is ended and the exception propagates.
+
+    Signals: torchrun runs in a session of its own and its ranks in theirs, so a terminal's Ctrl-C
+    reaches this process only. It forwards the first SIGINT/SIGTERM to this machine's ranks, which
+    agree on it with every other rank (`Backend.agree_stop`), stop after the same iteration, save
+    (the writer), report where in `STOPPED_FILE` and exit 0, so torchrun reports no failure; a second
+    signal kills the ranks and torchrun at once. `interrupt` (a dict) receives the signals as
+    "signals" and the ranks' report as "stopped" (also when the signal reached another machine)."""
+    import json
+    import threading
+
+    from .processes import die_with_parent_term, signal_children
     from .startgate import StartGate
 
     status = tempfile.mkdtemp(prefix="arsearch-ranks-")
     gate = StartGate()
     env = gate.env({**os.environ, RANK_STATUS_ENV: status, NODE_RANK_ENV: str(node_rank)})
-    proc = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent_term)
+    received: list[int] = []
+
+    def kill_all() -> None:
+        signal_children(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def forward(signum, frame) -> None:
+        received.append(signum)
+        if len(received) > 1 or not signal_children(proc.pid, signum):   # again, or no rank yet: nothing to save
+            kill_all()
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent_term)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)
+                    if signal.getsignal(sig) is not signal.SIG_IGN}
     seen, ended_at, reason = False, None, None
     try:
         try:
@@ -183,7 +233,7 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0,
             kids = children(proc.pid)
             if kids:
                 seen, ended_at = True, None
-            elif seen and kids is not None and len(os.listdir(status)) < nproc:
+            elif seen and kids is not None and _ended_well(status) < nproc:
                 ended_at = ended_at or time.monotonic()
                 if time.monotonic() - ended_at > grace:
                     reason = (f"this node's ranks ended (not all well) and torchrun had not exited {grace:.0f} s "
@@ -193,16 +243,22 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0,
             time.sleep(POLL)
         return proc.wait(), reason, seen
     except BaseException:
-        # Ctrl-C reaches torchrun too (same process group): give it a moment, as subprocess.run does
-        try:
-            proc.wait(timeout=0.25)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        kill_all()           # in a session of its own, torchrun gets nothing from the terminal: stop it here
+        proc.wait()
         raise
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if interrupt is not None:
+            interrupt["signals"] = received
+            stopped = Path(status, STOPPED_FILE)
+            interrupt["stopped"] = json.loads(stopped.read_text()) if stopped.is_file() else None
         shutil.rmtree(status, ignore_errors=True)
         gate.close()
+
+
+def _ended_well(status: str) -> int:
+    return sum(name.endswith(".ok") for name in os.listdir(status))
 
 
 def _stop(proc: subprocess.Popen, wait: float = 5.0) -> None:

@@ -87,10 +87,11 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.stop_requested = False
         # SIGINT/SIGTERM handlers of the running command (train, posttrain): stop and save at an
-        # iteration boundary; None in threads (study trials) and where no command installed them
+        # iteration boundary; None in threads (study trials) and where no command installed them.
+        # Under torchrun every rank has them, and the ranks agree on the iteration to stop after
         from .interrupt import active
 
-        self.signals = active() if self.is_writer and config.ars.backend != "distributed" else None
+        self.signals = active()
         self.tracking_run_id: str | None = None   # the MLflow run, kept in checkpoints so --resume continues it
         self.resumed_from: Path | None = None
         self.closed = False
@@ -255,6 +256,7 @@ class Trainer:
             bar = tqdm(total=cfg.ars.iterations, initial=self.iteration, unit="it", dynamic_ncols=True)
         start = time.perf_counter() - self.elapsed
         self.stop_reason = self._stop_on_resume() if resume else None
+        signalled = False
         try:
             while self.stop_reason is None and self.iteration < cfg.ars.iterations:
                 episodes_before = self.task.counters.get("episodes", 0)
@@ -295,7 +297,8 @@ class Trainer:
                     bar.set_postfix(post, refresh=False)
                 if self.stop_requested:
                     break
-                if self.signals is not None and self.signals.requested:
+                if self._signalled():
+                    signalled = True
                     break
             if self.stop_reason is None:
                 self.stop_reason = "iterations" if self.iteration >= cfg.ars.iterations else "requested"
@@ -303,9 +306,19 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self.learner.close()   # a learner with processes of its own (hogwild) stops them, even on error
-        if self.signals is not None and self.signals.requested and self.iteration < cfg.ars.iterations:
+        if signalled and self.iteration < cfg.ars.iterations:
             raise self._interrupted()
         return self._finish()
+
+    def _signalled(self) -> bool:
+        """Whether a SIGINT/SIGTERM asks the job to stop after this iteration (every rank of a
+        distributed job calls this each iteration and gets the same answer)."""
+        if self.signals is None:
+            return False
+        signum = self.backend.agree_stop(self.signals.signum or 0)
+        if signum and self.signals.signum is None:      # another rank got it
+            self.signals.signum = signum
+        return bool(signum)
 
     def _interrupted(self):
         """Save the state at this iteration boundary (what --resume continues from), then stop."""

@@ -75,3 +75,69 @@ def test_kill_9_of_train_leaves_no_process_behind(tmp_cwd, how):
     listing = subprocess.run(["ps", "-o", "pid,ppid,stat,args", "-p", ",".join(map(str, left))],
                              capture_output=True, text=True).stdout if left else ""
     assert not left, f"orphans after kill -9 of the parent:\n{listing}"
+
+
+def no_survivors(family: list[int], timeout: float = 60) -> None:
+    """Every pid of `family` ends within `timeout`; otherwise the test fails with the `ps` listing."""
+    deadline = time.time() + timeout
+    while alive(family) and time.time() < deadline:
+        time.sleep(0.2)
+    left = alive(family)
+    listing = subprocess.run(["ps", "-o", "pid,ppid,stat,args", "-p", ",".join(map(str, left))],
+                             capture_output=True, text=True).stdout if left else ""
+    assert not left, f"processes left behind:\n{listing}"
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_signal_to_train_nproc_reaches_the_ranks_which_save_once_and_resume(tmp_cwd, sig):
+    """The terminal's Ctrl-C (SIGINT to the parent's process group) or a scheduler's SIGTERM to the
+    parent: the ranks (in sessions of their own) stop after one agreed iteration, rank 0 saves one
+    checkpoint there, the MLflow run ends KILLED, the lock is released, the parent exits 128 + signal
+    with the resume command, no process survives, and --resume continues the same run."""
+    from arsearch import checkpoint as ckpt
+    from tests.support.recovery import runs
+
+    job = write_job(tmp_cwd, **{"tracking.enabled": True, "tracking.uri": "sqlite:///mlflow.db",
+                                "tracking.experiment": "recovery", "checkpoint.every": 25})
+    proc = start(tmp_cwd, "train", str(job), "--nproc", "2", "--quiet")
+    wait_for(lambda: list((tmp_cwd / "run").glob("iter_*.pt")), timeout=240, what="the first checkpoint", proc=proc)
+    family = tree(proc.pid)
+    assert len(family) >= 3, family                  # torchrun and its 2 ranks
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)                     # what a terminal sends: the ranks are not in this group
+    else:
+        os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err and "ChildFailedError" not in err, err
+    assert f"resume with: arsearch train {job} --nproc 2 --resume" in err, err
+    no_survivors(family, timeout=30)
+    saved = sorted((tmp_cwd / "run").glob("iter_*.pt"))
+    stopped_at = ckpt.peek(saved[-1])["iteration"]
+    assert f"stopped by {signal.Signals(sig).name} at iteration {stopped_at}" in err
+    client, found = runs(tmp_cwd)
+    assert [r.info.status for r in found] == ["KILLED"]
+    assert found[0].data.tags.get("arsearch.stopped_by") == signal.Signals(sig).name
+    if sig == signal.SIGTERM:
+        return
+    done = subprocess.run([*proc.args[:3], "train", str(job), "--nproc", "2", "--quiet", "--resume",
+                           "--set", f"ars.iterations={stopped_at + 2}"], cwd=tmp_cwd, capture_output=True,
+                          text=True, timeout=300, env=__import__("tests.support.study", fromlist=["env"]).env())
+    assert done.returncode == 0, done.stderr                   # the lock was released
+    client, found = runs(tmp_cwd)
+    assert [r.info.status for r in found] == ["FINISHED"]       # the same run, continued
+
+
+@pytest.mark.multiprocess
+def test_sigterm_to_a_hogwild_train_saves_and_leaves_no_worker(tmp_cwd):
+    job = write_job(tmp_cwd)
+    proc = start(tmp_cwd, "train", str(job), "--quiet", "--set", "ars.backend=hogwild", "--set", "ars.workers=2")
+    wait_for(lambda: list((tmp_cwd / "run").glob("iter_*.pt")), timeout=240, what="the first checkpoint", proc=proc)
+    family = tree(proc.pid)
+    assert len(family) >= 2, family
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "resume with:" in err
+    no_survivors(family, timeout=30)

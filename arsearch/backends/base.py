@@ -60,6 +60,11 @@ class Backend(Plugin):
             if w != 0.0:
                 space.add_(noise.chunks(seed, space.sizes, space.device, space.dtype), w)
 
+    def agree_stop(self, signum: int) -> int:
+        """The signal every process of the job stops on at this iteration boundary (0: go on), given this
+        process's own (0 if none came). One process decides alone; ranks agree (`distributed`)."""
+        return signum
+
     # -- a population of K learners (arsearch.population) -------------------------------------------
     # The defaults loop over the learners with `evaluate` / `apply`, loading each θ into `space`
     # in turn, so every backend works with a population; the vectorized backend overrides them

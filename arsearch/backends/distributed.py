@@ -228,6 +228,13 @@ class DistributedBackend(VectorizedBackend):
             merged += replicated
         return merged
 
+    def agree_stop(self, signum: int) -> int:
+        # a signal may reach the ranks at different moments (or one rank only): the largest signal
+        # number any rank holds decides, so that every rank stops after the same iteration
+        flag = torch.tensor([signum], dtype=torch.int64, device=self.comm_device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+
     def close(self) -> None:
         if self._owns_group and dist.is_initialized():
             # Without a barrier a rank may tear its group down while a peer still talks to it.
