@@ -355,6 +355,7 @@ def cmd_study_run(args) -> int:
     import logging
 
     from .config import ConfigError
+    from .interrupt import StudyInterrupted, StudySignals
     from .study import load_study, run_study
     from .study.show import show
     from .tracking import TrackingError, redact
@@ -366,15 +367,18 @@ def cmd_study_run(args) -> int:
     except ValueError as e:
         return _fail(str(e), USAGE_ERROR)
     try:
-        spec = load_study(args.study, _study_overrides(args))
-        if nodes.node_rank > 0:         # another machine's part of each distributed trial: no trial of its own
-            from .study import open_study
-            from .study.follower import follow
+        with StudySignals():     # Ctrl-C / SIGTERM: the running trial stops, FAIL and KILLED; no new trial
+            spec = load_study(args.study, _study_overrides(args))
+            if nodes.node_rank > 0:         # another machine's part of each distributed trial: no trial of its own
+                from .study import open_study
+                from .study.follower import follow
 
-            joined = follow(open_study(spec)[0], spec, nodes, n_trials=args.n_trials, timeout=args.timeout)
-            print(f"joined {joined} job(s) of the study {spec.settings.name!r}")
-            return 0
-        study = run_study(spec, progress=not args.quiet, nodes=nodes)
+                joined = follow(open_study(spec)[0], spec, nodes, n_trials=args.n_trials, timeout=args.timeout)
+                print(f"joined {joined} job(s) of the study {spec.settings.name!r}")
+                return 0
+            study = run_study(spec, progress=not args.quiet, nodes=nodes)
+    except StudyInterrupted as e:
+        return _study_interrupted(e, args)
     except (ConfigError, TrackingError) as e:
         return _fail(redact(str(e)), USAGE_ERROR)
     s = spec.settings
@@ -389,6 +393,16 @@ def cmd_study_run(args) -> int:
         print(VIEW_HINT)
     print(f"report: arsearch report --storage {storage} --study-name {s.name}")
     return 0
+
+
+def _study_interrupted(e, args) -> int:
+    name = signal.Signals(e.signum).name
+    what = ("the running jobs saved a checkpoint and the finished ones are kept" if args.study_command == "validate"
+            else "the running trial was recorded FAIL (user attribute 'interrupted') and its MLflow run ended "
+                 "KILLED; finished trials are kept")
+    print(f"arsearch: stopped by {name}: {what}. Continue with: arsearch study {args.study_command} {args.study}",
+          file=sys.stderr, flush=True)
+    return e.exit_code
 
 
 def cmd_study_create(args) -> int:
@@ -419,6 +433,7 @@ def cmd_study_validate(args) -> int:
     from pathlib import Path
 
     from .config import ConfigError
+    from .interrupt import StudyInterrupted, StudySignals
     from .study import load_study
     from .study.runner import StudyTracker, connect_tracking, open_study, validate
     from .study.show import validation_lines
@@ -440,10 +455,13 @@ def cmd_study_validate(args) -> int:
         study, _ = open_study(spec)
         tracker = StudyTracker(connect_tracking(spec), s.experiment or s.name, study, spec) if s.tracking else None
         try:
-            summary = validate_study(spec, study, tracker)
+            with StudySignals():      # Ctrl-C / SIGTERM: the jobs running get the signal and save
+                summary = validate_study(spec, study, tracker)
         finally:
             if tracker is not None:
                 tracker.finish_study(Path(s.output) / s.name / "plots")
+    except StudyInterrupted as e:
+        return _study_interrupted(e, args)
     except (ConfigError, TrackingError) as e:
         return _fail(redact(str(e)), USAGE_ERROR)
     print("\n".join(validation_lines(summary)) if summary else "nothing to validate yet: no completed trial")

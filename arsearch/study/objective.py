@@ -19,6 +19,7 @@ import optuna
 
 from ..callbacks import Callback
 from ..config import ConfigError, JobConfig
+from ..interrupt import StudyInterrupted
 from .reporting import PruningCallback, Reporter, TrialFailed, report_every
 from .space import StudySpec
 from .subprocess_trial import (  # noqa: F401 (the protocol's names, importable from here as before)
@@ -147,6 +148,13 @@ class Objective:
             return values[0] if len(values) == 1 else values
         except optuna.TrialPruned:
             state = "PRUNED"
+            raise
+        except StudyInterrupted as e:
+            # Optuna records it FAIL (it is a KeyboardInterrupt) and re-raises it; the attribute says why,
+            # with no fail_reason (an interrupted trial is not a failed configuration)
+            import signal
+
+            trial.set_user_attr("interrupted", signal.Signals(e.signum).name)
             raise
         except Exception as e:
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, TrialFailed) else str(e)

@@ -121,6 +121,11 @@ class PruningCallback(Callback):
                  reporter: Reporter | None = None):
         self.reporter = reporter or Reporter(trial, metric, report, every)
 
+    def on_iteration(self, trainer, iteration: int, metrics: dict[str, float]) -> None:
+        from ..interrupt import check_study
+
+        check_study()          # a Ctrl-C / SIGTERM to the study stops its in-process trials here
+
     def on_eval(self, trainer, iteration: int, metrics: dict[str, float]) -> None:
         row = trainer.history[-1] if trainer.history else {}
         self.reporter(iteration, {**row, **metrics})

@@ -303,7 +303,10 @@ class StudyTracker:
         from ..tracking import STATE_TAG
 
         cb.log_checkpoint = state == "COMPLETE"
+        stopped_by = trial.user_attrs.get("interrupted") if state == "FAIL" else None
         tags = {STATE_TAG: state}
+        if stopped_by:        # stopped by a signal to the study: Optuna records FAIL, MLflow says KILLED
+            tags.update({"arsearch.stopped_by": stopped_by, "arsearch.interrupted": "true"})
         if isinstance(result, dict) and result.get("stop/reason"):
             tags["arsearch.stop_reason"] = str(result["stop/reason"])
         if "censored" in trial.user_attrs:        # spend-to-target: missed the target within the budget
@@ -325,12 +328,13 @@ class StudyTracker:
             tags["arsearch.fail_reason"] = reason[:5000]
         # the runs table shows no metric column until one is picked, but always the run name: put the
         # objective (or the pruning) there, so the table reads like the study at a glance
-        name = _run_label(trial.number, state, result or {}, self.spec.settings.metrics, tags.get("arsearch.pruned_at"))
+        name = _run_label(trial.number, "INTERRUPTED" if stopped_by else state, result or {},
+                          self.spec.settings.metrics, tags.get("arsearch.pruned_at"))
         if cb.run_id:
             cb.submit(lambda: cb.safe("rename run", self.client.update_run, cb.run_id, name=name))
         # queued on the study's sending thread: the next trial starts while this one's artifacts upload
-        cb.finish(result or {}, history, status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
-                  tags=tags)
+        status = "KILLED" if stopped_by else {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
+        cb.finish(result or {}, history, status=status, tags=tags)
         metric = self.spec.settings.metrics[0]
         value = (result or {}).get(f"study/{metric}", (result or {}).get(metric))
         self.log_progress(trial.number, state, value if state == "COMPLETE" else None)
@@ -628,6 +632,11 @@ def run_study(spec: StudySpec, progress: bool = False, callbacks=None, nodes=Non
         from .follower import leader_state
 
         leader_state(study, nodes, "running")
+    from ..interrupt import study_signals
+
+    signals = study_signals()
+    if signals is not None:           # a first Ctrl-C / SIGTERM: no new trial starts
+        signals.on_stop.append(study.stop)
     try:
         if s.n_trials > 0:
             with warnings.catch_warnings():

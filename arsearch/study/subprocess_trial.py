@@ -26,6 +26,7 @@ from typing import Any
 
 from ..callbacks import Callback
 from ..config import JobConfig, to_toml
+from ..interrupt import StudyInterrupted, study_signals
 from .reporting import Reporter, TrialFailed
 
 EVAL_LOG_ENV = "ARSEARCH_EVAL_LOG"
@@ -120,12 +121,16 @@ class DevicePool:
                 f.close()
 
 
-def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop the child and everything it started (torchrun's ranks): SIGTERM, then SIGKILL."""
+# seconds a trial's child gets to finish its iteration and save after the study forwarded a signal
+STOP_GRACE = 60.0
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    """Stop the child and everything it started (torchrun's ranks): `sig`, then SIGKILL after `grace` s."""
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -260,6 +265,11 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
                                 reporter(event["iteration"], history[-1])
                     if done:
                         break
+                    signals = study_signals()
+                    if signals is not None and signals.signum is not None:
+                        # the study was stopped: the child gets the same signal, saves and ends
+                        _kill_group(proc, STOP_GRACE, signals.signum)
+                        raise StudyInterrupted(signals.signum)
                     if stop is not None and stop.is_set():
                         raise TrialFailed(f"stopped{suffix}: another job of this trial failed or was pruned")
                     time.sleep(poll)
