@@ -325,6 +325,20 @@ def latest(directory: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def resumable(directory: str | Path) -> Path | None:
+    """What `--resume` continues from: the latest iteration checkpoint, or final.pt when it is further
+    on (a job that ended, or a posttrain stopped in its export: resuming it only finishes and exports)."""
+    path = latest(directory)
+    final = Path(directory) / "final.pt"
+    if final.is_file():
+        try:
+            if path is None or int(peek(final).get("iteration", -1)) > int(path.stem.split("_")[1]):
+                return final
+        except (CheckpointError, ValueError, TypeError):
+            pass
+    return path
+
+
 # ---------------------------------------------------------------------------------------------
 # Model weights from a checkpoint: a plain state_dict, an arsearch training checkpoint, or an
 # arsearch post-training export. Used by post-training and by any job with a [model] checkpoint.

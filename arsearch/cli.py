@@ -106,7 +106,8 @@ def _interrupted_message(e, args, command: str = "train") -> str:
 
     name = signal.Signals(e.signum).name
     if e.checkpoint is None:
-        return f"stopped by {name} before the first iteration finished: no checkpoint to resume from"
+        return (f"stopped by {name} before the first iteration finished (during set-up or pretraining): "
+                f"no checkpoint to resume from")
     return (f"stopped by {name} at iteration {e.iteration}; the checkpoint is {e.checkpoint}\n"
             f"resume with: {_resume_command(args, command)}")
 
@@ -266,7 +267,7 @@ def _nproc_interrupted(args, interrupt: dict) -> int:
 def cmd_posttrain(args) -> int:
     from .checkpoint import CheckpointError, CheckpointWriteError
     from .config import ConfigError, load_job
-    from .interrupt import StopSignals, TrainingInterrupted
+    from .interrupt import ExportInterrupted, StopSignals, TrainingInterrupted
     from .posttrain import posttrain
     from .trainer import TrainingDiverged
 
@@ -281,6 +282,11 @@ def cmd_posttrain(args) -> int:
         args.set = [*args.set, *shortcuts]
         print(f"arsearch: {_interrupted_message(e, args, 'posttrain')}", file=sys.stderr, flush=True)
         return e.exit_code
+    except ExportInterrupted as e:
+        args.set = [*args.set, *shortcuts]
+        return _fail(f"stopped by {signal.Signals(e.signum).name} during the export: the fine-tuning is complete "
+                     f"in {config.checkpoint.dir}/final.pt and no export file is half-written\n"
+                     f"export with: {_resume_command(args, 'posttrain')}", e.exit_code)
     except KeyboardInterrupt:
         return _fail("stopped at once; the last periodic checkpoint (if any) stands", 130)
     except CheckpointWriteError as e:

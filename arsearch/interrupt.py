@@ -118,6 +118,13 @@ class StopSignals:
         raise KeyboardInterrupt
 
 
+def check_pretraining() -> None:
+    """Raise TrainingInterrupted (no checkpoint) if a signal came: posttrain's Adam pretraining calls this
+    after every mini-batch, so a SIGTERM stops it within one step rather than after every epoch."""
+    if _active is not None and _active.signum is not None:
+        raise TrainingInterrupted(_active.signum, 0, None)
+
+
 def active() -> StopSignals | None:
     """The handlers installed by the command now running, if any (a Trainer picks them up)."""
     return _active

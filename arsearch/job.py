@@ -123,7 +123,8 @@ class Job:
             status = "FINISHED"
         elif isinstance(error, (TrainingInterrupted, KeyboardInterrupt)):
             status = "KILLED"
-            signum = error.signum if isinstance(error, TrainingInterrupted) else signal.SIGINT
+            # posttrain's ExportInterrupted and a study's StudyInterrupted carry their signal too
+            signum = getattr(error, "signum", None) or signal.SIGINT
             tags["arsearch.stopped_by"] = signal.Signals(signum).name
         else:
             status = "FAILED"
@@ -161,7 +162,7 @@ def preflight(config: JobConfig, *, resume: bool = False, overwrite: bool = Fals
     if not writer:
         return
     if resume:
-        path = ckpt.latest(config.checkpoint.dir)
+        path = ckpt.resumable(config.checkpoint.dir)
         if path is None:
             raise ckpt.CheckpointError(f"--resume: no checkpoint in {config.checkpoint.dir}")
         ckpt.check_same_job(ckpt.peek(path).get("config", ""), config, path, force=force)

@@ -31,6 +31,7 @@ the export are post-training's own.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from . import checkpoint as ckpt
 from . import weights
 from .callbacks import Callback
 from .config import ConfigError, JobConfig
+from .interrupt import ExportInterrupted, active, check_pretraining
 from .spaces import ParameterSpace
 from .tasks import build_task
 from .weights import base_model, load_weights  # noqa: F401 (public here too, as before)
@@ -88,6 +90,7 @@ def pretrain(task, epochs: int, lr: float = 0.01, batch_size: int = 64, seed: in
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
+            check_pretraining()          # a SIGINT/SIGTERM stops pretraining within one mini-batch
         losses.append(total / n)
         if bar is not None:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -218,7 +221,7 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
 
     def start_tracking(config: JobConfig, resume_run_id: str | None):
         nonlocal tracking_error         # a store that cannot be used costs the tracking, never the result
-        tracker, tracking_error = _tracker(config)
+        tracker, tracking_error = _tracker(config, resume_run_id)
         return tracker
     tracked = track if track is not None else config.tracking.enabled
     # the job owns the task from here: it closes it, ends the MLflow run and releases the directory
@@ -233,11 +236,22 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
         full_dim = sum(p.numel() for p in base_model(task).parameters())
         _phase(progress, f"fine-tuning with ARS: {space.dim} searched values, {config.ars.iterations} iterations")
         train = job.run()
-        result = _export(config, task, space, train, pretrained, before, compressed, full_dim, progress)
-        samples = None
-        if samples_before is not None:
-            samples = sample_table(samples_before, task.samples(len(samples_before)))
-            (Path(config.checkpoint.dir) / "samples.json").write_text(json.dumps(samples, indent=2) + "\n")
+        # the fine-tuning is complete in final.pt: a signal now stops the export at once (ExportInterrupted,
+        # exit 128 + signal), and every file of it is written under a temporary name and renamed in
+        signals = active()
+        if signals is not None:
+            if signals.requested:          # it came during the last iteration or final.pt's write
+                raise ExportInterrupted(signals.signum)
+            signals.exporting = True
+        try:
+            result = _export(config, task, space, train, pretrained, before, compressed, full_dim, progress)
+            samples = None
+            if samples_before is not None:
+                samples = sample_table(samples_before, task.samples(len(samples_before)))
+                _write_text(Path(config.checkpoint.dir) / "samples.json", json.dumps(samples, indent=2) + "\n")
+        finally:
+            if signals is not None:
+                signals.exporting = False
         if job.tracker is not None:
             _phase(progress, "logging the run to MLflow")
             tracking_error = finish_tracking(job.tracker, result, samples, compressed=config.compress is not None)
@@ -279,9 +293,7 @@ def _export(config, task, space, train, pretrained, before, compressed, full_dim
     state = base_model(task).state_dict()      # written as it is: no second copy of a large model
     exported = weights.export(out_dir / "posttrained", state, fmt)
     if config.model is not None and config.model.path:
-        from .models import save_hf
-
-        save_hf(task.model, getattr(task, "tokenizer", None), out_dir / "model")
+        _save_hf_atomic(task, out_dir / "model")
     compressed_path = None
     from .compress import CompressedSpace, compressed_form, form_bytes
 
@@ -293,25 +305,58 @@ def _export(config, task, space, train, pretrained, before, compressed, full_dim
     result = PosttrainResult(before=before, compressed=compressed, after=after, search_dim=space.dim,
                              full_dim=full_dim, train=train, checkpoint=str(exported),
                              compressed_checkpoint=compressed_path, stored_bytes=stored, pretrained=pretrained)
-    (out_dir / "posttrain.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    _write_text(out_dir / "posttrain.json", json.dumps(result.to_dict(), indent=2) + "\n")
     return result
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a file under a temporary name and rename it in: a signal or a full disk leaves no half of it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_hf_atomic(task, directory: Path) -> None:
+    """`save_pretrained` into a temporary directory beside `directory`, renamed in once complete: a signal
+    or a full disk never leaves a half-written model directory (an older complete one stays until then)."""
+    import shutil
+
+    from .models import save_hf
+
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_hf(task.model, getattr(task, "tokenizer", None), tmp)
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not directory.exists():
+            os.replace(old, directory)          # put the complete earlier export back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # MLflow: the `train` command's callback, plus post-training's own evaluations and artifacts
 
 
-def _tracker(config: JobConfig):
-    """(MlflowCallback with its run started, None), or (None, the error) when the store is unusable."""
+def _tracker(config: JobConfig, resume_run_id: str | None = None):
+    """(MlflowCallback with its run started, None), or (None, the error) when the store is unusable.
+    `resume_run_id` (from the checkpoint `--resume` continues) continues that run, as `train` does, and
+    a run of this directory that a killed process left RUNNING is ended KILLED."""
     try:
-        from .tracking import ROLE_TAG, MlflowCallback, connect
+        from .tracking import train_callback
 
-        client = connect(config.tracking.uri)
-        cb = MlflowCallback(client, config, run_name=config.tracking.run_name or Path(config.checkpoint.dir).name,
-                            tags={ROLE_TAG: "posttrain", "arsearch.command": "posttrain"}, background=True,
-                            terminate=False, log_checkpoint=False)
-        if cb.start() is None:
-            return None, cb.failed
+        cb = train_callback(config, resume_run_id, role="posttrain", terminate=False, log_checkpoint=False)
+        if cb is None or cb.run_id is None:
+            return None, cb.failed if cb is not None else None
         return cb, None
     except Exception as e:  # noqa: BLE001 - tracking must never cost a result
         return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

@@ -221,12 +221,12 @@ class Trainer:
 
         share = getattr(self.backend, "share_file", None)
         if share is None:
-            path = ckpt.latest(self.dir)
+            path = ckpt.resumable(self.dir)
             data = None
         else:
             # distributed: the writer's checkpoint.dir holds the checkpoints (on node rank 0; the other
             # machines may not see it), so the writer reads the file and every rank loads those bytes
-            found = [ckpt.latest(self.dir)] if self.is_writer else [None]
+            found = [ckpt.resumable(self.dir)] if self.is_writer else [None]
             data = share(lambda: found[0].read_bytes() if found[0] is not None else None)
             name = share(lambda: str(found[0]).encode() if found[0] is not None else None)
             path = Path(name.decode()) if name is not None else None

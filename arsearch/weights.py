@@ -184,17 +184,23 @@ def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadat
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)              # the format pads the header to 8 bytes
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(len(head).to_bytes(8, "little"))
-        f.write(head)
-        for _, t in items:
-            t = t.detach()
-            if t.device.type != "cpu":
-                t = t.cpu()
-            t = t.contiguous()                   # a copy only for a non-contiguous tensor, one at a time
-            if t.numel():
-                f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(len(head).to_bytes(8, "little"))
+            f.write(head)
+            for _, t in items:
+                t = t.detach()
+                if t.device.type != "cpu":
+                    t = t.cpu()
+                t = t.contiguous()                   # a copy only for a non-contiguous tensor, one at a time
+                if t.numel():
+                    f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        os.replace(tmp, path)
+    except BaseException as e:        # a full disk, a signal: no temporary file is left, the target is untouched
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ckpt.CheckpointWriteError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
     return path
 
 

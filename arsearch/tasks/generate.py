@@ -26,6 +26,7 @@ from torch import nn
 
 from ..fields import number
 from ..imports import call_with_accepted, is_import_path, load_callable
+from ..interrupt import check_pretraining
 from .base import Task
 
 # ---------------------------------------------------------------------------------------------
@@ -346,6 +347,7 @@ class GenerateTask(Task):
                 self.count("forward_examples", batch_size)
                 if on_step is not None:
                     on_step(len(losses), losses[-1])
+                check_pretraining()          # a SIGINT/SIGTERM during posttrain's pretraining stops it here
         finally:
             model.eval()
             for p in model.parameters():

@@ -266,10 +266,12 @@ def lineage_table(events: list[dict]) -> dict[str, list]:
     return {c: [e.get(c) for e in events] for c in columns}
 
 
-def train_callback(config: JobConfig, resume_run_id: str | None = None) -> MlflowCallback | None:
+def train_callback(config: JobConfig, resume_run_id: str | None = None, role: str = "train",
+                   **options) -> MlflowCallback | None:
     """The callback `arsearch train` uses when tracking.enabled (TrackingError if the store is unusable).
 
     `resume_run_id` (kept in the checkpoint) continues that run, so that one job has one history.
+    `role` ("posttrain") and `options` (MlflowCallback's) serve `arsearch posttrain`, which does the same.
     Any other run of the same checkpoint directory still RUNNING (its process was killed: the
     caller holds the directory's lock) is ended as KILLED.
     """
@@ -279,7 +281,7 @@ def train_callback(config: JobConfig, resume_run_id: str | None = None) -> Mlflo
         return None                 # under torchrun only the writer tracks (it also writes the checkpoints)
     client = connect(config.tracking.uri)
     directory = str(Path(config.checkpoint.dir).resolve())
-    tags = {ROLE_TAG: "train", DIR_TAG: directory}
+    tags = {ROLE_TAG: role, DIR_TAG: directory, **({"arsearch.command": role} if role != "train" else {})}
     run_name = config.tracking.run_name or Path(config.checkpoint.dir).name
     if resume_run_id is not None:
         try:
@@ -289,7 +291,7 @@ def train_callback(config: JobConfig, resume_run_id: str | None = None) -> Mlflo
                         resume_run_id, str(e).splitlines()[0] if str(e) else type(e).__name__)
             resume_run_id = None
     cb = MlflowCallback(client, config, run_id=resume_run_id, run_name=run_name, tags=tags, background=True,
-                        params_at_start=resume_run_id is None)
+                        params_at_start=resume_run_id is None, **options)
     cb.start()
     # the caller holds checkpoint.dir's lock, so any other run of this directory still RUNNING is stale
     end_stale_runs(client, cb.experiment, directory, keep=cb.run_id)
