@@ -248,8 +248,9 @@ def check_same_job(saved_toml: str, config, path: str | Path = "checkpoint", for
 
 
 def available_memory() -> int:
-    """Bytes this process may still allocate: the machine's free memory, or the cgroup's limit less its
-    use when that is lower (a container)."""
+    """Bytes this process may still allocate: the machine's free memory, or less where a limit says so:
+    the cgroup's limit less its use (a container), or the address-space limit (`ulimit -v`) less this
+    process's virtual size."""
     try:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -261,10 +262,21 @@ def available_memory() -> int:
             free = min(free, int(limit) - used)
     except (OSError, ValueError):
         pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            status = Path("/proc/self/status").read_text()
+            size = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmSize:"))
+            free = min(free, soft - size)
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
     return max(free, 0)
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """Bytes in binary units, three significant digits: 7.28 TiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.3g} {unit}"
@@ -277,7 +289,7 @@ def check_fits(nbytes: int, what: str) -> None:
     memory free now, so that a crafted header cannot make us try to allocate terabytes."""
     free = available_memory()
     if nbytes > free:
-        raise CheckpointError(f"{what} would need {_human(nbytes)} of memory, more than the {_human(free)} free "
+        raise CheckpointError(f"{what} would need {human_bytes(nbytes)} of memory, more than the {human_bytes(free)} free "
                               f"here; refused before allocating it")
 
 
@@ -296,7 +308,7 @@ def load(path: str | Path, map_location="cpu", data: bytes | None = None):
                 expanded = sum(info.file_size for info in z.infolist())
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e})") from None
-        check_fits(expanded, f"checkpoint {path} (its entries expand to {_human(expanded)})")
+        check_fits(expanded, f"checkpoint {path} (its entries expand to {human_bytes(expanded)})")
     try:
         if data is not None:
             source.seek(0)
@@ -326,17 +338,11 @@ def latest(directory: str | Path) -> Path | None:
 
 
 def resumable(directory: str | Path) -> Path | None:
-    """What `--resume` continues from: the latest iteration checkpoint, or final.pt when it is further
-    on (a job that ended, or a posttrain stopped in its export: resuming it only finishes and exports)."""
+    """What `--resume` continues from: the latest iteration checkpoint, else final.pt (a job that ended
+    with no periodic checkpoint, or a posttrain stopped in its export: resuming only finishes and exports)."""
     path = latest(directory)
     final = Path(directory) / "final.pt"
-    if final.is_file():
-        try:
-            if path is None or int(peek(final).get("iteration", -1)) > int(path.stem.split("_")[1]):
-                return final
-        except (CheckpointError, ValueError, TypeError):
-            pass
-    return path
+    return path if path is not None or not final.is_file() else final
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,10 @@ from .imports import call_with_accepted, is_import_path, load_callable
 
 
 def mlp(input_dim: int, output_dim: int, hidden=(64,), activation: str = "relu") -> nn.Sequential:
+    from .memory import check_parameters, mlp_parameters
+
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+    check_parameters("task.hidden", list(hidden), mlp_parameters([input_dim, *hidden, output_dim]))
     layers, width = [nn.Flatten()], input_dim
     for h in hidden:
         layers += [nn.Linear(width, h), act()]

@@ -65,6 +65,10 @@ class Trainer:
 
             load_weights(self.task, config.model.checkpoint)
         self.space = build_space(config, self.model)
+        # before the noise table, the backend and the learner allocate anything: refuse what cannot fit
+        from .memory import check_job
+
+        check_job(config, self.task, self.space.dim)
         if config.compress is not None:
             from .compress import compression_callbacks
 

@@ -38,13 +38,13 @@ uri = "sqlite:///mlflow.db"
 experiment = "recovery"
 [checkpoint]
 dir = "runs/p"
-every = 4
+every = {every}
 """
 
 
 def test_sigterm_during_the_export_leaves_no_half_file_and_resume_exports_into_the_same_run(tmp_cwd, monkeypatch,
                                                                                            capsys):
-    (tmp_cwd / "post.toml").write_text(POSTTRAIN.format(epochs=2, tracking="true"))
+    (tmp_cwd / "post.toml").write_text(POSTTRAIN.format(epochs=2, tracking="true", every=100))   # final.pt only
     real_export = posttrain_module.weights.export
     calls = []
 
@@ -58,7 +58,7 @@ def test_sigterm_during_the_export_leaves_no_half_file_and_resume_exports_into_t
     err = capsys.readouterr().err
     assert "stopped by SIGTERM during the export" in err and "export with: arsearch posttrain post.toml --resume" in err
     out = tmp_cwd / "runs/p"
-    assert (out / "final.pt").exists()
+    assert (out / "final.pt").exists() and not list(out.glob("iter_*.pt"))
     assert not (out / "posttrained.safetensors").exists() and not (out / "posttrain.json").exists()
     assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
     _, found = runs(tmp_cwd)
@@ -103,7 +103,7 @@ def test_a_signal_while_the_model_directory_is_saved_keeps_the_complete_earlier_
 def test_sigterm_during_pretraining_stops_within_an_epoch(tmp_cwd):
     from tests.test_orphans import no_survivors, tree
 
-    (tmp_cwd / "post.toml").write_text(POSTTRAIN.format(epochs=100000, tracking="false"))
+    (tmp_cwd / "post.toml").write_text(POSTTRAIN.format(epochs=100000, tracking="false", every=4))
     proc = start(tmp_cwd, "posttrain", "post.toml")
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..ars import normalizes_states
 from ..fields import choice, listof, number
+from ..memory import check_parameters, mlp_parameters
 from ..noise import iteration_seeds
 from ..normalizer import RunningNorm
 from .base import Task
@@ -32,6 +33,7 @@ class Policy(nn.Module):
         self.norm = RunningNorm(obs_dim) if normalize else None
         sizes = [obs_dim, *hidden, act_dim]
         linear = not hidden
+        check_parameters("task.hidden", list(hidden), mlp_parameters(sizes, bias=not linear))
         self.layers = nn.ModuleList(nn.Linear(a, b, bias=not linear) for a, b in zip(sizes[:-1], sizes[1:]))
         if linear:
             nn.init.zeros_(self.layers[0].weight)
