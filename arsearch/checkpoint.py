@@ -75,6 +75,14 @@ def check_writable(directory: str | Path, what: str) -> None:
         where = where.parent
     if not where.is_dir():
         raise CheckpointError(f"{what} {directory} cannot be created: {where} is a file")
+    longest = max((len(os.fsencode(part)) for part in directory.parts), default=0)
+    try:
+        limit = os.pathconf(where, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if longest > limit:
+        raise CheckpointError(f"{what} {directory} has a name of {longest} bytes, longer than the {limit} its file "
+                              f"system allows for one name; choose a shorter one")
     probe = where / f".arsearch-write-probe-{os.getpid()}"
     try:
         with open(probe, "wb") as f:

@@ -479,6 +479,8 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise ConfigError(f"--set value {text[:40]}...: nested too deeply to read") from None
 
 
 def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:
@@ -504,16 +506,35 @@ def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:
     return data
 
 
+# a config or study file is a few kB: anything far larger (or endless, such as /dev/zero) is not one
+MAX_TOML_BYTES = 16 << 20
+
+
 def load_toml(path: str | Path) -> dict:
+    """A TOML file as a dict; ConfigError (naming the file) for anything that is not a readable UTF-8 TOML file
+    of sane size: a device or directory, a binary or non-UTF-8 file, arrays nested deeper than Python recurses."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            if not path.is_file():
+                raise ConfigError(f"config {path} is not a regular file")
+            raw = f.read(MAX_TOML_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    if len(raw) > MAX_TOML_BYTES:
+        raise ConfigError(f"config {path} is larger than {MAX_TOML_BYTES >> 20} MiB: not a config file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"config {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}); "
+                          f"TOML files are UTF-8") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: its arrays or tables are nested too deeply to read") from None
 
 
 def load_job(path: str | Path | None = None, overrides=None, data: dict | None = None) -> JobConfig:

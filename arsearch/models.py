@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .imports import call_with_accepted, is_import_path, load_callable
+from .imports import call_user, call_with_accepted, is_import_path, load_callable
 
 
 def mlp(input_dim: int, output_dim: int, hidden=(64,), activation: str = "relu") -> nn.Sequential:
@@ -57,8 +57,8 @@ def build_model(name: str, *, input_shape, output_dim: int, hidden=(64,), channe
         raise ValueError(f"model factory {name!r} loads a Hugging Face model directory: it needs [model] path "
                          f"and task.kind = \"generate\"")
     if is_import_path(name):
-        model = call_with_accepted(load_callable(name, "model"), input_dim=input_dim, input_shape=tuple(input_shape),
-                                   output_dim=output_dim, hidden=list(hidden))
+        model = call_user("task.model", name, call_with_accepted, load_callable(name, "model"), input_dim=input_dim,
+                          input_shape=tuple(input_shape), output_dim=output_dim, hidden=list(hidden))
         if not isinstance(model, nn.Module):
             raise ValueError(f"model factory {name!r} returned {type(model).__name__}, not a torch.nn.Module")
         return model
@@ -96,6 +96,11 @@ def _transformers():
     return transformers
 
 
+# the files one of which a tokenizer saved by save_pretrained leaves in its directory
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model",
+                   "spiece.model")
+
+
 def load_hf(factory: str, path: str, tokenizer: bool = True):
     """(model, tokenizer or None) from the local directory `path`, with ``from_pretrained(path,
     local_files_only=True)`` of the Auto class `factory` names. A missing or broken directory is a
@@ -112,6 +117,10 @@ def load_hf(factory: str, path: str, tokenizer: bool = True):
                          f"(use an Auto class such as AutoModelForCausalLM)")
     if not Path(path).is_dir():
         raise CheckpointError(f"model.path {path} is not a directory (a Hugging Face model saved with save_pretrained)")
+    if tokenizer and not any((Path(path) / name).exists() for name in TOKENIZER_FILES):
+        # AutoTokenizer would build an empty one from the model's config, and generation fail much later
+        raise CheckpointError(f"model.path {path} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}): "
+                              f"save it there too, with tokenizer.save_pretrained({path!r})")
     try:
         model = cls.from_pretrained(path, local_files_only=True)
         tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True) if tokenizer else None

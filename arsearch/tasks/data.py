@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..imports import is_import_path, load_callable
+from ..imports import call_user, is_import_path, load_callable
 
 BUILTIN = ("digits", "breast_cancer", "regression")
 
@@ -46,7 +46,7 @@ def load_split(name: str, test_name: str = ""):
     """
     test = None
     if is_import_path(name):
-        out = load_callable(name, "dataset")()
+        out = call_user("task.dataset", name, load_callable(name, "dataset"))
         if isinstance(out, tuple) and len(out) == 2 and all(isinstance(o, torch.utils.data.Dataset) for o in out):
             train, test = _tensors(out[0], name, "train dataset"), _tensors(out[1], name, "test dataset")
         else:
@@ -60,7 +60,8 @@ def load_split(name: str, test_name: str = ""):
                              f"returns (train, test); set only one of them")
         if not is_import_path(test_name):
             raise ValueError(f"task.test_dataset = {test_name!r}: expected 'package.module:function'")
-        test = _tensors(load_callable(test_name, "test dataset")(), test_name, "test dataset")
+        test = _tensors(call_user("task.test_dataset", test_name, load_callable(test_name, "test dataset")), test_name,
+                        "test dataset")
     classification = _is_classification(train[1], name)
     if test is not None and _is_classification(test[1], test_name or name) != classification:
         raise ValueError(f"dataset {name!r}: the train labels are {'class indices' if classification else 'floats'} "
@@ -70,7 +71,25 @@ def load_split(name: str, test_name: str = ""):
         raise ValueError(f"dataset {test_name or name!r}: test inputs have shape {tuple(test[0].shape[1:])} but "
                          f"train inputs {tuple(train[0].shape[1:])}")
     out = [(x.float(), y.long() if classification else y.float()) for x, y in parts]
+    for (x, y), part_name in zip(out, [name, test_name or name]):
+        _check_values(x, y, part_name, classification)
     return out[0], (out[1] if test is not None else None), classification
+
+
+def _check_values(x: torch.Tensor, y: torch.Tensor, name: str, classification: bool) -> None:
+    """NaN or inf in the data would turn every score NaN (a divergence at the first iteration, far from
+    its cause), a negative class index would fail deep in cross-entropy: both are refused here, named."""
+    for what, t in (("inputs x", x), ("labels y", y)):
+        if torch.is_floating_point(t):
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                row = int(bad.reshape(len(t), -1).any(1).nonzero()[0])
+                raise ValueError(f"dataset {name!r}: the {what} hold {int(bad.sum())} NaN or infinite values "
+                                 f"(the first in example {row}); remove or impute them")
+    if classification and len(y) and int(y.min()) < 0:
+        row = int((y < 0).nonzero()[0])
+        raise ValueError(f"dataset {name!r}: the labels y include {int(y.min())} (example {row}); class indices "
+                         f"must be 0..C-1")
 
 
 def _tensors(out, name: str, what: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..fields import number
-from ..imports import call_with_accepted, is_import_path, load_callable
+from ..imports import call_user, call_with_accepted, is_import_path, load_callable
 from .base import Task
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +164,8 @@ class FunctionTask(Task):
         model = None
         if _on_model(config):
             torch.manual_seed(config.seed)
-            model = call_with_accepted(load_callable(config.model.factory, "model.factory"), seed=config.seed)
+            model = call_user("model.factory", config.model.factory, call_with_accepted,
+                              load_callable(config.model.factory, "model.factory"), seed=config.seed)
             if not isinstance(model, nn.Module):
                 raise ValueError(f"model.factory {config.model.factory!r} returned a {type(model).__name__}, "
                                  f"not a torch.nn.Module")
@@ -185,7 +186,7 @@ class FunctionTask(Task):
                 for i in range(n):
                     for k, v in params.items():
                         named[k].data.copy_(v[i])
-                    values[i] = float(self.fn(self.model))
+                    values[i] = float(call_user("task.function", self.fn_name, self.fn, self.model))
             finally:
                 for k, v in saved.items():
                     named[k].data.copy_(v)
@@ -193,13 +194,14 @@ class FunctionTask(Task):
         x = params["x"]
         if self.batched:
             try:
-                values = torch.as_tensor(self.fn(x), dtype=torch.float64)
+                values = torch.as_tensor(call_user("task.function", self.fn_name, self.fn, x), dtype=torch.float64)
                 if values.shape == (n,):
                     return values
             except Exception:               # noqa: BLE001 - a user function of one point: called per candidate
                 pass
             self.batched = False
-        return torch.stack([torch.as_tensor(self.fn(x[i]), dtype=torch.float64).reshape(()) for i in range(n)])
+        return torch.stack([torch.as_tensor(call_user("task.function", self.fn_name, self.fn, x[i]), dtype=torch.float64)
+                            .reshape(()) for i in range(n)])
 
     def _check_value(self) -> None:
         """One evaluation now, so that a function returning the wrong thing fails here, by name."""

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..fields import number
-from ..imports import call_with_accepted, is_import_path, load_callable
+from ..imports import call_user, call_with_accepted, is_import_path, load_callable
 from ..interrupt import check_pretraining
 from .base import Task
 
@@ -80,13 +80,19 @@ def load_prompts(source: str, n: int = 2000, seed: int = 0) -> list[dict]:
     if source in BUILTIN_PROMPTS:
         return BUILTIN_PROMPTS[source](n=n, seed=seed)
     if is_import_path(source):
-        return _items(call_with_accepted(load_callable(source, "task.prompts"), n=n, seed=seed), source)
+        return _items(call_user("task.prompts", source, call_with_accepted, load_callable(source, "task.prompts"),
+                                n=n, seed=seed), source)
     path = Path(source)
     if not path.is_file():
         raise ValueError(f"task.prompts {source!r} is not a built-in ({', '.join(BUILTIN_PROMPTS)}), "
                          f"a 'package.module:function' or an existing .jsonl file")
     rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"task.prompts {source!r} is not UTF-8 text (byte at offset {e.start}); .jsonl files "
+                         f"are UTF-8") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -230,12 +236,14 @@ class GenerateTask(Task):
                 raise ValueError(f"model.path {m.path} does not exist; to pretrain a fresh model there set "
                                  f"[model] init (e.g. \"arsearch.tasks.generate:tiny_causal_lm\")")
             texts = [it["prompt"] + (it["reference"] or "") for it in items + test]
-            model, tok = call_with_accepted(load_callable(m.init, "model.init"), texts=texts, seed=config.seed)
+            model, tok = call_user("model.init", m.init, call_with_accepted, load_callable(m.init, "model.init"),
+                                   texts=texts, seed=config.seed)
         else:
             model, tok = load_hf(m.factory or "transformers:AutoModelForCausalLM", m.path)
         task = cls(model, tok, train, test, reward, batch_size=t.batch_size, max_new_tokens=t.max_new_tokens,
                    eval_batch=t.eval_batch, seed=config.seed, device=device or "cpu")
         task.fresh = fresh
+        task.reward_name = t.reward
         return task
 
     # -- generation --------------------------------------------------------------------------------
@@ -264,11 +272,19 @@ class GenerateTask(Task):
         return self._decode(batch, out, count)
 
     def rewards(self, batch: PromptBatch, outputs: list[str]) -> torch.Tensor:
-        values = self.reward(batch.prompts, outputs, batch.references)
-        values = torch.as_tensor([float(v) for v in values], dtype=torch.float64)
-        if values.shape != (len(batch.prompts),):
-            raise ValueError(f"the reward function returned {tuple(values.shape)} values for {len(batch.prompts)} prompts")
-        return values
+        spec = getattr(self, "reward_name", None) or getattr(self.reward, "__name__", "reward")
+        n = len(batch.prompts)
+        values = call_user("task.reward", spec, self.reward, batch.prompts, outputs, batch.references)
+        try:
+            arr = None if values is None else np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or arr.shape != (n,):
+            got = ("None" if values is None else f"a {type(values).__name__}" if arr is None
+                   else f"a scalar ({values!r})" if arr.ndim == 0 else f"an array of shape {arr.shape}")
+            raise ValueError(f"task.reward = {spec!r} returned {got} for {n} prompts; it must return one number "
+                             f"per prompt (a list or 1-D array of {n} floats)")
+        return torch.as_tensor(arr)
 
     # -- Task interface ----------------------------------------------------------------------------
     def batch(self, iteration: int) -> PromptBatch:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..ars import normalizes_states
 from ..fields import choice, listof, number
+from ..imports import UserCodeError
 from ..memory import check_parameters, mlp_parameters
 from ..noise import iteration_seeds
 from ..normalizer import RunningNorm
@@ -105,6 +106,7 @@ class RLTask(Task):
         else:
             raise ValueError(f"environment {env_id!r}: unsupported action space {act_space}")
         hidden = () if policy == "linear" else tuple(hidden)
+        self.obs_space, self.obs_dim = obs_space, obs_space.shape[0]
         self.model = Policy(obs_space.shape[0], act_dim, hidden, normalize)
         self.normalizer = self.model.norm
 
@@ -120,6 +122,15 @@ class RLTask(Task):
             return self._gym.make(self.env_id)
         except Exception as e:  # gymnasium raises several error types for unknown or broken ids
             raise ValueError(f"cannot create Gymnasium environment {self.env_id!r}: {e}") from None
+
+    def _store(self, obs: np.ndarray, i: int, o, call: str) -> None:
+        """obs[i] = o, or a clear error when the environment returned another shape than its space says."""
+        try:
+            obs[i] = o
+        except (ValueError, TypeError):
+            raise ValueError(f"task.env = {self.env_id!r}: env.{call} returned an observation of shape "
+                             f"{np.shape(o)}, but its observation_space is {self.obs_space} (shape "
+                             f"{self.obs_space.shape}); fix the environment's observations or its space") from None
 
     def _env_list(self, n: int) -> list:
         while len(self._envs) < n:
@@ -202,7 +213,13 @@ class RLTask(Task):
             mean, std = self.normalizer.mean.numpy(), self.normalizer.std().numpy()
         steppers = [self._stepper(env) for env in self._env_list(p)]
         limit = max(lim for _, lim in steppers)
-        obs = np.stack([env.reset(seed=int(s))[0] for (env, _), s in zip(steppers, reset_seeds)]).astype(np.float64)
+        try:
+            first = [env.reset(seed=int(s))[0] for (env, _), s in zip(steppers, reset_seeds)]
+        except Exception as e:              # noqa: BLE001 - the environment's own code (a user's env)
+            raise UserCodeError("task.env", self.env_id, e, doing="env.reset") from None
+        obs = np.zeros((p, self.obs_dim))
+        for i, o in enumerate(first):
+            self._store(obs, i, o, "reset")
         returns = [0.0] * p
         live = list(range(p))
         steps_of = [env.step for env, _ in steppers]
@@ -227,8 +244,11 @@ class RLTask(Task):
             t += 1
             ended = []
             for i in live:
-                o, r, terminated, truncated, _ = steps_of[i](actions[i])
-                obs[i] = o
+                try:
+                    o, r, terminated, truncated, _ = steps_of[i](actions[i])
+                except Exception as e:      # noqa: BLE001 - the environment's own code (a user's env)
+                    raise UserCodeError("task.env", self.env_id, e, doing="env.step") from None
+                self._store(obs, i, o, "step")
                 returns[i] += r - shift
                 if terminated or truncated or t >= limit_of[i]:
                     ended.append(i)

@@ -398,12 +398,13 @@ class SupervisedTask(Task):
                 raise ValueError(f"task.model {self.model_name!r} fails on inputs of shape "
                                  f"{tuple(self.x_train.shape[1:])}: {type(e).__name__}: {e}") from None
         want = int(max(self.y_train.max(), self.y_test.max())) + 1 if self.classification else 1
-        fits = (out.ndim == 2 and out.shape[-1] >= want) if self.classification else \
-            (out.ndim == 1 or (out.ndim == 2 and out.shape[-1] == 1))
+        fits = (out.ndim == 2 and out.shape[0] == 2 and out.shape[-1] >= want) if self.classification else \
+            ((out.ndim == 1 and out.shape[0] == 2) or (out.ndim == 2 and out.shape == (2, 1)))
         if not fits:
             kind = f"{want} class scores" if self.classification else "one regression output"
+            batch = "" if out.ndim and out.shape[0] == 2 else " (its first dimension must be the batch's)"
             raise ValueError(f"task.model {self.model_name!r} returns shape {tuple(out.shape)} for a batch of 2; "
-                             f"expected (2, {want}): {kind} per example")
+                             f"expected (2, {want}): {kind} per example{batch}")
 
     @classmethod
     def from_config(cls, config, device=None) -> SupervisedTask:

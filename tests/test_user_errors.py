@@ -1,0 +1,143 @@
+"""Input that used to end in a traceback (issue 22 item 6): an error in a user's function, bad values in a
+user's data, a reward of the wrong form, an environment of the wrong shape, unreadable config files. Each is
+one line of arsearch's naming the config key (and the function), the user's own traceback below it where
+there is one, and exit 2."""
+
+import types
+
+import pytest
+
+from arsearch.cli import main
+from arsearch.config import ConfigError, load_toml
+
+DATA = "tests.support.recovery_data"
+
+JOB = """
+seed = 0
+[task]
+dataset = "digits"
+hidden = [8]
+batch_size = 32
+[ars]
+directions = 4
+top = 2
+iterations = 3
+[tracking]
+enabled = false
+[checkpoint]
+dir = "runs/a"
+"""
+
+
+def _train(tmp_cwd, capsys, *sets):
+    (tmp_cwd / "job.toml").write_text(JOB)
+    rc = main(["train", "job.toml", "--quiet", *[a for s in sets for a in ("--set", s)]])
+    return rc, capsys.readouterr().err
+
+
+def test_an_exception_in_the_dataset_function_names_it_and_shows_the_users_traceback(tmp_cwd, capsys):
+    rc, err = _train(tmp_cwd, capsys, f'task.dataset="{DATA}:raising_dataset"')
+    assert rc == 2
+    first, *rest = err.strip().splitlines()
+    assert first == (f"arsearch: error: task.dataset = '{DATA}:raising_dataset': the function raised ValueError: "
+                     f"could not convert string to float: 'oops'")
+    below = "\n".join(rest)
+    assert "in raising_dataset" in below and "in _parse_rows" in below     # the user's frames, in order
+    assert "arsearch/" not in below                                           # none of arsearch's own
+    assert not (tmp_cwd / "runs").exists()
+
+
+def test_an_exception_in_the_model_function(tmp_cwd, capsys):
+    rc, err = _train(tmp_cwd, capsys, f'task.model="{DATA}:raising_model"')
+    assert rc == 2 and f"task.model = '{DATA}:raising_model': the function raised RuntimeError: no layer for 64" in err
+    assert "in raising_model" in err
+
+
+def test_a_model_with_a_wrong_batch_dimension(tmp_cwd, capsys):
+    rc, err = _train(tmp_cwd, capsys, f'task.model="{DATA}:wrong_batch_model"')
+    assert rc == 2 and "Traceback" not in err and "wrong_batch_model" in err, err
+
+
+@pytest.mark.parametrize("fn,expected", [
+    ("nan_dataset", "the inputs x hold 1 NaN or infinite values (the first in example 7)"),
+    ("negative_labels", "the labels y include -1 (example 3); class indices must be 0..C-1")])
+def test_bad_values_in_user_data_are_refused(tmp_cwd, capsys, fn, expected):
+    rc, err = _train(tmp_cwd, capsys, f'task.dataset="{DATA}:{fn}"')
+    assert rc == 2 and expected in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("returned,expected", [(None, "returned None"), (0.5, "returned a scalar (0.5)"),
+                                               ([[1.0], [2.0]], "returned an array of shape (2, 1)")],
+                         ids=["none", "scalar", "2-d"])
+def test_a_reward_of_the_wrong_form_is_named(returned, expected):
+    from arsearch.tasks.generate import GenerateTask
+
+    task = types.SimpleNamespace(reward=lambda p, o, r: returned, reward_name="mypkg.rewards:score")
+    batch = types.SimpleNamespace(prompts=["1+1=", "2+2="], references=["2", "4"])
+    with pytest.raises(ValueError, match=r"task.reward = 'mypkg.rewards:score' " + expected.replace("(", r"\(")
+                       .replace(")", r"\)").replace("[", r"\[") + " for 2 prompts; it must return one number per prompt"):
+        GenerateTask.rewards(task, batch, ["2", "5"])
+
+
+def test_an_exception_in_the_reward_function():
+    from arsearch.tasks.generate import GenerateTask
+
+    def score(prompts, outputs, references):
+        return [int(o) for o in outputs]
+    task = types.SimpleNamespace(reward=score, reward_name="mypkg.rewards:score")
+    batch = types.SimpleNamespace(prompts=["1+1="], references=["2"])
+    with pytest.raises(ValueError, match=r"task.reward = 'mypkg.rewards:score': the function raised ValueError") as e:
+        GenerateTask.rewards(task, batch, ["two"])
+    assert "in score" in str(e.value)
+
+
+@pytest.mark.parametrize("env,expected", [
+    ("WrongShape-v0", "env.step returned an observation of shape (5,), but its observation_space is"),
+    ("RaisingStep-v0", "task.env = 'tests.support.recovery_data:RaisingStep-v0': env.step raised KeyError: 'sensor'")])
+def test_an_environment_of_the_wrong_shape_or_failing_step(tmp_cwd, capsys, env, expected):
+    pytest.importorskip("gymnasium")
+    rc, err = _train(tmp_cwd, capsys, 'task.kind="rl"', f'task.env="{DATA}:{env}"', "task.horizon=20",
+                     "task.eval_episodes=1", "task.dataset=null")
+    assert rc == 2 and expected in err and "Traceback" not in err.splitlines()[0], err
+
+
+def test_unreadable_config_files_are_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'seed = 0\n[task]\ndataset = "digits\xff"\n')
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 0xff on line 3\)"):
+        load_toml(bad)
+    with pytest.raises(ConfigError, match="/dev/zero is not a regular file"):
+        load_toml("/dev/zero")
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_toml(deep)
+
+
+def test_a_non_utf8_prompts_file_is_named(tmp_path):
+    from arsearch.tasks.generate import load_prompts
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(b'{"prompt": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=r"prompts.jsonl' is not UTF-8 text \(byte at offset 15\)"):
+        load_prompts(str(path))
+
+
+def test_a_hugging_face_directory_without_tokenizer_files(tmp_path, model_dir):
+    import shutil
+
+    from arsearch.checkpoint import CheckpointError
+    from arsearch.models import TOKENIZER_FILES, load_hf
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    for name in TOKENIZER_FILES + ("special_tokens_map.json", "merges.txt"):
+        (copy / name).unlink(missing_ok=True)
+    with pytest.raises(CheckpointError, match="holds no tokenizer"):
+        load_hf("transformers:AutoModelForCausalLM", str(copy))
+
+
+def test_a_300_character_directory_name(tmp_cwd, capsys):
+    rc, err = _train(tmp_cwd, capsys, f'checkpoint.dir="runs/{"d" * 300}"')
+    assert rc == 2 and "has a name of 300 bytes, longer than the 255" in err and "Traceback" not in err, err
+    assert not (tmp_cwd / "runs").exists()
