@@ -141,3 +141,26 @@ def test_a_300_character_directory_name(tmp_cwd, capsys):
     rc, err = _train(tmp_cwd, capsys, f'checkpoint.dir="runs/{"d" * 300}"')
     assert rc == 2 and "has a name of 300 bytes, longer than the 255" in err and "Traceback" not in err, err
     assert not (tmp_cwd / "runs").exists()
+
+
+def test_a_study_whose_mlflow_store_is_its_optuna_database_is_refused_before_either_is_touched(tmp_cwd, capsys):
+    from tests.support.study import write_study
+
+    path = write_study(tmp_cwd)
+    assert main(["study", "run", str(path), "--n-trials", "1", "--tracking-uri", "sqlite:///optuna.db"]) == 2
+    err = capsys.readouterr().err
+    assert "the MLflow tracking URI sqlite:///optuna.db is the study's Optuna storage" in err
+    assert not (tmp_cwd / "optuna.db").exists()
+
+
+@pytest.mark.multiprocess
+def test_a_study_whose_output_is_read_only_is_refused(tmp_cwd, capsys):
+    from tests.support.recovery import tmpfs
+    from tests.support.study import write_study
+
+    with tmpfs(tmp_cwd / "ro", readonly=True):
+        path = write_study(tmp_cwd, study='output = "ro/studies"\n')
+        assert main(["study", "run", str(path), "--n-trials", "1", "--no-tracking"]) == 2
+    err = capsys.readouterr().err
+    assert "study.output ro/studies/tiny is not writable: read-only file system" in err, err
+    assert not (tmp_cwd / "optuna.db").exists()

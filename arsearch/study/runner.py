@@ -578,6 +578,7 @@ def validate(spec: StudySpec) -> list[str]:
     from .objective import job_metrics
 
     base = spec.config_for({})
+    _check_places(spec, base)
     try:
         task = build_task(base)
     except ValueError as e:
@@ -593,6 +594,36 @@ def validate(spec: StudySpec) -> list[str]:
         raise ConfigError(f"study metric {', '.join(map(repr, unknown))} is not reported by this job; "
                           f"it reports: {', '.join(reported)}")
     return reported
+
+
+def _same_database(a: str, b: str) -> bool:
+    """Whether two SQLAlchemy-style URLs name one database (SQLite: the same file)."""
+    def norm(url: str) -> str:
+        if url.startswith("sqlite:///"):
+            return "sqlite:" + os.path.realpath(url[len("sqlite:///"):])
+        scheme, sep, rest = url.partition("://")
+        return scheme.split("+")[0] + sep + rest          # postgresql+psycopg2:// is postgresql://
+    return norm(a) == norm(b)
+
+
+def _check_places(spec: StudySpec, base: JobConfig) -> None:
+    """Where the study writes, checked before anything is written: trial directories under a writable
+    `study.output` (else every trial would fail), and an MLflow store that is not the Optuna database
+    (MLflow would add its tables to it)."""
+    from ..checkpoint import CheckpointError, check_writable
+    from ..tracking import resolve_uri
+
+    s = spec.settings
+    try:
+        check_writable(Path(s.output) / s.name, "study.output")
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
+    if s.tracking:
+        uri = resolve_uri(s.tracking_uri or base.tracking.uri)
+        if _same_database(uri, s.storage):
+            raise ConfigError(f"the MLflow tracking URI {redact(uri)} is the study's Optuna storage: MLflow would add "
+                              f"its tables to the Optuna database; give it a database of its own (tracking.uri or "
+                              f"--tracking-uri, e.g. sqlite:///mlflow.db)")
 
 
 def connect_tracking(spec: StudySpec):
