@@ -249,12 +249,12 @@ def posttrain(config: JobConfig, callbacks: list[Callback] | None = None, progre
             if samples_before is not None:
                 samples = sample_table(samples_before, task.samples(len(samples_before)))
                 _write_text(Path(config.checkpoint.dir) / "samples.json", json.dumps(samples, indent=2) + "\n")
+            if job.tracker is not None:     # still the export: a signal here stops it too, never half-said
+                _phase(progress, "logging the run to MLflow")
+                tracking_error = finish_tracking(job.tracker, result, samples, compressed=config.compress is not None)
         finally:
             if signals is not None:
                 signals.exporting = False
-        if job.tracker is not None:
-            _phase(progress, "logging the run to MLflow")
-            tracking_error = finish_tracking(job.tracker, result, samples, compressed=config.compress is not None)
     result.tracking_error = tracking_error
     if tracking_error:
         print(f"arsearch: warning: MLflow tracking failed ({tracking_error}); the results are in "
