@@ -107,7 +107,7 @@ def test_reward_contract_is_checked(tmp_path, model_dir):
     assert task.score(task.batch(0)) == 0.5
     task = build_task(load_job(data=job_data("generate", tmp_path / "out", **{
         "model.path": model_dir, "task.reward": "tests.test_generate:wrong_length_reward"})))
-    with pytest.raises(ValueError, match="returned \\(1,\\) values for 8 prompts"):
+    with pytest.raises(ValueError, match=r"wrong_length_reward. returned an array of shape \(1,\) for 8 prompts"):
         task.score(task.batch(0))
 
 
