@@ -117,16 +117,21 @@ def load_hf(factory: str, path: str, tokenizer: bool = True):
                          f"(use an Auto class such as AutoModelForCausalLM)")
     if not Path(path).is_dir():
         raise CheckpointError(f"model.path {path} is not a directory (a Hugging Face model saved with save_pretrained)")
+    def cannot(e: Exception) -> CheckpointError:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "no detail"
+        return CheckpointError(f"model.path {path} cannot be loaded by {factory}: {type(e).__name__}: {first}")
+    try:
+        model = cls.from_pretrained(path, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, SafetensorError, ...
+        raise cannot(e) from None
     if tokenizer and not any((Path(path) / name).exists() for name in TOKENIZER_FILES):
         # AutoTokenizer would build an empty one from the model's config, and generation fail much later
         raise CheckpointError(f"model.path {path} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}): "
                               f"save it there too, with tokenizer.save_pretrained({path!r})")
     try:
-        model = cls.from_pretrained(path, local_files_only=True)
         tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True) if tokenizer else None
-    except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, SafetensorError, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "no detail"
-        raise CheckpointError(f"model.path {path} cannot be loaded by {factory}: {type(e).__name__}: {first}") from None
+    except Exception as e:  # noqa: BLE001
+        raise cannot(e) from None
     model.eval()   # no dropout: a candidate's score must be a function of its parameters
     return model, tok
 
