@@ -76,7 +76,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_cli_reports_divergence_with_exit_code_1(tmp_path, capsys):
     cfg = tmp_path / "job.toml"
     cfg.write_text(to_toml(make_job("digits", tmp_path / "run", **{
-        "task.dataset": "tests.support:nan_dataset", "task.batch_size": 16, "ars.directions": 2, "ars.top": 1,
+        "task.model": "tests.support:nan_model", "task.batch_size": 16, "ars.directions": 2, "ars.top": 1,
         "ars.iterations": 5})))
     assert main(["train", str(cfg), "--quiet"]) == 1
     err = capsys.readouterr().err

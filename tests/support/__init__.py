@@ -164,12 +164,18 @@ def user_dataset():
     return x, y
 
 
-def nan_dataset():
-    import torch
+def nan_model(input_dim, output_dim):
+    """A model whose outputs are NaN (data with NaN is refused before training, so divergence is made here)."""
+    from torch import nn
 
-    x = torch.randn(50, 4)
-    x[3, 1] = float("nan")
-    return x, torch.randint(0, 2, (50,))
+    class NaNOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(input_dim, output_dim)
+
+        def forward(self, x):
+            return self.lin(x) * float("nan")
+    return NaNOut()
 
 
 def user_model(input_dim, output_dim):
