@@ -141,3 +141,21 @@ def test_sigterm_to_a_hogwild_train_saves_and_leaves_no_worker(tmp_cwd):
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "resume with:" in err
     no_survivors(family, timeout=30)
+
+
+@pytest.mark.multiprocess
+def test_a_second_signal_to_train_nproc_kills_the_ranks_at_once(tmp_cwd):
+    # iterations of a second or more, so that the second signal comes while the first one's iteration runs
+    job = write_job(tmp_cwd, **{"task.hidden": [1024], "ars.directions": 64, "ars.top": 8, "task.batch_size": 1024,
+                                "checkpoint.every": 1})
+    proc = start(tmp_cwd, "train", str(job), "--nproc", "2", "--quiet")
+    wait_for(lambda: list((tmp_cwd / "run").glob("iter_*.pt")), timeout=240, what="the first checkpoint", proc=proc)
+    family = tree(proc.pid)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.3)                          # two signals sent at once would arrive as one
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped at once by a second SIGTERM: the ranks were killed" in err, err
+    assert f"resume with: arsearch train {job} --nproc 2 --resume" in err
+    no_survivors(family, timeout=10)
