@@ -505,8 +505,9 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
     missing += [f"final-{m}-seed{s}" for m in METHODS for s in range(seeds) if load(f"final-{m}-seed{s}") is None]
     if mem is None:
         missing.append("memory")
-    cmd = "nice -n 10 python benchmarks/posttrain_rl.py" + "".join(f" {a}" for a in sys.argv[1:]
-                                                                    if a != "--report-only")
+    cmd = "nice -n 10 python benchmarks/posttrain_rl.py" + "".join(
+        f" --{k} {v}" for k, v, default in (("budget", budget, 4096), ("seeds", seeds, 5), ("trials", trials, 5))
+        if v != default)
     lines = ["# Reward post-training: ARS against GRPO (TRL) on Countdown", "",
              f"Regenerate: `{cmd}` (PYTHONPATH at the repository root; resumable: each finished row is a JSON "
              f"file under `reports/data/posttrain_rl/`, skipped on a rerun; `--report-only` rewrites this page).",
