@@ -22,7 +22,7 @@ runs/posttrain_rl/pretrained/; every row starts from that directory.
 Rows, each its own process (so each has its own peak RSS), each saved as JSON under
 reports/data/posttrain_rl/ as soon as it finishes and skipped on a rerun:
 
-1. tuning — for each method a study of `--trials` trials with Optuna's TPE sampler (seed 0, 3
+1. tuning — for each method a study of `--trials` trials with Optuna's TPE sampler (seed 0, 2
    random start-up trials), every trial spending the same `--budget` generated sequences and
    scored by the mean reward on the validation prompts: ARS through arsearch's own study harness
    (`arsearch study run`), GRPO through the same sampler on a plain Optuna study;
@@ -67,7 +67,7 @@ ARS_SPACE = {"ars.step_size": {"low": 3e-4, "high": 3e-2, "log": True},
 GRPO_SPACE = {"learning_rate": {"low": 1e-5, "high": 3e-3, "log": True},
               "num_generations": {"choice": [4, 8]},
               "beta": {"choice": [0.0, 0.04]}}
-SAMPLER_SEED, STARTUP_TRIALS = 0, 3
+SAMPLER_SEED, STARTUP_TRIALS = 0, 2
 
 
 def py() -> list[str]:
@@ -133,7 +133,8 @@ def pretrained() -> dict:
     params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(WORK / "pretrained").parameters())
     data = {"seconds": time.perf_counter() - t0, "epochs": out["epochs"], "lr": cfg.model.pretrain_lr,
             "train_loss": out["train_loss"], "test_reward": out["eval/reward"], "test_success": out["eval/success"],
-            "params": params, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "params": params, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "nice": os.nice(0)}
     DATA.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(data, indent=2) + "\n")
     return data
@@ -506,7 +507,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
     if mem is None:
         missing.append("memory")
     cmd = "nice -n 10 python benchmarks/posttrain_rl.py" + "".join(
-        f" --{k} {v}" for k, v, default in (("budget", budget, 4096), ("seeds", seeds, 5), ("trials", trials, 5))
+        f" --{k} {v}" for k, v, default in (("budget", budget, 4096), ("seeds", seeds, 5), ("trials", trials, 4))
         if v != default)
     lines = ["# Reward post-training: ARS against GRPO (TRL) on Countdown", "",
              f"Regenerate: `{cmd}` (PYTHONPATH at the repository root; resumable: each finished row is a JSON "
@@ -529,7 +530,8 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
                   f"Model: `configs/generate_countdown.toml`'s GPT-2 ({pre['params']:,} parameters, 4 layers, width "
                   f"256, character tokenizer), built and pretrained once by `arsearch pretrain` with Adam on "
                   f"cross-entropy against one known solution per prompt ({pre['epochs']} epochs, lr {pre['lr']}, "
-                  f"{pre['seconds'] / 60:.1f} min on the loaded cores; {pre['date']}), saved to "
+                  f"{pre['seconds'] / 60:.1f} min of one thread on the loaded cores at nice {pre.get('nice', 0)}; "
+                  f"{pre['date']}), saved to "
                   f"`runs/posttrain_rl/pretrained/` and loaded by every row. Pretrained: test reward "
                   f"**{pre['test_reward']:.3f}**, success **{pre['test_success']:.3f}**.", ""]
     lines += [f"Budget: **{budget:,} generated sequences** of at most 12 tokens per run (training only; "
@@ -663,7 +665,7 @@ def main(argv=None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=int, default=4096, help="generated sequences per run (default 4096)")
     parser.add_argument("--seeds", type=int, default=5, help="final seeds per method (default 5)")
-    parser.add_argument("--trials", type=int, default=5, help="tuning trials per method (default 5)")
+    parser.add_argument("--trials", type=int, default=4, help="tuning trials per method (default 4)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="run only these methods' rows (two processes may split the methods between them)")
     parser.add_argument("--report-only", action="store_true")
