@@ -220,17 +220,25 @@ def with_mask_positions(model):
     logits of a padded prompt's completion, measured on this model), by a shift that varies with each
     prompt's padding (models with rotary embeddings are immune: a constant shift does not change
     relative positions). Measured here: without this, every GRPO trial fell from the pretrained
-    0.198 to about 0.10 validation reward. Calls made by `generate` are left exactly as they were."""
+    0.198 to about 0.10 validation reward. The backbone (`model.base_model`, GPT-2's `transformer`) is
+    what gets the ids: TRL's fused log-prob forward calls it directly, bypassing the LM head's forward.
+    Calls made by `generate` are left exactly as they were."""
     import functools
 
-    forward, generate = model.forward, model.generate
+    backbone = model.base_model
+    forward, generate = backbone.forward, model.generate
     generating = [False]
+
+    import inspect
+
+    signature = inspect.signature(forward)
 
     @functools.wraps(forward)      # generate reads forward's signature to choose what it passes
     def forward_with_positions(*args, **kwargs):
-        mask, ids = kwargs.get("attention_mask"), kwargs.get("input_ids")
-        if (not generating[0] and kwargs.get("position_ids") is None and not args and mask is not None
-                and ids is not None and mask.shape == ids.shape):
+        given = signature.bind_partial(*args, **kwargs).arguments
+        mask, ids = given.get("attention_mask"), given.get("input_ids")
+        if (not generating[0] and given.get("position_ids") is None and mask is not None and ids is not None
+                and mask.shape == ids.shape):     # a whole sequence at once, as TRL's loss forward passes
             kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
         return forward(*args, **kwargs)
 
@@ -242,7 +250,7 @@ def with_mask_positions(model):
         finally:
             generating[0] = False
 
-    model.forward, model.generate = forward_with_positions, generate_as_before
+    backbone.forward, model.generate = forward_with_positions, generate_as_before
     return model
 
 

@@ -30,4 +30,7 @@ def test_mask_positions_make_the_loss_forward_score_what_generate_sampled_and_le
     assert (loss_forward()[padded] - sampled[padded]).abs().max() > 1e-3   # the mismatch, unpatched
     with_mask_positions(model)
     assert torch.allclose(loss_forward(), sampled, atol=1e-4)               # now the sampler's policy
+    # TRL's fused log-prob forward calls the backbone itself, by keyword, bypassing the LM head's forward
+    hidden = model.base_model(input_ids=seq, attention_mask=mask, use_cache=False).last_hidden_state
+    assert torch.allclose(model.lm_head(hidden)[:, width - 1:-1], sampled, atol=1e-4)
     assert torch.equal(model.generate(**enc, **kw), seq)                    # generation as before
