@@ -219,8 +219,7 @@ def with_mask_positions(model):
     embeddings the loss then scores a different policy from the one that sampled (up to 7 in the
     logits of a padded prompt's completion, measured on this model), by a shift that varies with each
     prompt's padding (models with rotary embeddings are immune: a constant shift does not change
-    relative positions). Measured here: without this, every GRPO trial fell from the pretrained
-    0.198 to about 0.10 validation reward. The backbone (`model.base_model`, GPT-2's `transformer`) is
+    relative positions). The backbone (`model.base_model`, GPT-2's `transformer`) is
     what gets the ids: TRL's fused log-prob forward calls it directly, bypassing the LM head's forward.
     Calls made by `generate` are left exactly as they were."""
     import functools
