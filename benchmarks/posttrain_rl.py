@@ -587,7 +587,11 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
     if missing:
         lines += [f"**Partial: {len(missing)} rows still missing** ({', '.join(missing)})"
                   + (f"; {running}" if running else "") + ". Figures below are from the rows that have landed.", ""]
-    lines += ["## Setup", ""]
+    lines += ["How long it takes (measured 2026-12-06 on these 2 shared cores, load average 6-10): pretraining "
+              "8.4 min (once; cached); then two processes at nice 10, one with the ARS rows and the memory part "
+              "(about 55 min: 2 × 4 tuning trials of 2.5-3.5 min, the 1 GB memory rows about 10 min, 10 final rows "
+              "of 1.5-2.5 min) and one with the GRPO rows (about 20 min once the other had finished: 4 trials and "
+              "5 final rows of about 2 min). About 1 h 15 min in all.", "", "## Setup", ""]
     if pre:
         lines += [f"Task: Countdown (`arsearch.tasks.countdown`): prompts such as `3,7,12=33:` (three numbers in "
                   f"1..20, a target in 1..100 that some of them reach), the model writes an expression; reward 1.0 "
@@ -684,7 +688,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
                   "its own process, peak RSS from `ru_maxrss`, one thread. Inference and ARS are "
                   "benchmarks/posttrain_memory.py's rows rerun here (4 prompts, 4 new tokens; ARS = the whole "
                   "`posttrain()` job, 2 directions × 2 iterations); GRPO: TRL's trainer, 2 steps of 4 sequences "
-                  "(2 prompts × G = 2), 4 new tokens, AdamW, full parameters.", "",
+                  "(2 prompts × G = 2), 4 new tokens, AdamW, full parameters, TRL's default gradient checkpointing.", "",
                   "| process | peak RSS (MiB) | × inference | time (s) |", "|---|---:|---:|---:|"]
         for key, label in [("runtime", "runtime only (imports, without trl)"), ("runtime+trl", "runtime with trl imported"),
                            ("inference", "inference (generation)"), ("ars", "ARS post-training, whole job"),
@@ -700,11 +704,11 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
     else:
         lines.append("(not measured yet)")
     lines += ["", "## Verdict", ""]
-    lines += verdict(verdict_parts, stats, mem, missing)
+    lines += verdict(verdict_parts, stats, mem, missing, pre)
     return "\n".join(lines) + "\n"
 
 
-def verdict(parts, stats, mem, missing) -> list[str]:
+def verdict(parts, stats, mem, missing, pre=None) -> list[str]:
     claim = ("The claim tested (Qiu et al., arXiv 2509.24372; EGGROLL, arXiv 2511.16652): full-parameter ES "
              "matches or beats GRPO on a reward-only LM task, in less memory.")
     if not parts:
@@ -717,6 +721,19 @@ def verdict(parts, stats, mem, missing) -> list[str]:
     full = next((p for p in parts if p[0] == "ars-full"), None)
     mem_ok = mem is not None and mem["rows"]["ars"]["peak_mb"] < mem["rows"]["grpo-beta0.0"]["peak_mb"]
     met = full is not None and full[1] != "loses to" and mem_ok
+    if pre is not None:     # did anything learn? equal rewards of two methods that both stood still prove nothing
+        moved = {m: ci(stats[m]["reward"]) for m in stats}
+        moved = {m: c for m, c in moved.items() if c is not None and (c[1] > pre["test_reward"] or c[2] < pre["test_reward"])}
+        out += ["", "Against the pretrained model's test reward (" + f"{pre['test_reward']:.3f}): " + "; ".join(
+            f"{LABELS[m]} {'raised' if c[0] > pre['test_reward'] else 'lowered'} it (interval {c[1]:.3f}–{c[2]:.3f})"
+            for m, c in moved.items()) + ("" if moved else "no method's interval excludes it: none moved it") + "."]
+        if not moved:
+            return out + ["", "**Not met — inconclusive at this scale**" + (" (partial data)" if missing else "")
+                          + ": at this budget neither ARS nor GRPO changed the held-out reward, so ARS 'matching' "
+                          "GRPO says nothing about the claim; only the memory half holds (ARS's peak is "
+                          + ("lower" if mem_ok else "not measured") + "). What would decide it: a larger budget "
+                          "(the published results spend orders of magnitude more sequences) and a model and "
+                          "reward on which at least one method moves."]
     out += ["", f"**{'Met' if met else 'Not met'}** at this scale"
             + (" (partial data)" if missing else "") + ": "
             + ("ARS's held-out reward is not below GRPO's and its peak memory is lower."
