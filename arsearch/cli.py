@@ -320,23 +320,60 @@ def cmd_pretrain(args) -> int:
 
     try:
         config = load_job(args.config, args.set)
-        if config.model is None or not config.model.checkpoint:
-            raise ConfigError("pretrain writes [model] checkpoint: set it in the config")
-        path = Path(config.model.checkpoint)
+        hf_dir = config.model is not None and bool(config.model.path) and not config.model.checkpoint
+        if config.model is None or not (config.model.checkpoint or hf_dir):
+            raise ConfigError("pretrain writes [model] checkpoint (or, for a Hugging Face model, the [model] path "
+                              "directory): set it in the config")
+        path = Path(config.model.path if hf_dir else config.model.checkpoint)
         if path.exists() and not args.overwrite:
             raise ConfigError(f"{path} already exists; pass --overwrite to replace it")
         import torch
 
         torch.manual_seed(config.seed)
-        task = build_task(config, resolve_device(config.task.device))
         epochs = args.epochs or config.model.pretrain_epochs or 20
-        losses = pretrain(task, epochs, config.model.pretrain_lr, seed=config.seed, progress=True)
-        ckpt.save(path, base_model(task).state_dict())
+        if hf_dir:
+            task, losses = _pretrain_hf_dir(config, path, epochs, resolve_device(config.task.device))
+        else:
+            task = build_task(config, resolve_device(config.task.device))
+            losses = pretrain(task, epochs, config.model.pretrain_lr, seed=config.seed, progress=True)
+            ckpt.save(path, base_model(task).state_dict())
     except (ConfigError, ValueError) as e:
         return _fail(str(e), USAGE_ERROR)
     print(json.dumps({"checkpoint": str(path), "epochs": epochs, "train_loss": losses[-1] if losses else None,
                       **{f"eval/{k}": v for k, v in task.evaluate().items()}}, indent=2))
     return 0
+
+
+def _pretrain_hf_dir(config, path, epochs: int, device):
+    """Build a fresh model with [model] init, pretrain it and save it as the Hugging Face directory
+    `path`. It is built beside `path` and moved there only once saved, so an existing directory
+    (replaced with --overwrite) is never lost to a failed or interrupted run."""
+    import dataclasses
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .config import ConfigError
+    from .models import save_hf
+    from .posttrain import pretrain
+    from .tasks import build_task
+
+    if not config.model.init:
+        raise ConfigError(f"pretrain builds a fresh model in {path}: set [model] init "
+                          f"(e.g. \"arsearch.tasks.generate:small_causal_lm\")")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        fresh = Path(tmp) / "model"      # does not exist yet: the task builds the model from [model] init
+        model = dataclasses.replace(config.model, path=str(fresh), pretrain_epochs=max(epochs, 1))
+        task = build_task(dataclasses.replace(config, model=model), device)
+        losses = pretrain(task, epochs, config.model.pretrain_lr, seed=config.seed, progress=True)
+        save_hf(task.model, getattr(task, "tokenizer", None), fresh)
+        old = Path(tmp) / "old"
+        if path.exists():
+            path.rename(old)             # removed with the temporary directory
+        fresh.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    return task, losses
 
 
 def _study_overrides(args) -> dict:
@@ -646,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--quiet", action="store_true", help="no progress bar")
     post.set_defaults(func=cmd_posttrain)
 
-    pre = sub.add_parser("pretrain", help="pretrain [model] with Adam and save it as [model] checkpoint")
+    pre = sub.add_parser("pretrain", help="pretrain [model] with Adam and save it as [model] checkpoint "
+                         "(or as the Hugging Face directory [model] path)")
     pre.add_argument("config", help="job config (TOML) with a [model] table")
     pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     pre.add_argument("--epochs", type=int, default=0, help="epochs (default: [model] pretrain_epochs, else 20)")

@@ -28,6 +28,7 @@ from ..fields import number
 from ..imports import call_user, call_with_accepted, is_import_path, load_callable
 from ..interrupt import check_pretraining
 from .base import Task
+from .countdown import countdown
 
 # ---------------------------------------------------------------------------------------------
 # Data and rewards
@@ -41,7 +42,7 @@ def arithmetic(n: int = 2000, seed: int = 0) -> list[dict]:
     return [{"prompt": f"{a:02d}+{b:02d}=", "reference": f"{a + b:03d}"} for a, b in (divmod(int(p), 100) for p in pairs)]
 
 
-BUILTIN_PROMPTS = {"arithmetic": arithmetic}
+BUILTIN_PROMPTS = {"arithmetic": arithmetic, "countdown": countdown}
 
 
 def exact_match(prompts: list[str], outputs: list[str], references: list[str]) -> list[float]:
@@ -132,6 +133,13 @@ def tiny_causal_lm(texts: list[str], n_layer: int = 2, n_embd: int = 64, n_head:
     return GPT2LMHeadModel(cfg), tok
 
 
+def small_causal_lm(texts: list[str], seed: int = 0):
+    """(a fresh GPT-2 of about 3.2 million parameters — 4 layers, width 256 —, its character
+    tokenizer): big enough to learn Countdown's format and some of its sums, small enough to
+    pretrain in minutes on 2 CPU cores."""
+    return tiny_causal_lm(texts, n_layer=4, n_embd=256, n_head=4, n_positions=48, seed=seed)
+
+
 # ---------------------------------------------------------------------------------------------
 # The task
 
@@ -154,6 +162,7 @@ class PromptBatch:
     references: list[str | None]
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    seed: int = 0       # sampling decoding: every candidate scored on this batch draws the same tokens' noise
 
 
 @dataclass
@@ -165,6 +174,8 @@ class GenerateConfig:
     n_prompts: int = number(2000, 1)  # built-in generators: how many prompts to make
     reward: str = "arsearch.tasks.generate:exact_match"   # "package.module:function"
     max_new_tokens: int = number(8, 1)
+    temperature: float = number(0.0, 0.0)   # 0: greedy decoding; > 0: sampling at this temperature
+    samples_per_prompt: int = number(1, 1)  # completions sampled per prompt (> 1 needs temperature > 0)
     eval_batch: int = number(256, 1)  # prompts per batched call when evaluating
     batch_size: int = number(256, 1)  # prompts per iteration
     test_fraction: float = number(0.25, 0.0, 1.0, low_open=True)
@@ -175,7 +186,7 @@ class GenerateTask(Task):
     Config = GenerateConfig
     metric = "reward"
     metric_direction = "maximize"
-    eval_metrics = ("reward",)
+    eval_metrics = ("reward", "success")
     counters = ("forward_examples", "generated_tokens")
 
     @classmethod
@@ -183,6 +194,10 @@ class GenerateTask(Task):
         if config.model is None or not config.model.path:
             raise ValueError("task.kind = \"generate\" needs [model] path: a Hugging Face model directory "
                              "(with factory = \"transformers:AutoModelForCausalLM\")")
+        if config.task.samples_per_prompt > 1 and config.task.temperature == 0:
+            raise ValueError(f"task.samples_per_prompt = {config.task.samples_per_prompt} with greedy decoding "
+                             f"(task.temperature = 0) would repeat one completion; set task.temperature > 0 "
+                             f"(e.g. 1.0) or samples_per_prompt = 1")
         if config.task.test_fraction >= 1.0:
             raise ValueError(f"task.test_fraction = {config.task.test_fraction} leaves no training prompts; "
                              f"allowed: > 0 and < 1")
@@ -193,7 +208,7 @@ class GenerateTask(Task):
 
     def __init__(self, model: nn.Module, tokenizer, train: list[dict], test: list[dict], reward=exact_match, *,
                  batch_size: int = 32, max_new_tokens: int = 8, eval_batch: int = 256, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+                 temperature: float = 0.0, samples_per_prompt: int = 1, device: str | torch.device = "cpu"):
         super().__init__()
         if tokenizer is None:
             raise ValueError("a generate task needs a tokenizer (saved in the model directory)")
@@ -204,9 +219,17 @@ class GenerateTask(Task):
         self.model = model.to(self.device).eval()
         self.tokenizer, self.train, self.test, self.reward = tokenizer, train, test, reward
         self.batch_size, self.max_new_tokens, self.eval_batch, self.seed = batch_size, max_new_tokens, eval_batch, seed
+        if samples_per_prompt > 1 and temperature == 0:
+            raise ValueError(f"samples_per_prompt = {samples_per_prompt} needs temperature > 0 (greedy decoding "
+                             f"would repeat one completion)")
+        self.temperature, self.samples_per_prompt = float(temperature), int(samples_per_prompt)
         self.gen_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1,
                            "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
         self._generator = _Generator(self.model, self.gen_kwargs)
+        # training's decoding; evaluation stays greedy, so held-out scores do not depend on a draw
+        self._sampler = self._generator if self.temperature == 0 else _Generator(self.model, {
+            **self.gen_kwargs, "do_sample": True, "temperature": self.temperature, "top_k": 0, "top_p": 1.0,
+            "num_return_sequences": self.samples_per_prompt})
         self.fresh = False       # set by from_config when the model was built new (to be pretrained)
 
     @classmethod
@@ -241,7 +264,8 @@ class GenerateTask(Task):
         else:
             model, tok = load_hf(m.factory or "transformers:AutoModelForCausalLM", m.path)
         task = cls(model, tok, train, test, reward, batch_size=t.batch_size, max_new_tokens=t.max_new_tokens,
-                   eval_batch=t.eval_batch, seed=config.seed, device=device or "cpu")
+                   eval_batch=t.eval_batch, seed=config.seed, temperature=t.temperature,
+                   samples_per_prompt=t.samples_per_prompt, device=device or "cpu")
         task.fresh = fresh
         task.reward_name = t.reward
         return task
@@ -255,26 +279,38 @@ class GenerateTask(Task):
 
     def _decode(self, batch: PromptBatch, out: torch.Tensor, count: bool) -> list[str]:
         if count:   # training's cost only: evaluations are not counted, as in the supervised task
-            self.count("forward_examples", len(batch.prompts))
+            self.count("forward_examples", int(out.shape[0]))     # sequences generated
             self.count("generated_tokens", int(out.shape[0] * (out.shape[1] - batch.input_ids.shape[1])))
         return self.tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
 
     @torch.no_grad()
-    def generate(self, batch: PromptBatch, params: dict[str, torch.Tensor] | None = None, count: bool = True) -> list[str]:
-        """Greedy completions of the batch's prompts, by the model or by `params` swapped into it."""
-        if params is None:
-            out = self._generator(batch.input_ids, batch.attention_mask)
-        else:
-            from torch.func import functional_call
+    def generate(self, batch: PromptBatch, params: dict[str, torch.Tensor] | None = None, count: bool = True,
+                 sample: bool = False) -> list[str]:
+        """Completions of the batch's prompts, by the model or by `params` swapped into it: greedy, or
+        with `sample` the training decoding (`samples_per_prompt` completions per prompt, consecutive,
+        at `temperature`), its noise seeded from the batch so that every candidate on one batch draws
+        alike and a rerun with the same seed writes the same text."""
+        module = self._sampler if sample else self._generator
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if module is not self._generator:
+                torch.manual_seed(batch.seed)     # the global RNG is what HF sampling draws from
+            if params is None:
+                out = module(batch.input_ids, batch.attention_mask)
+            else:
+                from torch.func import functional_call
 
-            out = functional_call(self._generator, {f"lm.{k}": v for k, v in params.items()},
-                                  (batch.input_ids, batch.attention_mask))
+                out = functional_call(module, {f"lm.{k}": v for k, v in params.items()},
+                                      (batch.input_ids, batch.attention_mask))
         return self._decode(batch, out, count)
 
     def rewards(self, batch: PromptBatch, outputs: list[str]) -> torch.Tensor:
+        """One reward per output; `outputs` may hold k consecutive completions per prompt."""
         spec = getattr(self, "reward_name", None) or getattr(self.reward, "__name__", "reward")
-        n = len(batch.prompts)
-        values = call_user("task.reward", spec, self.reward, batch.prompts, outputs, batch.references)
+        k = len(outputs) // max(len(batch.prompts), 1)
+        prompts = [p for p in batch.prompts for _ in range(k)]
+        references = [r for r in batch.references for _ in range(k)]
+        n = len(prompts)
+        values = call_user("task.reward", spec, self.reward, prompts, outputs, references)
         try:
             arr = None if values is None else np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
@@ -282,25 +318,29 @@ class GenerateTask(Task):
         if arr is None or arr.shape != (n,):
             got = ("None" if values is None else f"a {type(values).__name__}" if arr is None
                    else f"a scalar ({values!r})" if arr.ndim == 0 else f"an array of shape {arr.shape}")
-            raise ValueError(f"task.reward = {spec!r} returned {got} for {n} prompts; it must return one number "
-                             f"per prompt (a list or 1-D array of {n} floats)")
+            what = f"{n} prompts" if k == 1 else f"{n} outputs ({k} per prompt)"
+            unit = "prompt" if k == 1 else "output"
+            raise ValueError(f"task.reward = {spec!r} returned {got} for {what}; it must return one number "
+                             f"per {unit} (a list or 1-D array of {n} floats)")
         return torch.as_tensor(arr)
 
     # -- Task interface ----------------------------------------------------------------------------
     def batch(self, iteration: int) -> PromptBatch:
         rng = np.random.default_rng([self.seed, iteration])
         idx = rng.choice(len(self.train), size=self.batch_size, replace=self.batch_size > len(self.train))
-        return self.encode([self.train[i] for i in idx])
+        batch = self.encode([self.train[i] for i in idx])
+        batch.seed = int(rng.integers(2 ** 62))
+        return batch
 
     def score(self, batch: PromptBatch, index: int = 0) -> float:
-        return float(self.rewards(batch, self.generate(batch)).mean())
+        return float(self.rewards(batch, self.generate(batch, sample=True)).mean())
 
     def score_params(self, params: dict[str, torch.Tensor], batch: PromptBatch) -> torch.Tensor:
         # HF generation does not run under vmap (its loop stops on data): candidates go one after
         # another, each batched over the prompts, with its parameters swapped in, not copied
         n = next(iter(params.values())).shape[0]
-        return torch.stack([self.rewards(batch, self.generate(batch, {k: v[i] for k, v in params.items()})).mean()
-                            for i in range(n)])
+        return torch.stack([self.rewards(batch, self.generate(batch, {k: v[i] for k, v in params.items()},
+                                                              sample=True)).mean() for i in range(n)])
 
     def outputs(self, items: list[dict]) -> list[str]:
         out = []
@@ -308,10 +348,14 @@ class GenerateTask(Task):
             out += self.generate(self.encode(items[i:i + self.eval_batch]), count=False)
         return out
 
-    def evaluate(self) -> dict[str, float]:
-        outputs = self.outputs(self.test)
-        batch = PromptBatch([it["prompt"] for it in self.test], [it["reference"] for it in self.test], None, None)
-        return {"reward": float(self.rewards(batch, outputs).mean())}
+    def evaluate(self, items: list[dict] | None = None) -> dict[str, float]:
+        """Greedy decoding of the held-out prompts (or `items`): the mean reward, and the share of
+        prompts with full reward (>= 1: an exact match, a Countdown solution)."""
+        items = self.test if items is None else items
+        outputs = self.outputs(items)
+        batch = PromptBatch([it["prompt"] for it in items], [it["reference"] for it in items], None, None)
+        values = self.rewards(batch, outputs)
+        return {"reward": float(values.mean()), "success": float((values >= 1.0).double().mean())}
 
     def samples(self, n: int = 20) -> list[dict]:
         """The first `n` held-out prompts with their references, the current model's outputs and the

@@ -1,0 +1,809 @@
+"""Reward post-training against the RL fine-tuning peer: ARS (full-rank and low-rank directions)
+against TRL's GRPO on the same model directory, prompts, reward function and number of generated
+sequences. Writes reports/posttrain_rl.md and reports/posttrain_rl.png.
+
+    nice -n 10 python benchmarks/posttrain_rl.py              # everything still missing (resumable)
+    python benchmarks/posttrain_rl.py --report-only           # rewrite the report from the data
+    python benchmarks/posttrain_rl.py --seeds 2 --trials 2    # a smaller run (same data directory)
+    nice -n 10 python benchmarks/posttrain_rl.py --methods grpo --skip-memory &   # two processes,
+    nice -n 10 python benchmarks/posttrain_rl.py --methods ars-full ars-rank      # one per core
+
+(PYTHONPATH at the repository root; GRPO needs `pip install -e '.[bench]'` for trl.)
+
+Task: Countdown (`arsearch.tasks.countdown`): 3 numbers in 1..20 and a target in 1..100, the model
+writes an expression; reward 1.0 when it reaches the target with the allowed numbers, 0.1 when it
+is well formed but misses, 0 otherwise. The prompts are split once into training, validation
+(tuning only) and test (the reported figures) files under runs/posttrain_rl/prompts/.
+
+Model: `configs/generate_countdown.toml`'s 3.2M-parameter GPT-2, built and pretrained once with
+`arsearch pretrain` (Adam on cross-entropy against one known solution per prompt) into
+runs/posttrain_rl/pretrained/; every row starts from that directory.
+
+Rows, each its own process (so each has its own peak RSS), each saved as JSON under
+reports/data/posttrain_rl/ as soon as it finishes and skipped on a rerun:
+
+1. tuning — for each method a study of `--trials` trials with Optuna's TPE sampler (seed 0, 2
+   random start-up trials), every trial spending the same `--budget` generated sequences and
+   scored by the mean reward on the validation prompts: ARS through arsearch's own study harness
+   (`arsearch study run`), GRPO through the same sampler on a plain Optuna study;
+2. final — each method with its best trial's settings on `--seeds` seeds at the same budget,
+   scored on the test prompts (mean reward and success rate, greedy decoding, the same evaluation
+   code for every method) along the way (the learning curve) and at the end; wall time of the
+   training loop without the evaluations; peak RSS of the process;
+3. memory — GRPO's peak RSS on reports/posttrain.md (a)'s 1 GB GPT-2, beside inference and ARS
+   measured again in the same run (benchmarks/posttrain_memory.py's children).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / "reports" / "data" / "posttrain_rl"
+# the model, prompts and studies (outside git); POSTTRAIN_RL_WORK moves them (the tests' smoke runs)
+WORK = Path(os.environ.get("POSTTRAIN_RL_WORK", ROOT / "runs" / "posttrain_rl"))
+REPORT = ROOT / "reports" / "posttrain_rl.md"
+PLOT = ROOT / "reports" / "posttrain_rl.png"
+CONFIG = ROOT / "configs" / "generate_countdown.toml"
+N_TRAIN, N_VAL, N_TEST = 4500, 200, 300
+PROMPTS_PER_ITERATION = 16        # ARS: prompts every candidate is scored on
+GRPO_BATCH = 64                   # GRPO: sequences per optimizer step (prompts x group size)
+LOW_RANK = 4                      # the low-rank ARS rows' ars.noise_rank
+CURVE_POINTS = 6                  # evaluations along a final row (plus the start)
+METHODS = ("ars-full", "ars-rank", "grpo")
+LABELS = {"ars-full": "ARS, full-rank directions", "ars-rank": f"ARS, rank-{LOW_RANK} directions (noise_rank)",
+          "grpo": "GRPO (TRL)"}
+ARS_SPACE = {"ars.step_size": {"low": 3e-4, "high": 3e-2, "log": True},
+             "ars.noise": {"low": 3e-4, "high": 3e-2, "log": True},
+             "ars.directions": {"choice": [4, 8, 16]}}
+GRPO_SPACE = {"learning_rate": {"low": 1e-5, "high": 3e-3, "log": True},
+              "num_generations": {"choice": [4, 8]},
+              "beta": {"choice": [0.0, 0.04]}}
+SAMPLER_SEED, STARTUP_TRIALS = 0, 2
+
+
+def py() -> list[str]:
+    return [sys.executable]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and the pretrained model
+
+
+def prompt_files() -> dict[str, Path]:
+    import numpy as np
+
+    from arsearch.tasks.countdown import countdown
+
+    out = WORK / "prompts"
+    files = {name: out / f"{name}.jsonl" for name in ("train", "val", "test")}
+    if all(p.exists() for p in files.values()):
+        return files
+    items = countdown(N_TRAIN + N_VAL + N_TEST, seed=0)
+    order = np.random.default_rng(0).permutation(len(items))
+    parts = {"test": order[:N_TEST], "val": order[N_TEST:N_TEST + N_VAL], "train": order[N_TEST + N_VAL:]}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, idx in parts.items():
+        files[name].write_text("".join(json.dumps(items[i]) + "\n" for i in idx))
+    return files
+
+
+def overrides(eval_set: str) -> list[str]:
+    files = prompt_files()
+    return [f"task.prompts={json.dumps(str(files['train']))}", f"task.eval_prompts={json.dumps(str(files[eval_set]))}",
+            f"model.path={json.dumps(str(WORK / 'pretrained'))}", "tracking.enabled=false"]
+
+
+def pretrained() -> dict:
+    """Pretrain the model directory once with `arsearch pretrain` (the cached record says how long)."""
+    record = DATA / "pretrain.json"
+    if record.exists() and (WORK / "pretrained").exists():
+        return json.loads(record.read_text())
+    cmd = [*py(), "-m", "arsearch.cli", "pretrain", str(CONFIG), "--overwrite"]
+    for o in overrides("test"):
+        cmd += ["--set", o]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pretraining failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout[proc.stdout.index("{"):])
+    from arsearch.config import load_job
+
+    cfg = load_job(CONFIG)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(WORK / "pretrained").parameters())
+    data = {"seconds": time.perf_counter() - t0, "epochs": out["epochs"], "lr": cfg.model.pretrain_lr,
+            "train_loss": out["train_loss"], "test_reward": out["eval/reward"], "test_success": out["eval/success"],
+            "params": params, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "nice": os.nice(0)}
+    DATA.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def validation_baseline() -> dict:
+    """The pretrained model's score on the validation prompts (what the tuning trials start from)."""
+    cached = load("pretrained-val")
+    if cached is not None:
+        return cached
+    import torch
+
+    from arsearch.models import load_hf
+    from arsearch.tasks.countdown import countdown_reward
+    from arsearch.tasks.generate import GenerateTask, load_prompts
+
+    torch.set_num_threads(1)
+    model, tok = load_hf("transformers:AutoModelForCausalLM", str(WORK / "pretrained"))
+    val = load_prompts(str(prompt_files()["val"]))
+    data = GenerateTask(model, tok, val, val, countdown_reward, max_new_tokens=12, eval_batch=128).evaluate()
+    save("pretrained-val", data)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# One row in this process: ARS or GRPO for `budget` sequences, evaluated on `eval_set`
+
+
+def ars_row(method: str, seed: int, params: dict, budget: int, eval_set: str, curve: bool) -> dict:
+    import torch
+
+    from arsearch.callbacks import Callback
+    from arsearch.config import load_job
+    from arsearch.posttrain import posttrain
+
+    torch.set_num_threads(1)
+    n = int(params["ars.directions"])
+    iterations = max(1, budget // (2 * n * PROMPTS_PER_ITERATION))
+    out = WORK / "rows" / f"{method}-{eval_set}-{seed}-{os.getpid()}"
+    cfg = load_job(CONFIG, [*overrides(eval_set), f"seed={seed}", f"ars.directions={n}", f"ars.top={min(4, n)}",
+                            f"ars.step_size={params['ars.step_size']}", f"ars.noise={params['ars.noise']}",
+                            f"ars.noise_rank={LOW_RANK if method == 'ars-rank' else 0}",
+                            f"ars.iterations={iterations}", f"task.batch_size={PROMPTS_PER_ITERATION}",
+                            f"eval.every={max(1, iterations // CURVE_POINTS) if curve else iterations}",
+                            f"checkpoint.dir={json.dumps(str(out))}", "checkpoint.every=1000000"])
+
+    class Curve(Callback):
+        def __init__(self):
+            self.points, self.train_s, self.mark = [], 0.0, 0.0
+
+        def on_start(self, trainer):
+            self.mark = time.perf_counter()
+
+        def on_iteration(self, trainer, iteration, metrics):
+            now = time.perf_counter()
+            self.train_s += now - self.mark
+            self.mark = now
+
+        def on_eval(self, trainer, iteration, metrics):
+            self.points.append({"sequences": int(trainer.task.counters.get("forward_examples", 0)),
+                                "reward": metrics["eval/reward"], "success": metrics["eval/success"]})
+            self.mark = time.perf_counter()     # the evaluation's time is not training's
+
+    cb = Curve()
+    result = posttrain(cfg, callbacks=[cb], track=False, overwrite=True)
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    before = {"sequences": 0, "reward": result.before["reward"], "success": result.before["success"]}
+    return {"method": method, "seed": seed, "params": params, "eval_set": eval_set,
+            "sequences": int(result.train["count/forward_examples"]), "iterations": iterations,
+            "reward": result.after["reward"], "success": result.after["success"], "before": before,
+            "curve": [before, *cb.points], "train_s": cb.train_s, "peak_mb": peak_mb()}
+
+
+def with_mask_positions(model):
+    """Give `model` position ids from its attention mask when a caller passes none.
+
+    TRL computes the completions' log-probabilities with ``model(input_ids, attention_mask)``, no
+    position ids, so GPT-2 numbers the positions 0, 1, ... from the first (left) pad, whereas
+    `generate` numbers them from the first real token. With GPT-2's learned absolute position
+    embeddings the loss then scores a different policy from the one that sampled (up to 7 in the
+    logits of a padded prompt's completion, measured on this model), by a shift that varies with each
+    prompt's padding (models with rotary embeddings are immune: a constant shift does not change
+    relative positions). The backbone (`model.base_model`, GPT-2's `transformer`) is
+    what gets the ids: TRL's fused log-prob forward calls it directly, bypassing the LM head's forward.
+    Calls made by `generate` are left exactly as they were."""
+    import functools
+
+    backbone = model.base_model
+    forward, generate = backbone.forward, model.generate
+    generating = [False]
+
+    import inspect
+
+    signature = inspect.signature(forward)
+
+    @functools.wraps(forward)      # generate reads forward's signature to choose what it passes
+    def forward_with_positions(*args, **kwargs):
+        given = signature.bind_partial(*args, **kwargs).arguments
+        mask, ids = given.get("attention_mask"), given.get("input_ids")
+        if (not generating[0] and given.get("position_ids") is None and mask is not None and ids is not None
+                and mask.shape == ids.shape):     # a whole sequence at once, as TRL's loss forward passes
+            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return forward(*args, **kwargs)
+
+    @functools.wraps(generate)
+    def generate_as_before(*args, **kwargs):
+        generating[0] = True
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            generating[0] = False
+
+    backbone.forward, model.generate = forward_with_positions, generate_as_before
+    return model
+
+
+def grpo_row(seed: int, params: dict, budget: int, eval_set: str, curve: bool) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from arsearch.tasks.countdown import countdown_reward
+    from arsearch.tasks.generate import GenerateTask, load_prompts
+
+    torch.set_num_threads(1)
+    files = prompt_files()
+    model_dir = WORK / "pretrained"
+    model = with_mask_positions(AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    train, held_out = load_prompts(str(files["train"])), load_prompts(str(files[eval_set]))
+    # the same evaluation code as the ARS rows (greedy, batched), on the model GRPO trains
+    judge = GenerateTask(model, AutoTokenizer.from_pretrained(model_dir, local_files_only=True), train, held_out,
+                         countdown_reward, max_new_tokens=12, eval_batch=128)
+    generated = [0]
+
+    def countdown(prompts, completions, **kwargs):
+        generated[0] += len(completions)
+        return countdown_reward(prompts, completions, [None] * len(prompts))
+
+    g = int(params["num_generations"])
+    steps = max(1, budget // GRPO_BATCH)
+    every = max(1, steps // CURVE_POINTS) if curve else steps
+    points = [{"sequences": 0, **judge.evaluate()}]
+    timing = {"eval_s": 0.0}
+
+    class Curve(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % every == 0 or state.global_step == steps:
+                t0 = time.perf_counter()
+                # in eval mode, as ARS is evaluated: in train mode TRL's default gradient checkpointing
+                # turns GPT-2's KV cache off, and generating without it numbers a left-padded prompt's
+                # positions from its pads (measured: held-out reward 0.198 -> 0.10 at a learning rate of 1e-9)
+                model.eval()
+                points.append({"sequences": generated[0], **judge.evaluate()})
+                model.train()
+                timing["eval_s"] += time.perf_counter() - t0
+
+    out = WORK / "rows" / f"grpo-{eval_set}-{seed}-{os.getpid()}"
+    args = GRPOConfig(output_dir=str(out), per_device_train_batch_size=GRPO_BATCH, gradient_accumulation_steps=1,
+                      num_generations=g, max_completion_length=12, temperature=1.0,
+                      learning_rate=float(params["learning_rate"]), beta=float(params["beta"]), max_steps=steps,
+                      disable_dropout=True, use_cpu=True, seed=seed, data_seed=seed, save_strategy="no",
+                      report_to="none", logging_steps=10 ** 6, disable_tqdm=True, dataloader_num_workers=0)
+    trainer = GRPOTrainer(model=model, reward_funcs=[countdown], args=args, processing_class=tokenizer,
+                          train_dataset=Dataset.from_list([{"prompt": it["prompt"]} for it in train]),
+                          callbacks=[Curve()])
+    t0 = time.perf_counter()
+    trainer.train()
+    train_s = time.perf_counter() - t0 - timing["eval_s"]
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    final = points[-1]
+    return {"method": "grpo", "seed": seed, "params": params, "eval_set": eval_set, "sequences": generated[0],
+            "iterations": steps, "reward": final["reward"], "success": final["success"], "before": points[0],
+            "curve": points, "train_s": train_s, "peak_mb": peak_mb(),
+            "settings": {k: getattr(args, k) for k in ("per_device_train_batch_size", "num_generations",
+                                                        "max_completion_length", "temperature", "learning_rate",
+                                                        "beta", "loss_type", "scale_rewards", "epsilon",
+                                                        "num_iterations", "optim", "lr_scheduler_type",
+                                                        "weight_decay", "max_grad_norm", "disable_dropout",
+                                                        "gradient_checkpointing")}}
+
+
+def child(spec: dict) -> dict:
+    if spec["method"] == "grpo":
+        return grpo_row(spec["seed"], spec["params"], spec["budget"], spec["eval_set"], spec["curve"])
+    if spec["method"] == "grpo-big":
+        return grpo_big(spec)
+    return ars_row(spec["method"], spec["seed"], spec["params"], spec["budget"], spec["eval_set"], spec["curve"])
+
+
+def run_child(spec: dict) -> dict:
+    proc = subprocess.run([*py(), __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
+                          env=env(), cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"row {spec} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Tuning: ARS through arsearch's study harness, GRPO through the same Optuna sampler
+
+
+def tune_ars(method: str, trials: int, budget: int) -> dict:
+    import optuna
+    import tomli_w
+
+    from arsearch.config import load_job, to_toml
+
+    d = WORK / "tune" / method
+    d.mkdir(parents=True, exist_ok=True)
+    base = load_job(CONFIG, [*overrides("val"), f"ars.noise_rank={LOW_RANK if method == 'ars-rank' else 0}",
+                             f"task.batch_size={PROMPTS_PER_ITERATION}", "ars.iterations=1000000",
+                             f"stop.forward_examples={budget}", "eval.every=1000000", "checkpoint.every=1000000",
+                             f"checkpoint.dir={json.dumps(str(d / 'base'))}"])
+    (d / "base.toml").write_text(to_toml(base))
+    study = {"study": {"name": f"posttrain-rl-{method}", "base": "base.toml", "storage": f"sqlite:///{d / 'optuna.db'}",
+                       "metric": "eval/reward", "direction": "maximize", "sampler": "tpe", "pruner": "none",
+                       "seed": SAMPLER_SEED, "startup_trials": STARTUP_TRIALS, "tracking": False,
+                       "output": str(d / "trials"), "n_trials": trials},
+             "space": dict(ARS_SPACE)}
+    (d / "study.toml").write_text(tomli_w.dumps(study))
+    storage = f"sqlite:///{d / 'optuna.db'}"
+    done = _complete(storage, study["study"]["name"])
+    if done < trials:
+        t0 = time.perf_counter()
+        proc = subprocess.run([*py(), "-m", "arsearch.cli", "study", "run", str(d / "study.toml"), "--n-trials",
+                               str(trials - done), "--no-tracking"], capture_output=True, text=True, env=env(), cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ARS study {method} failed:\n{proc.stderr[-4000:]}")
+        (d / "seconds").write_text(str(float((d / "seconds").read_text() if (d / "seconds").exists() else 0)
+                                       + time.perf_counter() - t0))
+    st = optuna.load_study(study_name=study["study"]["name"], storage=storage)
+    rows = [{"number": t.number, "params": t.params, "value": t.value} for t in st.trials
+            if t.state == optuna.trial.TrialState.COMPLETE][:trials]
+    return {"method": method, "trials": rows, "best": max(rows, key=lambda r: r["value"]),
+            "seconds": float((d / "seconds").read_text()) if (d / "seconds").exists() else None,
+            "budget": budget, "harness": "arsearch study run (Optuna TPE)"}
+
+
+def _complete(storage: str, name: str) -> int:
+    import optuna
+
+    try:
+        st = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return 0
+    return sum(t.state == optuna.trial.TrialState.COMPLETE for t in st.trials)
+
+
+def tune_grpo(trials: int, budget: int) -> dict:
+    import optuna
+
+    from arsearch.study.runner import make_sampler
+
+    d = WORK / "tune" / "grpo"
+    d.mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{d / 'optuna.db'}"
+    study = optuna.create_study(study_name="posttrain-rl-grpo", storage=storage, direction="maximize",
+                                sampler=make_sampler("tpe", SAMPLER_SEED, startup_trials=STARTUP_TRIALS),
+                                load_if_exists=True)
+
+    def objective(trial):
+        params = {"learning_rate": trial.suggest_float("learning_rate", GRPO_SPACE["learning_rate"]["low"],
+                                                       GRPO_SPACE["learning_rate"]["high"], log=True),
+                  "num_generations": trial.suggest_categorical("num_generations", GRPO_SPACE["num_generations"]["choice"]),
+                  "beta": trial.suggest_categorical("beta", GRPO_SPACE["beta"]["choice"])}
+        row = run_child({"method": "grpo", "seed": 0, "params": params, "budget": budget, "eval_set": "val",
+                         "curve": False})
+        return row["reward"]
+
+    t0 = time.perf_counter()
+    done = _complete(storage, "posttrain-rl-grpo")
+    for t in study.trials:     # a trial cut off by an interrupted run: failed, retried by the next one
+        if t.state == optuna.trial.TrialState.RUNNING:
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    if done < trials:
+        study.optimize(objective, n_trials=trials - done)
+        (d / "seconds").write_text(str(float((d / "seconds").read_text() if (d / "seconds").exists() else 0)
+                                       + time.perf_counter() - t0))
+    rows = [{"number": t.number, "params": t.params, "value": t.value} for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE][:trials]
+    return {"method": "grpo", "trials": rows, "best": max(rows, key=lambda r: r["value"]),
+            "seconds": float((d / "seconds").read_text()) if (d / "seconds").exists() else None,
+            "budget": budget, "harness": "plain Optuna study, arsearch's make_sampler('tpe')"}
+
+
+# ---------------------------------------------------------------------------------------------
+# (5) GRPO's peak memory on the 1 GB GPT-2 of reports/posttrain.md (a)
+
+
+def grpo_big(spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    import transformers  # noqa: F401  (the same imports as posttrain_memory's children, plus trl)
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    import arsearch.posttrain  # noqa: F401
+    from arsearch.tasks.generate import arithmetic, exact_match
+
+    if spec.get("runtime"):
+        return {"peak_mb": peak_mb(), "seconds": 0.0}
+    directory = spec["model_dir"]
+    model = with_mask_positions(AutoModelForCausalLM.from_pretrained(directory, local_files_only=True))
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    items = arithmetic(16)
+    refs = {it["prompt"]: it["reference"] for it in items}
+
+    def reward(prompts, completions, **kwargs):
+        return exact_match(prompts, completions, [refs[p] for p in prompts])
+
+    args = GRPOConfig(output_dir=spec["out"], per_device_train_batch_size=4, num_generations=2,
+                      max_completion_length=4, learning_rate=1e-6, beta=spec["beta"], max_steps=2,
+                      disable_dropout=True, use_cpu=True, save_strategy="no", report_to="none", disable_tqdm=True,
+                      logging_steps=10 ** 6)
+    t0 = time.perf_counter()
+    GRPOTrainer(model=model, reward_funcs=[reward], args=args, processing_class=tokenizer,
+                train_dataset=Dataset.from_list([{"prompt": it["prompt"]} for it in items])).train()
+    return {"peak_mb": peak_mb(), "seconds": time.perf_counter() - t0,
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def memory_part() -> dict:
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import posttrain_memory as pm
+
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+        directory, out = Path(tmp) / "gpt2-big", Path(tmp) / "out"
+        pm.measure("make", 2, 2, directory, out)
+        rows = {m: pm.measure(m, 2, 2, directory, out) for m in ("runtime", "inference", "ars")}
+        rows["runtime+trl"] = run_child({"method": "grpo-big", "runtime": True, "model_dir": str(directory),
+                                         "out": str(out)})
+        for beta in (0.0, 0.04):
+            rows[f"grpo-beta{beta}"] = run_child({"method": "grpo-big", "beta": beta, "model_dir": str(directory),
+                                                  "out": str(out / f"grpo{beta}")})
+    return {"rows": rows, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def load(name: str):
+    path = DATA / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def save(name: str, data: dict) -> None:
+    DATA.mkdir(parents=True, exist_ok=True)
+    (DATA / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def ci(values: list[float]) -> tuple[float, float, float] | None:
+    """Mean and 95% bootstrap interval (scipy, BCa; percentile when BCa is degenerate)."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    if len(values) < 2:
+        return None
+    x = np.asarray(values, dtype=float)
+    if np.ptp(x) == 0:
+        return float(x.mean()), float(x.mean()), float(x.mean())
+    try:
+        r = bootstrap((x,), np.mean, confidence_level=0.95, n_resamples=10000, method="BCa", random_state=0)
+        lo, hi = r.confidence_interval
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError
+    except ValueError:
+        r = bootstrap((x,), np.mean, confidence_level=0.95, n_resamples=10000, method="percentile", random_state=0)
+        lo, hi = r.confidence_interval
+    return float(x.mean()), float(lo), float(hi)
+
+
+def diff_ci(a: list[float], b: list[float]) -> tuple[float, float, float] | None:
+    """Mean(a) - mean(b) with a 95% percentile bootstrap interval (independent seeds)."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    if len(a) < 2 or len(b) < 2:
+        return None
+    r = bootstrap((np.asarray(a, float), np.asarray(b, float)), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis),
+                  confidence_level=0.95, n_resamples=10000, method="percentile", random_state=0, vectorized=True)
+    lo, hi = r.confidence_interval
+    return float(np.mean(a) - np.mean(b)), float(lo), float(hi)
+
+
+def fmt_ci(c) -> str:
+    return "—" if c is None else f"{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}]"
+
+
+def plot(finals: dict[str, list[dict]], pre: dict | None) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not any(finals.values()):
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for method, rows in finals.items():
+        if not rows:
+            continue
+        xs = sorted({p["sequences"] for r in rows for p in r["curve"]})
+        grid = np.array(xs, dtype=float)
+        ys = np.array([np.interp(grid, [p["sequences"] for p in r["curve"]], [p["reward"] for p in r["curve"]])
+                       for r in rows])
+        ax.plot(grid, ys.mean(0), label=f"{LABELS[method]} ({len(rows)} seeds)")
+        ax.fill_between(grid, ys.min(0), ys.max(0), alpha=0.2)
+    ax.set_xlabel("sequences generated for training")
+    ax.set_ylabel("held-out mean reward (test prompts, greedy)")
+    ax.set_title("Countdown, 3.2M GPT-2: mean over seeds, band = min..max", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
+    import numpy as np
+
+    pre = load("pretrain")
+    tunes = {m: load(f"tune-{m}") for m in METHODS}
+    finals = {m: [r for s in range(seeds) if (r := load(f"final-{m}-seed{s}"))] for m in METHODS}
+    mem = load("memory")
+    missing = [f"tune-{m}" for m in METHODS if tunes[m] is None]
+    missing += [f"final-{m}-seed{s}" for m in METHODS for s in range(seeds) if load(f"final-{m}-seed{s}") is None]
+    if mem is None:
+        missing.append("memory")
+    cmd = "nice -n 10 python benchmarks/posttrain_rl.py" + "".join(
+        f" --{k} {v}" for k, v, default in (("budget", budget, 4096), ("seeds", seeds, 5), ("trials", trials, 4))
+        if v != default)
+    lines = ["# Reward post-training: ARS against GRPO (TRL) on Countdown", "",
+             f"Regenerate: `{cmd}` (PYTHONPATH at the repository root; resumable: each finished row is a JSON "
+             f"file under `reports/data/posttrain_rl/`, skipped on a rerun; `--report-only` rewrites this page).",
+             f"Report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch "
+             f"{__import__('torch').__version__}, trl {_version('trl')}, transformers {_version('transformers')}; "
+             f"{os.cpu_count()} CPU cores shared with other jobs (load average "
+             f"{os.getloadavg()[0]:.1f} when written), one thread per row.", ""]
+    if missing:
+        lines += [f"**Partial: {len(missing)} rows still missing** ({', '.join(missing)})"
+                  + (f"; {running}" if running else "") + ". Figures below are from the rows that have landed.", ""]
+    lines += ["How long it takes (measured 2026-12-06 on these 2 shared cores, load average 6-10): pretraining "
+              "8.4 min (once; cached); then two processes at nice 10, one with the ARS rows and the memory part "
+              "(about 55 min: 2 × 4 tuning trials of 2.5-3.5 min, the 1 GB memory rows about 10 min, 10 final rows "
+              "of 1.5-2.5 min) and one with the GRPO rows (about 20 min once the other had finished: 4 trials and "
+              "5 final rows of about 2 min). About 1 h 15 min in all.", "", "## Setup", ""]
+    if pre:
+        lines += [f"Task: Countdown (`arsearch.tasks.countdown`): prompts such as `3,7,12=33:` (three numbers in "
+                  f"1..20, a target in 1..100 that some of them reach), the model writes an expression; reward 1.0 "
+                  f"when it is well formed, uses only the given numbers (each at most once) and reaches the target, "
+                  f"0.1 when well formed but wrong, 0 otherwise — Qiu et al.'s 0.1·format + answer, rescaled "
+                  f"(docs/posttrain.md). Success = reward 1. Prompts: {N_TRAIN:,} training, {N_VAL} validation "
+                  f"(tuning only), {N_TEST} test (every figure below), disjoint, generated locally.", "",
+                  f"Model: `configs/generate_countdown.toml`'s GPT-2 ({pre['params']:,} parameters, 4 layers, width "
+                  f"256, character tokenizer), built and pretrained once by `arsearch pretrain` with Adam on "
+                  f"cross-entropy against one known solution per prompt ({pre['epochs']} epochs, lr {pre['lr']}, "
+                  f"{pre['seconds'] / 60:.1f} min of one thread on the loaded cores at nice {pre.get('nice', 0)}; "
+                  f"{pre['date']}), saved to "
+                  f"`runs/posttrain_rl/pretrained/` and loaded by every row. Pretrained: test reward "
+                  f"**{pre['test_reward']:.3f}**, success **{pre['test_success']:.3f}**.", ""]
+    lines += [f"Budget: **{budget:,} generated sequences** of at most 12 tokens per run (training only; "
+              f"evaluations are not counted), for every method. ARS: v1t, top 4, sequential backend, "
+              f"{PROMPTS_PER_ITERATION} prompts per iteration scored by every candidate, greedy decoding (as Qiu "
+              f"et al.'s ES), iterations = budget / (2·N·{PROMPTS_PER_ITERATION}); the low-rank rows set "
+              f"`ars.noise_rank = {LOW_RANK}`. GRPO: TRL `GRPOTrainer`, full parameters (no LoRA: the model is "
+              f"small), {GRPO_BATCH} sequences per optimizer step (= {GRPO_BATCH}/G prompts × group size G), "
+              f"sampling at temperature 1.0, one gradient step per generation batch (num_iterations 1), TRL's "
+              f"defaults otherwise (AdamW, linear decay, loss `dapo`, rewards scaled by the group's std, clip "
+              f"ε 0.2, gradient checkpointing on), dropout disabled (`disable_dropout`, so generation and the loss see one policy, as ARS "
+              f"does); steps = budget / {GRPO_BATCH}. Both are scored by the same code: greedy decoding of the "
+              f"held-out prompts, mean reward and success rate.", ""]
+    lines += ["## Tuning at equal compute", "",
+              f"Each method: {trials} trials, Optuna TPE (seed {SAMPLER_SEED}, {STARTUP_TRIALS} random start-up "
+              f"trials), each trial one run of {budget:,} sequences on seed 0 scored on the validation prompts. "
+              f"ARS through `arsearch study run` (space: step size and noise log-uniform in [3e-4, 3e-2], "
+              f"N in {{4, 8, 16}}); GRPO through a plain Optuna study with the same sampler (space: learning "
+              f"rate log-uniform in [1e-5, 3e-3], G in {{4, 8}}, KL β in {{0, 0.04}}).", "",
+              *([f"The pretrained model scores {load('pretrained-val')['reward']:.3f} on the validation prompts "
+                 f"(success {load('pretrained-val')['success']:.3f}): a trial below that made the model worse.", ""]
+                if load("pretrained-val") else []),
+              "| method | trials done | best validation reward | best settings | tuning wall (min) |",
+              "|---|---:|---:|---|---:|"]
+    for m in METHODS:
+        t = tunes[m]
+        if t is None:
+            lines.append(f"| {LABELS[m]} | — | — | (not finished) | — |")
+            continue
+        best = ", ".join(f"{k.split('.')[-1]} = {v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]} = {v}"
+                         for k, v in t["best"]["params"].items())
+        wall = f"{t['seconds'] / 60:.1f}" if t.get("seconds") else "—"
+        lines.append(f"| {LABELS[m]} | {len(t['trials'])} | {t['best']['value']:.3f} | {best} | {wall} |")
+    lines += ["", "Every trial (validation reward):", ""]
+    for m in METHODS:
+        if tunes[m]:
+            lines.append(f"- {LABELS[m]}: " + "; ".join(
+                "(" + ", ".join(f"{k.split('.')[-1]} {v:.2g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
+                                for k, v in t["params"].items()) + f") → {t['value']:.3f}" for t in tunes[m]["trials"]))
+    lines += ["", "## Held-out results at equal generated sequences", "",
+              "Mean over seeds with a 95% bootstrap interval (scipy.stats.bootstrap, BCa) on the test prompts. "
+              "Wall = the training loop's time per 1,000 sequences, evaluations taken out (median over seeds); "
+              "peak = the row process's peak RSS (median). The wall times were measured under different contention "
+              "(the ARS rows ran beside the GRPO process and other users' jobs, the last GRPO rows alone): read "
+              "them as equal within about 1.5×, not as a ranking.", "",
+              "| method | seeds | test reward | test success | wall s / 1000 seq | peak RSS (MiB) |",
+              "|---|---:|---:|---:|---:|---:|"]
+    stats = {}
+    for m in METHODS:
+        rows = finals[m]
+        if not rows:
+            lines.append(f"| {LABELS[m]} | 0 | — | — | — | — |")
+            continue
+        rew, suc = [r["reward"] for r in rows], [r["success"] for r in rows]
+        wall = float(np.median([r["train_s"] / r["sequences"] * 1000 for r in rows]))
+        peak = float(np.median([r["peak_mb"] for r in rows]))
+        stats[m] = {"reward": rew, "success": suc, "wall": wall, "peak": peak}
+        one = lambda v: f"{v[0]:.3f} (1 seed)"  # noqa: E731
+        lines.append(f"| {LABELS[m]} | {len(rows)} | {fmt_ci(ci(rew)) if len(rows) > 1 else one(rew)} | "
+                     f"{fmt_ci(ci(suc)) if len(rows) > 1 else one(suc)} | {wall:.1f} | {peak:,.0f} |")
+    if pre:
+        lines += ["", f"(Pretrained model, the common start: test reward {pre['test_reward']:.3f}, "
+                  f"success {pre['test_success']:.3f}.)"]
+    if plot(finals, pre):
+        lines += ["", "![reward against sequences generated](posttrain_rl.png)"]
+    lines += ["", "Differences (ARS − GRPO, mean with a 95% percentile bootstrap interval over independent seeds):", ""]
+    verdict_parts = []
+    for m in ("ars-full", "ars-rank"):
+        if m in stats and "grpo" in stats:
+            dr, ds = diff_ci(stats[m]["reward"], stats["grpo"]["reward"]), diff_ci(stats[m]["success"], stats["grpo"]["success"])
+            lines.append(f"- {LABELS[m]} − GRPO: reward {fmt_ci(dr)}, success {fmt_ci(ds)}; wall per sequence "
+                         f"× {stats[m]['wall'] / stats['grpo']['wall']:.2f}; peak RSS × {stats[m]['peak'] / stats['grpo']['peak']:.2f}.")
+            if dr is not None:
+                word = "beats" if dr[1] > 0 else ("loses to" if dr[2] < 0 else "matches (interval includes 0)")
+                verdict_parts.append((m, word, dr))
+    if not verdict_parts:
+        lines.append("- (not enough seeds landed yet)")
+    lines += ["", "## (5) Memory on the 1 GB GPT-2 of reports/posttrain.md (a)", ""]
+    if mem:
+        r = mem["rows"]
+        inf = r["inference"]["peak_mb"]
+        lines += [f"Measured {mem['date']}. The same model as reports/posttrain.md (a) (GPT-2, 21 layers, width 1024, "
+                  f"{r['grpo-beta0.0'].get('params', 0):,} float32 parameters), saved once and loaded by every row, each "
+                  "its own process, peak RSS from `ru_maxrss`, one thread. Inference and ARS are "
+                  "benchmarks/posttrain_memory.py's rows rerun here (4 prompts, 4 new tokens; ARS = the whole "
+                  "`posttrain()` job, 2 directions × 2 iterations); GRPO: TRL's trainer, 2 steps of 4 sequences "
+                  "(2 prompts × G = 2), 4 new tokens, AdamW, full parameters, TRL's default gradient checkpointing.", "",
+                  "| process | peak RSS (MiB) | × inference | time (s) |", "|---|---:|---:|---:|"]
+        for key, label in [("runtime", "runtime only (imports, without trl)"), ("runtime+trl", "runtime with trl imported"),
+                           ("inference", "inference (generation)"), ("ars", "ARS post-training, whole job"),
+                           ("grpo-beta0.0", "GRPO, β = 0 (TRL's default: no reference model)"),
+                           ("grpo-beta0.04", "GRPO, β = 0.04 (a reference model for the KL term)")]:
+            x = r[key]
+            lines.append(f"| {label} | {x['peak_mb']:,.0f} | {x['peak_mb'] / inf:.3f} | {x.get('seconds', 0):.1f} |")
+        lines += ["", f"**ARS / inference = {r['ars']['peak_mb'] / inf:.3f}; GRPO / inference = "
+                  f"{r['grpo-beta0.0']['peak_mb'] / inf:.3f} (β = 0), {r['grpo-beta0.04']['peak_mb'] / inf:.3f} "
+                  f"(β = 0.04); ARS / GRPO = {r['ars']['peak_mb'] / r['grpo-beta0.0']['peak_mb']:.3f}.** GRPO holds "
+                  "gradients and AdamW's two moment buffers (and with β > 0 a second copy of the model); ARS "
+                  "holds one parameter tensor's direction at a time."]
+    else:
+        lines.append("(not measured yet)")
+    lines += ["", "## Verdict", ""]
+    lines += verdict(verdict_parts, stats, mem, missing, pre)
+    return "\n".join(lines) + "\n"
+
+
+def verdict(parts, stats, mem, missing, pre=None) -> list[str]:
+    claim = ("The claim tested (Qiu et al., arXiv 2509.24372; EGGROLL, arXiv 2511.16652): full-parameter ES "
+             "matches or beats GRPO on a reward-only LM task, in less memory.")
+    if not parts:
+        return [claim, "", "**Not decided yet**: not enough final rows have landed (see the missing rows above)."]
+    out = [claim, ""]
+    for m, word, dr in parts:
+        out.append(f"- {LABELS[m]} {word} GRPO on held-out reward at equal sequences "
+                   f"(difference {dr[0]:+.3f}, 95% interval [{dr[1]:+.3f}, {dr[2]:+.3f}], "
+                   f"{len(stats[m]['reward'])} vs {len(stats['grpo']['reward'])} seeds).")
+    full = next((p for p in parts if p[0] == "ars-full"), None)
+    mem_ok = mem is not None and mem["rows"]["ars"]["peak_mb"] < mem["rows"]["grpo-beta0.0"]["peak_mb"]
+    met = full is not None and full[1] != "loses to" and mem_ok
+    if pre is not None:     # did anything learn? equal rewards of two methods that both stood still prove nothing
+        moved = {m: ci(stats[m]["reward"]) for m in stats}
+        moved = {m: c for m, c in moved.items() if c is not None and (c[1] > pre["test_reward"] or c[2] < pre["test_reward"])}
+        out += ["", "Against the pretrained model's test reward (" + f"{pre['test_reward']:.3f}): " + "; ".join(
+            f"{LABELS[m]} {'raised' if c[0] > pre['test_reward'] else 'lowered'} it (interval {c[1]:.3f}–{c[2]:.3f})"
+            for m, c in moved.items()) + ("" if moved else "no method's interval excludes it: none moved it") + "."]
+        if not any(c[1] > pre["test_reward"] for c in moved.values()):
+            return out + ["", "**Not met — inconclusive at this scale**" + (" (partial data)" if missing else "")
+                          + ": at this budget no method raised the held-out reward above the pretrained model's, so "
+                          "ARS 'matching' GRPO says nothing about the claim; only the memory half holds (ARS's peak is "
+                          + ("lower" if mem_ok else "not measured") + "). What would decide it: a larger budget "
+                          "(the published results spend orders of magnitude more sequences) and a model and "
+                          "reward on which at least one method moves."]
+    out += ["", f"**{'Met' if met else 'Not met'}** at this scale"
+            + (" (partial data)" if missing else "") + ": "
+            + ("ARS's held-out reward is not below GRPO's and its peak memory is lower."
+               if met else ("ARS's held-out reward is below GRPO's." if full and full[1] == "loses to"
+                            else "the memory comparison has not landed." if not mem_ok else "see above."))]
+    return out
+
+
+def _version(name: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return "not installed"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--budget", type=int, default=4096, help="generated sequences per run (default 4096)")
+    parser.add_argument("--seeds", type=int, default=5, help="final seeds per method (default 5)")
+    parser.add_argument("--trials", type=int, default=4, help="tuning trials per method (default 4)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="run only these methods' rows (two processes may split the methods between them)")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+
+    def write(running=""):
+        REPORT.write_text(report(args.budget, args.seeds, args.trials, running))
+        print(f"wrote {REPORT}", flush=True)
+
+    if args.report_only:
+        write()
+        return 0
+    WORK.mkdir(parents=True, exist_ok=True)
+    prompt_files()
+    pretrained()
+    validation_baseline()
+    for m in args.methods:
+        if load(f"tune-{m}") is None:
+            print(f"tuning {m} ({args.trials} trials)", flush=True)
+            save(f"tune-{m}", tune_grpo(args.trials, args.budget) if m == "grpo" else tune_ars(m, args.trials, args.budget))
+            write("the benchmark is still running")
+    if not args.skip_memory and load("memory") is None:     # before the finals: it needs no tuning
+        print("memory on the 1 GB GPT-2", flush=True)
+        save("memory", memory_part())
+        write("the benchmark is still running")
+    for seed in range(args.seeds):          # seed by seed, so that a partial report has every method
+        for m in args.methods:
+            name = f"final-{m}-seed{seed}"
+            if load(name) is not None:
+                continue
+            best = load(f"tune-{m}")["best"]["params"]
+            print(f"{name}: {best}", flush=True)
+            save(name, run_child({"method": m, "seed": 1000 + seed, "params": best, "budget": args.budget,
+                                  "eval_set": "test", "curve": True}))
+            write("the benchmark is still running")
+    write()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
