@@ -54,6 +54,14 @@ def footprint(config, task, dim: int) -> list[tuple[str, object, int, str]]:
     if config.population is not None:
         items.append(("population.size", learners, learners * dim * FLOAT_BYTES,
                       f"one θ of {dim:,} parameters per learner"))
+    # after population.size: a population too large is named as such
+    if a.backend == "vectorized" and not a.noise_rank:
+        # the vectorized backend draws an iteration's full-rank directions at once, as one (N, d)
+        # matrix per learner (noise.Directions); the other backends draw a share or one at a time
+        items.append(("ars.directions", a.directions, learners * a.directions * dim * FLOAT_BYTES,
+                      f"the iteration's full-rank directions, one row of {dim:,} parameters per direction"
+                      + (f" and learner ({learners} learners)" if learners > 1 else "")
+                      + f" (backend {a.backend!r}; ars.noise_rank > 0 or backend 'sequential' draws less)"))
     x = getattr(task, "x_train", None)
     batch = getattr(config.task, "batch_size", None)
     if x is not None and batch:

@@ -69,14 +69,22 @@ def test_a_job_that_fits_is_not_refused_and_the_sum_of_parts_is_checked(tmp_path
 
     config = make_job("digits", tmp_path / "run", **{"population.size": 4, "ars.directions": 64})
     task = build_task(config)
-    parts = {key: nbytes for key, _, nbytes, _ in memory.footprint(config, task, 1000)}
-    assert parts["ars.directions"] == 4 * 64 * memory.DIRECTION_BYTES
-    assert parts["population.size"] == 4 * 1000 * memory.FLOAT_BYTES
+    parts = [(key, nbytes, what) for key, _, nbytes, what in memory.footprint(config, task, 1000)]
+    assert ("ars.directions", 4 * 64 * memory.DIRECTION_BYTES) in [p[:2] for p in parts]
+    assert ("population.size", 4 * 1000 * memory.FLOAT_BYTES) in [p[:2] for p in parts]
+    # the vectorized backend draws every learner's N full-rank directions as one matrix
+    assert config.ars.backend == "vectorized"
+    matrix = [p for p in parts if "full-rank directions" in p[2]]
+    assert [p[:2] for p in matrix] == [("ars.directions", 4 * 64 * 1000 * memory.FLOAT_BYTES)]
     memory.check_job(config, task, 1000)                  # this machine holds it
     # each part fits alone, their sum does not: refused naming the largest part
-    monkeypatch.setattr(memory, "available_memory", lambda: max(parts.values()) + 1)
-    with pytest.raises(ConfigError, match=r"this job would need at least .* the largest part is task.batch_size"):
+    monkeypatch.setattr(memory, "available_memory", lambda: max(p[1] for p in parts) + 1)
+    with pytest.raises(ConfigError, match=r"this job would need at least .* the largest part is ars.directions = 64 "
+                                          r"\(1e\+03 KiB: the iteration's full-rank directions"):
         memory.check_job(config, task, 1000)
+    # low rank draws factors, not the matrix
+    config.ars.noise_rank = 1
+    assert not [p for p in memory.footprint(config, task, 1000) if "full-rank directions" in p[3]]
     task.close()
 
 
