@@ -154,3 +154,63 @@ def test_creating_the_db_cannot_be_left_half_made(tmp_cwd):
     assert not (tmp_cwd / "mlflow.db").exists()
     done = run(tmp_cwd, "train", "job.toml", "--quiet", "--overwrite")
     assert done.returncode == 0, done.stderr
+
+
+POSTTRAIN_ON_SMALL_DISK = """
+seed = 0
+[task]
+dataset = "digits"
+hidden = [512]
+batch_size = 64
+[model]
+factory = "mlp"
+checkpoint = "pre/pretrained.pt"
+pretrain_epochs = 1
+[compress]
+prune = 0.5
+[ars]
+directions = 4
+top = 2
+iterations = 4
+[eval]
+every = 2
+[tracking]
+enabled = false
+[checkpoint]
+dir = "small/p"
+every = 100
+"""
+
+
+@pytest.mark.multiprocess
+def test_full_disk_during_the_posttrain_export_names_the_file_and_resume_exports_once_there_is_space(tmp_cwd):
+    """A 64-512-10 MLP: final.pt (~196 kB) fits a 256 kB tmpfs, the export (~154 kB + ~83 kB more) does not."""
+    (tmp_cwd / "post.toml").write_text(POSTTRAIN_ON_SMALL_DISK)
+    with tmpfs(tmp_cwd / "small", size="256k"):
+        out = tmp_cwd / "small/p"
+        done = run(tmp_cwd, "posttrain", "post.toml", "--quiet")
+        assert done.returncode == 1, done.stderr
+        assert "cannot write small/p/posttrained.safetensors: No space left on device" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert sorted(p.name for p in out.iterdir()) == [".arsearch.lock", "final.pt", "metrics.json"]  # no .tmp-PID
+        final = (out / "final.pt").read_bytes()
+
+        # still no space: --resume finds final.pt and fails the same way, losing nothing
+        again = run(tmp_cwd, "posttrain", "post.toml", "--quiet", "--resume")
+        assert again.returncode == 1 and "resuming from small/p/final.pt" in again.stderr, again.stderr
+        assert "no space left on device" in again.stderr.lower() and "Traceback" not in again.stderr
+        assert sorted(p.name for p in out.iterdir()) == [".arsearch.lock", "final.pt", "metrics.json"]
+        assert (out / "final.pt").read_bytes() == final
+
+        remount = subprocess.run(["mount", "-o", "remount,size=2m", str(tmp_cwd / "small")], capture_output=True,
+                                 text=True)
+        assert remount.returncode == 0, remount.stderr            # the same files, more space
+        resumed = run(tmp_cwd, "posttrain", "post.toml", "--quiet", "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert "resuming from small/p/final.pt (iteration 4)" in resumed.stderr
+        assert {"posttrained.safetensors", "compressed.safetensors", "posttrain.json"} <= {p.name for p in out.iterdir()}
+        assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+        from arsearch.weights import read_safetensors
+
+        tensors, _ = read_safetensors(out / "posttrained.safetensors")
+        assert sorted(tuple(t.shape) for t in tensors.values() if t.dim() == 2) == [(10, 512), (512, 64)]
