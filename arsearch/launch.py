@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 NODE_RANK_ENV = "ARSEARCH_NODE_RANK"       # the launcher's --node-rank, for its ranks
+RANK_STATUS_PREFIX = "arsearch-ranks-"    # the launcher's temporary directory for its ranks' reports
 RANK_STATUS_ENV = "ARSEARCH_RANK_STATUS"   # a directory where each rank that ends well leaves `<local rank>.ok`
 STOP_GRACE = 15.0       # seconds torchrun gets to exit once its ranks have ended, not all well
 POLL = 0.5
@@ -124,7 +123,10 @@ def mark_rank_ok() -> None:
     """Called by a rank that ends well, so that its launcher's watchdog tells a finished job from a failed one."""
     status = os.environ.get(RANK_STATUS_ENV)
     if status and os.path.isdir(status):
-        Path(status, f"{os.environ.get('LOCAL_RANK', '0')}.ok").touch()
+        try:
+            Path(status, f"{os.environ.get('LOCAL_RANK', '0')}.ok").touch()
+        except OSError:             # removed meanwhile: the launcher is gone (killed) and nobody reads it
+            pass
 
 
 STOPPED_FILE = "stopped.json"              # in RANK_STATUS_ENV: where the ranks stopped on a signal
@@ -140,9 +142,12 @@ def report_stopped(signum: int, iteration: int, checkpoint) -> bool:
         import json
 
         tmp = Path(status, f".{STOPPED_FILE}.tmp")
-        tmp.write_text(json.dumps({"signal": int(signum), "iteration": int(iteration),
-                                   "checkpoint": str(checkpoint) if checkpoint else None}))
-        os.replace(tmp, Path(status, STOPPED_FILE))
+        try:
+            tmp.write_text(json.dumps({"signal": int(signum), "iteration": int(iteration),
+                                       "checkpoint": str(checkpoint) if checkpoint else None}))
+            os.replace(tmp, Path(status, STOPPED_FILE))
+        except OSError:             # removed meanwhile: the launcher was killed, so nobody waits for the report
+            return True
     mark_rank_ok()
     return True
 
@@ -193,10 +198,16 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = 
     import json
     import threading
 
-    from .processes import die_with_parent_term, signal_children
+    from .processes import OwnedTempDir, die_with_parent_term, signal_children
     from .startgate import StartGate
 
-    status = tempfile.mkdtemp(prefix="arsearch-ranks-")
+    # removed below; after a kill -9 of this launcher, by the next one on this machine (OwnedTempDir)
+    status_dir = OwnedTempDir(RANK_STATUS_PREFIX)
+    status = status_dir.path
+    if "torch.distributed.run" in cmd:
+        # torchrun's own log directory (a `torchelastic_*` it never removes, even on success) goes inside it
+        at = cmd.index("torch.distributed.run") + 1
+        cmd = [*cmd[:at], f"--log-dir={os.path.join(status, 'torchrun')}", *cmd[at:]]
     gate = StartGate()
     env = gate.env({**os.environ, RANK_STATUS_ENV: status, NODE_RANK_ENV: str(node_rank)})
     received: list[int] = []
@@ -253,7 +264,7 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = 
             interrupt["signals"] = received
             stopped = Path(status, STOPPED_FILE)
             interrupt["stopped"] = json.loads(stopped.read_text()) if stopped.is_file() else None
-        shutil.rmtree(status, ignore_errors=True)
+        status_dir.remove()
         gate.close()
 
 

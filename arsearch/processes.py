@@ -69,3 +69,69 @@ def signal_children(pid: int, sig: int) -> list[int]:
         except ProcessLookupError:
             pass
     return sent
+
+
+OWNER_FILE = ".owner"     # in an OwnedTempDir: held under an exclusive flock by its owner for as long as it lives
+
+
+class OwnedTempDir:
+    """A temporary directory (`tempfile.mkdtemp`) for a launcher's exchange with its ranks, which does not
+    outlive its owner for long: the owner removes it when it ends, and a process killed with SIGKILL, which
+    can remove nothing, still leaves it unlocked, so the next one made with the same prefix on this machine
+    (the next `train --nproc` launcher) removes it (`sweep_orphaned`).
+
+    Ownership is an exclusive `flock` on `OWNER_FILE`, not a pid: the kernel drops the lock when the owner
+    dies however it dies, and a pid can be reused or belong to another pid namespace sharing /tmp."""
+
+    def __init__(self, prefix: str):
+        import fcntl
+        import tempfile
+
+        sweep_orphaned(prefix)
+        self.path = tempfile.mkdtemp(prefix=prefix)
+        # locked under another name, then renamed in: a sweeper never finds the owner file unlocked
+        pending = os.path.join(self.path, f"{OWNER_FILE}.new")
+        self._fd: int | None = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(pending, os.path.join(self.path, OWNER_FILE))
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def sweep_orphaned(prefix: str, directory: str | None = None) -> list[str]:
+    """Remove the OwnedTempDirs named `prefix*` in `directory` (the temporary directory) whose owner has
+    died (its lock is free); the paths removed. A directory without an owner file (being made, or made by
+    an older arsearch) and anything that is not a plain directory are left alone."""
+    import fcntl
+    import shutil
+    import tempfile
+
+    removed = []
+    try:
+        entries = list(os.scandir(directory or tempfile.gettempdir()))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(os.path.join(entry.path, OWNER_FILE), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:                 # held: its owner is alive
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+        finally:
+            os.close(fd)
+    return removed

@@ -16,12 +16,13 @@ torch.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 import time
 
+from .processes import OwnedTempDir
+
 ENV = "ARSEARCH_START_GATE"
+PREFIX = "arsearch-gate-"
 POLL_S = 0.02
 
 
@@ -29,7 +30,9 @@ class StartGate:
     """The launcher's side: a fresh gate directory, its environment entry, `go()` / `stop()`."""
 
     def __init__(self):
-        self.path = tempfile.mkdtemp(prefix="arsearch-gate-")
+        # removed by close(); after a kill -9 of the launcher, by the next launcher (OwnedTempDir)
+        self._dir = OwnedTempDir(PREFIX)
+        self.path = self._dir.path
 
     def env(self, base: dict | None = None) -> dict:
         return {**(os.environ if base is None else base), ENV: self.path}
@@ -45,7 +48,7 @@ class StartGate:
         self._mark("stop")
 
     def close(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        self._dir.remove()
 
     def __enter__(self) -> StartGate:
         return self

@@ -159,3 +159,65 @@ def test_a_second_signal_to_train_nproc_kills_the_ranks_at_once(tmp_cwd):
     assert "stopped at once by a second SIGTERM: the ranks were killed" in err, err
     assert f"resume with: arsearch train {job} --nproc 2 --resume" in err
     no_survivors(family, timeout=10)
+
+
+@pytest.mark.multiprocess
+def test_kill_9_of_the_whole_nproc_tree_leaves_no_process_and_its_temporary_dirs_are_swept(tmp_cwd, monkeypatch):
+    """kill -9 of the launcher, torchrun and the ranks together: nothing can clean up, so the launcher's
+    temporary directories (`arsearch-ranks-*`, `arsearch-gate-*`) stay; the next `--nproc` launcher on the
+    machine finds their owner dead (its flock free) and removes them, and removes its own when it ends.
+    torchrun's log directory (`torchelastic_*`, which torchrun never removes) lies inside `arsearch-ranks-*`."""
+    temp = tmp_cwd / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))            # the subprocesses' tempfile.gettempdir()
+
+    def ours():
+        return sorted(p.name.rsplit("-", 1)[0] for p in temp.iterdir())     # torchrun's torchelastic_* too
+    job = write_job(tmp_cwd)
+    proc = start(tmp_cwd, "train", str(job), "--nproc", "2", "--quiet")
+    wait_for(lambda: list((tmp_cwd / "run").glob("iter_*.pt")), timeout=240, what="the first checkpoint", proc=proc)
+    family = tree(proc.pid)
+    assert len(family) >= 3, family                  # torchrun and its 2 ranks
+    assert ours() == ["arsearch-gate", "arsearch-ranks"]
+    for pid in [proc.pid, *family]:                  # the whole tree at once: no process gets to clean up
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    no_survivors(family, timeout=30)
+    assert ours() == ["arsearch-gate", "arsearch-ranks"]       # left by the killed launcher
+
+    short = write_job(tmp_cwd, **{"ars.iterations": 2, "checkpoint.every": 1}).rename(tmp_cwd / "short.toml")
+    short.write_text(short.read_text().replace(str(tmp_cwd / "run"), str(tmp_cwd / "run2")))   # another dir
+    done = subprocess.run([*proc.args[:3], "train", "short.toml", "--nproc", "2", "--quiet"], cwd=tmp_cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env=__import__("tests.support.study", fromlist=["env"]).env())
+    assert done.returncode == 0, done.stderr
+    assert (tmp_cwd / "run2/final.pt").exists()
+    assert ours() == []                              # the killed launcher's swept, the new one's removed
+
+
+def test_sweep_removes_only_directories_whose_owner_lock_is_free(tmp_path, monkeypatch):
+    """The lock, not a pid, says whether the owner lives: a held lock keeps the directory; a released one
+    (the kernel releases it when its process dies, kill -9 included) lets the next owner remove it;
+    a directory without an owner file (an older arsearch's, or one being made) is never touched."""
+    import tempfile
+
+    from arsearch.processes import OWNER_FILE, OwnedTempDir, sweep_orphaned
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    alive_dir = OwnedTempDir("arsearch-test-")
+    dead_dir = OwnedTempDir("arsearch-test-")
+    os.close(dead_dir._fd)                           # what the kernel does to a process's locks when it dies
+    dead_dir._fd = None
+    legacy = tmp_path / "arsearch-test-legacy"
+    legacy.mkdir()
+    other = tmp_path / "other-prefix"
+    other.mkdir()
+    (other / OWNER_FILE).touch()                    # unlocked, but not ours
+    assert sweep_orphaned("arsearch-test-") == [dead_dir.path]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [os.path.basename(alive_dir.path), "arsearch-test-legacy", "other-prefix"])
+    third = OwnedTempDir("arsearch-test-")          # a new owner sweeps too, and keeps the living one
+    assert os.path.isdir(alive_dir.path) and os.path.isdir(third.path)
+    alive_dir.remove()
+    third.remove()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arsearch-test-legacy", "other-prefix"]
