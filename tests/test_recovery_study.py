@@ -185,3 +185,23 @@ def test_trial_config_artifact_reruns_elsewhere(tmp_cwd):
     assert main(["study", "show", str(path), "--config-out", "best.toml"]) == 0
     best = (tmp_cwd / "best.toml").read_text()
     assert 'experiment = "tiny"' in best and "logs to MLflow experiment 'tiny'" in best
+
+
+def test_an_interrupted_trial_runs_again_with_its_parameters_on_the_next_study_run(tmp_cwd, caplog):
+    """A trial a signal stopped is recorded FAIL with `interrupted` (the real signal: test_recovery_study_signals);
+    the next `study run` queues it once with the same parameters and runs it first. A trial that failed on
+    its own (no `interrupted`) is not retried."""
+    path = write_study(tmp_cwd, study='sampler = "random"\npruner = "none"\n', iterations=4)
+    study, _ = open_study(load_study(path))
+    dist = {"ars.step_size": optuna.distributions.FloatDistribution(0.005, 0.05, log=True)}
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"ars.step_size": 0.0123},
+                                              distributions=dist, user_attrs={"interrupted": "SIGTERM"}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"ars.step_size": 0.0321},
+                                              distributions=dist, user_attrs={"fail_reason": "diverged"}))
+    assert main(["study", "run", str(path), "--n-trials", "1", "--quiet"]) == 0
+    assert "trial 0 of study 'tiny' was interrupted (SIGTERM): queued again" in caplog.text
+    trials = study.get_trials()
+    assert [(t.number, t.state.name, t.params) for t in trials[2:]] == [(2, "COMPLETE", {"ars.step_size": 0.0123})]
+    assert trials[2].user_attrs["requeued_from"] == 0
+    assert main(["study", "run", str(path), "--n-trials", "1", "--quiet"]) == 0     # queued once only
+    assert [t.params for t in study.get_trials()].count({"ars.step_size": 0.0123}) == 2

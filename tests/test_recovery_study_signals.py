@@ -47,6 +47,12 @@ def test_signal_to_study_run_interrupts_the_trial_and_ends_its_runs(tmp_cwd, sig
     assert len(trials) == 1                                    # no new trial started after the signal
     assert trials[0].state == optuna.trial.TrialState.FAIL
     assert trials[0].user_attrs["interrupted"] == name and "fail_reason" not in trials[0].user_attrs
+    # the next `study run` (any worker opening the study) queues the interrupted trial again, once
+    for _ in range(2):
+        again, _ = open_study(load_study(path))
+    queued = [t for t in again.get_trials() if t.number != 0]
+    assert [(t.state, t.system_attrs.get("fixed_params"), t.user_attrs) for t in queued] == [
+        (optuna.trial.TrialState.WAITING, {"ars.iterations": 100000}, {"requeued_from": 0})]
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_cwd / 'mlflow.db'}")

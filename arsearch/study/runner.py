@@ -552,6 +552,7 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
     for params in spec.enqueue:     # [[enqueue]]: run first; one already queued or run is not queued again
         if params not in queued:
             _retry_race(lambda params=params: study.enqueue_trial(params), "enqueuing a trial")
+    requeue_interrupted(study)
     if created or "arsearch.experiment" not in study.user_attrs:     # where its runs, and reruns, are logged
         study.set_user_attr("arsearch.experiment", s.experiment or s.name)
     if created or "arsearch.base" not in study.user_attrs:
@@ -568,6 +569,27 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
             "warmup_steps": s.warmup_steps, "space": {p.key: _describe(p) for p in spec.params},
             "spend": s.spend})
     return study, created
+
+
+REQUEUED_FROM = "requeued_from"     # user attr of a trial queued again because a signal stopped trial N
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Queue once more, with the same parameters, each trial a signal stopped (FAIL with the user attr
+    `interrupted`, which `study run` sets): it is not a failed configuration, so the next `study run` runs it
+    first. Optuna's own retry (`RetryHeartbeatStaleTrialCallback`) covers only trials whose worker died
+    without a word (no heartbeat); an interrupted trial ended cleanly, so nothing else re-runs it. Each is
+    queued once (the new trial's user attr `requeued_from` names it); the numbers re-queued."""
+    trials = study.get_trials(deepcopy=False)
+    done = {t.user_attrs.get(REQUEUED_FROM) for t in trials}
+    again = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and "interrupted" in t.user_attrs
+             and t.number not in done]
+    for t in again:
+        _retry_race(lambda t=t: study.enqueue_trial(dict(t.params), user_attrs={REQUEUED_FROM: t.number}),
+                    "re-queuing an interrupted trial")
+        log.warning("trial %d of study %r was interrupted (%s): queued again with the same parameters",
+                    t.number, study.study_name, t.user_attrs["interrupted"])
+    return [t.number for t in again]
 
 
 def validate(spec: StudySpec) -> list[str]:
