@@ -577,7 +577,7 @@ REQUEUED_FROM = "requeued_from"     # user attr of a trial queued again because 
 def requeue_interrupted(study: optuna.Study) -> list[int]:
     """Queue once more, with the same parameters, each trial a signal stopped (FAIL with the user attr
     `interrupted`, which `study run` sets): it is not a failed configuration, so the next `study run` runs it
-    first. Optuna's own retry (`RetryHeartbeatStaleTrialCallback`) covers only trials whose worker died
+    before any newly sampled trial (Optuna runs WAITING trials first). Optuna's own retry (`RetryHeartbeatStaleTrialCallback`) covers only trials whose worker died
     without a word (no heartbeat); an interrupted trial ended cleanly, so nothing else re-runs it. Each is
     queued once (the new trial's user attr `requeued_from` names it); the numbers re-queued."""
     trials = study.get_trials(deepcopy=False)
