@@ -74,6 +74,9 @@ class StopSignals:
         self.signum: int | None = None
         self.saving = False
         self.exporting = False          # posttrain's export: a signal stops it at once (files are renamed in)
+        # the stop was adopted from another rank (`adopt`) before this rank's own copy of the signal came:
+        # that copy, when it arrives, is the same request, not a second one
+        self.adopted = False
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
@@ -98,8 +101,18 @@ class StopSignals:
     def requested(self) -> bool:
         return self.signum is not None
 
+    def adopt(self, signum: int) -> None:
+        """Stop as another rank was asked to (`Backend.agree_stop`): the launcher forwards one signal to
+        every rank, and a loaded rank may learn of it from a peer before its own copy is delivered."""
+        if self.signum is None:
+            self.signum = signum
+            self.adopted = True
+
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
+        if self.adopted:        # this rank's copy of the signal its peers already stopped on
+            self.adopted = False
+            return
         if self.saving:         # never interrupt a checkpoint write: a first signal takes effect after it
             if self.signum is None:
                 self.signum = signum

@@ -320,8 +320,8 @@ class Trainer:
         if self.signals is None:
             return False
         signum = self.backend.agree_stop(self.signals.signum or 0)
-        if signum and self.signals.signum is None:      # another rank got it
-            self.signals.signum = signum
+        if signum and self.signals.signum is None:      # another rank got it first
+            self.signals.adopt(signum)
         return bool(signum)
 
     def _interrupted(self):

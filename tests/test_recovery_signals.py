@@ -197,3 +197,19 @@ def test_ctrl_c_to_the_process_group_of_a_hogwild_job(tmp_path):
     assert "Traceback" not in err and "resume with:" in err
     last = checkpoints(tmp_path / "runs/a")[-1]
     assert ckpt.peek(last)["iteration"] == int(last.stem.split("_")[1])
+
+
+@pytest.mark.multiprocess
+def test_a_ranks_own_copy_of_a_signal_its_peers_stopped_on_is_not_a_second_signal():
+    """A loaded rank may learn of the stop from a peer (`agree_stop`) before the launcher's forwarded
+    signal reaches it: that copy is the same request (seen in CI: rank 1 'stopped at once', torchrun
+    printed ChildFailedError), and only a signal after it means 'stop at once'."""
+    from arsearch.interrupt import StopSignals
+
+    with StopSignals() as signals:
+        signals.adopt(signal.SIGINT)                   # what the trainer does when a peer got it first
+        assert signals.requested
+        os.kill(os.getpid(), signal.SIGINT)            # this rank's own copy arrives late
+        assert signals.signum == signal.SIGINT         # still the one graceful stop
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)        # a real second signal
