@@ -287,6 +287,35 @@ def test_a_seed_job_another_worker_runs_is_waited_for_not_run_twice(tmp_path, mo
     assert sorted(jobs.calls) == sorted([(0.03, tuning[0]), (0.03, tuning[1])])
 
 
+def test_two_workers_claiming_one_seed_job_at_the_same_moment_never_both_get_it(tmp_path):
+    # the fault CI met: two workers each raced a challenger, both gave the incumbent the same new seed
+    # and both ran it in one checkpoint dir. Claims are written then re-read, so at most one keeps a job.
+    spec = spec_for(tmp_path, "tuning = 2\nparallel = 1")
+    study, _ = open_study(spec)
+    won: list[list[str]] = []
+    for round_ in range(20):
+        start = threading.Barrier(2)
+        winners: list[str] = []
+
+        def worker(token, job=(f"cfg{round_}", 7)):
+            table = SeedTable(study)
+            start.wait()
+            if table.try_claim(*job, token):
+                winners.append(token)
+        threads = [threading.Thread(target=worker, args=(f"host:{i}:1",)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(winners) <= 1, (round_, winners)
+        won.append(winners)
+    assert sum(len(w) for w in won) >= 10       # mostly one of the two gets the job (both may withdraw)
+    # a job whose row is already stored is not claimed again
+    table = SeedTable(study)
+    table.record("done", 3, {"value": 1.0, "success": None, "spend": 1.0, "trial": 0})
+    assert not SeedTable(study).try_claim("done", 3, "host:9:1")
+
+
 def test_the_study_report_says_how_far_to_trust_the_answer(tmp_path):
     from arsearch.reports import write_report
 

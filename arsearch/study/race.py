@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -155,16 +156,18 @@ CLAIM_POLL = 5.0       # seconds between looks at a seed job another worker is r
 
 
 class Claims:
-    """Held while this worker runs some seed jobs: their claims in the study, refreshed on a thread, so
-    that other workers wait for those rows instead of running the same jobs (see `SeedTable.claim`)."""
+    """Held while this worker runs some seed jobs: the jobs it could claim (`won`; another worker may
+    hold the rest, see `SeedTable.try_claim`), their claims refreshed on a thread, so that other workers
+    wait for those rows instead of running the same jobs."""
 
     def __init__(self, table: SeedTable, jobs: list[tuple[str, int]], token: str, validation: bool = False):
-        self.table, self.jobs, self.token, self.validation = table, jobs, token, validation
+        self.table, self.token, self.validation = table, token, validation
+        self.wanted = jobs
+        self.won: list[tuple[str, int]] = []
         self.done = threading.Event()
 
     def __enter__(self):
-        for cid, seed in self.jobs:
-            self.table.claim(cid, seed, self.token, self.validation)
+        self.won = [job for job in self.wanted if self.table.try_claim(*job, self.token, self.validation)]
         self.thread = threading.Thread(target=self._refresh, name="arsearch-claims", daemon=True)
         self.thread.start()
         return self
@@ -173,7 +176,7 @@ class Claims:
         from .seeds import CLAIM_REFRESH
 
         while not self.done.wait(CLAIM_REFRESH):
-            for cid, seed in self.jobs:
+            for cid, seed in self.won:
                 try:
                     self.table.claim(cid, seed, self.token, self.validation)
                 except Exception as e:                              # noqa: BLE001 - a storage hiccup
@@ -182,11 +185,17 @@ class Claims:
     def __exit__(self, *exc) -> None:
         self.done.set()
         self.thread.join()
-        for cid, seed in self.jobs:
+        for cid, seed in self.won:
             try:
                 self.table.claim(cid, seed, self.token, self.validation, release=True)
             except Exception:                                       # noqa: BLE001 - it goes stale anyway
                 pass
+
+
+def wait_for_others() -> None:
+    """Sleep before looking again at seed jobs other workers hold; jittered, so that two workers that
+    withdrew from the same job at the same moment do not retry in step."""
+    time.sleep(CLAIM_POLL * (0.5 + random.random()))
 
 
 class SeededTrial:
@@ -240,15 +249,16 @@ class SeededTrial:
         while True:
             table = self.table.refresh()
             missing = [w for w in wanted if w[2] not in table.rows(w[0])]
-            mine = [w for w in missing if not table.claimed_elsewhere(w[0], w[2], self.token)]
             if not missing:
                 return
+            free = [w for w in missing if not table.claimed_elsewhere(w[0], w[2], self.token)]
+            with Claims(self.table, [(w[0], w[2]) for w in free], self.token) as claims:
+                mine = [w for w in free if (w[0], w[2]) in claims.won]
+                if mine:
+                    run_seeds([self._job(trial, c, cfg, seed, primary) for c, cfg, seed, primary in mine],
+                              self.run_job, self.parallel, on_time=self._spent)
             if not mine:        # every missing job is running in another worker: wait for its row
-                time.sleep(CLAIM_POLL)
-                continue
-            with Claims(self.table, [(w[0], w[2]) for w in mine], self.token):
-                run_seeds([self._job(trial, c, cfg, seed, primary) for c, cfg, seed, primary in mine],
-                          self.run_job, self.parallel, on_time=self._spent)
+                wait_for_others()
 
     def _job(self, trial, cid: str, config: JobConfig, seed: int, primary: bool):
         job_dir = self.config_dir(cid) / f"seed_{seed}"

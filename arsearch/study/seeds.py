@@ -325,20 +325,45 @@ class SeedTable:
         self.study.set_user_attr(key, row)
         self._attrs[key] = row
 
-    # claims: a seed job another worker is running is waited for, not run twice
-    def claimed_elsewhere(self, cid: str, seed: int, token: str, validation: bool = False) -> bool:
+    # claims: a seed job another worker is running is waited for, not run twice.
+    # Optuna's storages offer no compare-and-swap, so a claim is taken in two steps: each worker writes
+    # its own key for the job, then reads every key for it, and keeps the job only if no other live
+    # claim is there (else it withdraws and retries later). Two workers cannot both keep a job: the
+    # later of the two reads follows both writes, so that worker sees the other's claim.
+    @staticmethod
+    def _claim_prefix(cid: str, seed: int, validation: bool) -> str:
+        return f"{CLAIM_PREFIX}{'val:' if validation else ''}{cid}:{seed}"
+
+    def _other_live_claims(self, cid: str, seed: int, token: str, validation: bool) -> list[str]:
         import time
 
-        claim = self._attrs.get(f"{CLAIM_PREFIX}{'val:' if validation else ''}{cid}:{seed}")
-        return bool(claim) and claim.get("by") != token and time.time() - claim.get("at", 0) < CLAIM_STALE
+        prefix = self._claim_prefix(cid, seed, validation)
+        now = time.time()
+        return [claim["by"] for k, claim in self._attrs.items()
+                if (k == prefix or k.startswith(prefix + "@")) and claim and claim.get("by") != token
+                and now - claim.get("at", 0) < CLAIM_STALE]
+
+    def claimed_elsewhere(self, cid: str, seed: int, token: str, validation: bool = False) -> bool:
+        return bool(self._other_live_claims(cid, seed, token, validation))
 
     def claim(self, cid: str, seed: int, token: str, validation: bool = False, release: bool = False) -> None:
+        """Write (or, with `release`, withdraw) this worker's claim on a seed job; see `try_claim`."""
         import time
 
-        key = f"{CLAIM_PREFIX}{'val:' if validation else ''}{cid}:{seed}"
+        key = f"{self._claim_prefix(cid, seed, validation)}@{token}"
         value = None if release else {"by": token, "at": time.time()}
         self.study.set_user_attr(key, value)
         self._attrs[key] = value
+
+    def try_claim(self, cid: str, seed: int, token: str, validation: bool = False) -> bool:
+        """Claim a seed job for this worker; False (and no claim left behind) when another worker holds it."""
+        self.claim(cid, seed, token, validation)
+        self.refresh()
+        # a row there now: the job finished elsewhere since the caller looked
+        if self._other_live_claims(cid, seed, token, validation) or seed in self.rows(cid, validation):
+            self.claim(cid, seed, token, validation, release=True)
+            return False
+        return True
 
     def rows(self, cid: str, validation: bool = False) -> dict[int, dict]:
         prefix = f"{VALIDATION_PREFIX if validation else RUN_PREFIX}{cid}:"

@@ -153,23 +153,23 @@ def _run_claimed(table: SeedTable, jobs: list, run_job, parallel: int) -> None:
     import os
     import socket
     import threading
-    import time
 
-    from .race import CLAIM_POLL, Claims
+    from .race import Claims, wait_for_others
 
     token = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     key = {id(j): (Path(j[1]).parent.name, j[0].seed) for j in jobs}
     while True:
         table.refresh()
         missing = [j for j in jobs if key[id(j)][1] not in table.rows(key[id(j)][0], validation=True)]
-        mine = [j for j in missing if not table.claimed_elsewhere(*key[id(j)], token, validation=True)]
         if not missing:
             return
+        free = [j for j in missing if not table.claimed_elsewhere(*key[id(j)], token, validation=True)]
+        with Claims(table, [key[id(j)] for j in free], token, validation=True) as claims:
+            mine = [j for j in free if key[id(j)] in claims.won]
+            if mine:
+                run_seeds(mine, run_job, parallel)
         if not mine:
-            time.sleep(CLAIM_POLL)
-            continue
-        with Claims(table, [key[id(j)] for j in mine], token, validation=True):
-            run_seeds(mine, run_job, parallel)
+            wait_for_others()
 
 
 def _recorder(spec, table: SeedTable, cid: str, seed: int, job):
