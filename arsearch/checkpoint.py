@@ -284,9 +284,10 @@ def available_memory() -> int:
 
 
 def human_bytes(n: float) -> str:
-    """Bytes in binary units, three significant digits: 7.28 TiB."""
+    """Bytes in binary units, three significant digits: 7.28 TiB (never "1.02e+03 KiB": from 1000 of a
+    unit on, the next unit up)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
+        if float(f"{n:.3g}") < 1000 or unit == "TiB":
             return f"{n:.3g} {unit}"
         n /= 1024
     return f"{n:.3g} TiB"

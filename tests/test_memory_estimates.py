@@ -95,3 +95,12 @@ def test_a_model_too_large_is_refused_before_its_layers_exist(monkeypatch):
     with pytest.raises(ConfigError, match=r"task.hidden = \[2000, 2000\] would need at least 15.8 MiB"):
         mlp(64, 10, [2000, 2000])
     mlp(64, 10, [64])                                                      # 4.7k parameters: fine
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 B"), (999, "999 B"), (1023, "0.999 KiB"), (1024, "1 KiB"),
+                                     (1023.9 * 1024, "1 MiB"), (3.7 * 2**30, "3.7 GiB"),
+                                     (7.3 * 2**40, "7.3 TiB"), (5000 * 2**40, "5e+03 TiB")])
+def test_sizes_read_as_a_person_writes_them(n, text):
+    from arsearch.checkpoint import human_bytes
+
+    assert human_bytes(n) == text
