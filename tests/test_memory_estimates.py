@@ -80,7 +80,7 @@ def test_a_job_that_fits_is_not_refused_and_the_sum_of_parts_is_checked(tmp_path
     # each part fits alone, their sum does not: refused naming the largest part
     monkeypatch.setattr(memory, "available_memory", lambda: max(p[1] for p in parts) + 1)
     with pytest.raises(ConfigError, match=r"this job would need at least .* the largest part is ars.directions = 64 "
-                                          r"\(1e\+03 KiB: the iteration's full-rank directions"):
+                                          r"\(0.977 MiB: the iteration's full-rank directions"):
         memory.check_job(config, task, 1000)
     # low rank draws factors, not the matrix
     config.ars.noise_rank = 1
