@@ -180,7 +180,25 @@ def _train(args, config) -> int:
         if "lineage" in result:
             shown["lineage_events"] = len(result["lineage"])
         print(json.dumps(shown, indent=2))
+        if not os.environ.get("ARSEARCH_EVAL_LOG"):     # a study's trial: the study prints its own links
+            _print_run_link(job.tracker, config.tracking.uri)
     return 0
+
+
+def _print_run_link(tracker, tracking_uri: str) -> None:
+    """The finished job's MLflow run, on stderr (stdout stays one JSON document), in the training view."""
+    if tracker is None or not tracker.run_id:
+        return
+    from .tracking import redact, resolve_uri
+    from .tracking.links import DEFAULT_UI, run_url
+
+    experiment = tracker.safe("read the run's experiment",
+                              lambda: tracker.client.get_run(tracker.run_id).info.experiment_id)
+    uri = resolve_uri(tracking_uri)
+    served = uri.startswith(("http://", "https://"))
+    serve = "" if served else f"\n  (serve the UI first: arsearch ui --tracking-uri {redact(uri)})"
+    url = run_url(redact(uri) if served else DEFAULT_UI, experiment, tracker.run_id)
+    print(f"MLflow run {tracker.run_id}: {url}{serve}", file=sys.stderr)
 
 
 def _rank_waits_for_the_launcher() -> None:

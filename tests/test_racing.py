@@ -297,12 +297,13 @@ def test_two_workers_claiming_one_seed_job_at_the_same_moment_never_both_get_it(
         start = threading.Barrier(2)
         winners: list[str] = []
 
-        def worker(token, job=(f"cfg{round_}", 7)):
+        def worker(token, job, start, winners):
             table = SeedTable(study)
             start.wait()
             if table.try_claim(*job, token):
                 winners.append(token)
-        threads = [threading.Thread(target=worker, args=(f"host:{i}:1",)) for i in range(2)]
+        threads = [threading.Thread(target=worker, args=(f"host:{i}:1", (f"cfg{round_}", 7), start, winners))
+                   for i in range(2)]
         for t in threads:
             t.start()
         for t in threads:

@@ -10,7 +10,7 @@ from tests.support.study import runs_of, write_study
 
 
 @pytest.mark.usefixtures("mlflow_db")
-def test_train_logs_one_run_with_batched_metrics(tmp_cwd, monkeypatch):
+def test_train_logs_one_run_with_batched_metrics(tmp_cwd, monkeypatch, capsys):
     from mlflow import MlflowClient
 
     calls = []
@@ -34,6 +34,12 @@ def test_train_logs_one_run_with_batched_metrics(tmp_cwd, monkeypatch):
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.toml", "learning_curve.png", "checkpoint"} <= arts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")] == ["checkpoint/final.pt"]
+    # the way to the run, on stderr (stdout stays the result's JSON), opening MLflow's training view
+    out, err = capsys.readouterr()
+    json.loads(out)
+    assert (f"MLflow run {run.info.run_id}: http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/"
+            f"{run.info.run_id}?workflowType=machine_learning") in err
+    assert "arsearch ui --tracking-uri sqlite:///mlflow.db" in err
 
 
 @pytest.mark.usefixtures("mlflow_db")
