@@ -47,7 +47,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT / "reports" / "data" / "posttrain_rl"
+DATA_ROOT = ROOT / "reports" / "data" / "posttrain_rl"
+DEFAULT_BUDGET = 4096
+DATA = DATA_ROOT          # this budget's rows: data_dir(budget), set by main()
 # the model, prompts and studies (outside git); POSTTRAIN_RL_WORK moves them (the tests' smoke runs)
 WORK = Path(os.environ.get("POSTTRAIN_RL_WORK", ROOT / "runs" / "posttrain_rl"))
 REPORT = ROOT / "reports" / "posttrain_rl.md"
@@ -172,12 +174,13 @@ def ars_row(method: str, seed: int, params: dict, budget: int, eval_set: str, cu
 
     torch.set_num_threads(1)
     n = int(params["ars.directions"])
-    iterations = max(1, budget // (2 * n * PROMPTS_PER_ITERATION))
+    per_iteration = int(params.get("task.batch_size", PROMPTS_PER_ITERATION))   # a tuned key when the space has it
+    iterations = max(1, budget // (2 * n * per_iteration))
     out = WORK / "rows" / f"{method}-{eval_set}-{seed}-{os.getpid()}"
     cfg = load_job(CONFIG, [*overrides(eval_set), f"seed={seed}", f"ars.directions={n}", f"ars.top={min(4, n)}",
                             f"ars.step_size={params['ars.step_size']}", f"ars.noise={params['ars.noise']}",
                             f"ars.noise_rank={LOW_RANK if method == 'ars-rank' else 0}",
-                            f"ars.iterations={iterations}", f"task.batch_size={PROMPTS_PER_ITERATION}",
+                            f"ars.iterations={iterations}", f"task.batch_size={per_iteration}",
                             f"eval.every={max(1, iterations // CURVE_POINTS) if curve else iterations}",
                             f"checkpoint.dir={json.dumps(str(out))}", "checkpoint.every=1000000"])
 
@@ -331,11 +334,12 @@ def child(spec: dict) -> dict:
 
 
 def run_child(spec: dict) -> dict:
+    t0 = time.perf_counter()
     proc = subprocess.run([*py(), __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
                           env=env(), cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"row {spec} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "row_wall_s": time.perf_counter() - t0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +352,7 @@ def tune_ars(method: str, trials: int, budget: int) -> dict:
 
     from arsearch.config import load_job, to_toml
 
-    d = WORK / "tune" / method
+    d = WORK / "tune" / (method if budget == DEFAULT_BUDGET else f"{method}-{budget}")    # one study per budget
     d.mkdir(parents=True, exist_ok=True)
     base = load_job(CONFIG, [*overrides("val"), f"ars.noise_rank={LOW_RANK if method == 'ars-rank' else 0}",
                              f"task.batch_size={PROMPTS_PER_ITERATION}", "ars.iterations=1000000",
@@ -394,7 +398,7 @@ def tune_grpo(trials: int, budget: int) -> dict:
 
     from arsearch.study.runner import make_sampler
 
-    d = WORK / "tune" / "grpo"
+    d = WORK / "tune" / ("grpo" if budget == DEFAULT_BUDGET else f"grpo-{budget}")
     d.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{d / 'optuna.db'}"
     study = optuna.create_study(study_name="posttrain-rl-grpo", storage=storage, direction="maximize",
@@ -486,14 +490,29 @@ def memory_part() -> dict:
 # The report
 
 
-def load(name: str):
-    path = DATA / f"{name}.json"
+def data_dir(budget: int) -> Path:
+    """Where one budget's rows live: the first run's (4,096 sequences) at the top, every other budget in
+    its own folder, so that a run at a new scale never skips rows another budget finished."""
+    return DATA_ROOT if budget == DEFAULT_BUDGET else DATA_ROOT / f"budget-{budget}"
+
+
+def budgets_measured() -> list[int]:
+    found = [DEFAULT_BUDGET] if any(DATA_ROOT.glob("final-*.json")) else []
+    found += [int(d.name.split("-", 1)[1]) for d in DATA_ROOT.glob("budget-*") if any(d.glob("final-*.json"))]
+    return sorted(found)
+
+
+def load(name: str, directory: Path | None = None):
+    if name == "memory":        # the 1 GB model's memory rows do not depend on the budget
+        directory = DATA_ROOT
+    path = (directory or DATA) / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def save(name: str, data: dict) -> None:
-    DATA.mkdir(parents=True, exist_ok=True)
-    (DATA / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    directory = DATA_ROOT if name == "memory" else DATA
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def ci(values: list[float]) -> tuple[float, float, float] | None:
@@ -579,7 +598,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
         if v != default)
     lines = ["# Reward post-training: ARS against GRPO (TRL) on Countdown", "",
              f"Regenerate: `{cmd}` (PYTHONPATH at the repository root; resumable: each finished row is a JSON "
-             f"file under `reports/data/posttrain_rl/`, skipped on a rerun; `--report-only` rewrites this page).",
+             f"file under `{DATA.relative_to(ROOT)}/`, skipped on a rerun; `--report-only` rewrites this page).",
              f"Report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch "
              f"{__import__('torch').__version__}, trl {_version('trl')}, transformers {_version('transformers')}; "
              f"{os.cpu_count()} CPU cores shared with other jobs (load average "
@@ -587,11 +606,19 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
     if missing:
         lines += [f"**Partial: {len(missing)} rows still missing** ({', '.join(missing)})"
                   + (f"; {running}" if running else "") + ". Figures below are from the rows that have landed.", ""]
-    lines += ["How long it takes (measured 2026-12-06 on these 2 shared cores, load average 6-10): pretraining "
-              "8.4 min (once; cached); then two processes at nice 10, one with the ARS rows and the memory part "
-              "(about 55 min: 2 × 4 tuning trials of 2.5-3.5 min, the 1 GB memory rows about 10 min, 10 final rows "
-              "of 1.5-2.5 min) and one with the GRPO rows (about 20 min once the other had finished: 4 trials and "
-              "5 final rows of about 2 min). About 1 h 15 min in all.", "", "## Setup", ""]
+    took = [f"{LABELS[m]} tuning {tunes[m]['seconds'] / 60:.0f} min" for m in METHODS
+            if tunes[m] and tunes[m].get("seconds")]
+    walls = [r["row_wall_s"] for m in METHODS for r in finals[m] if r.get("row_wall_s")]
+    if walls:
+        took.append(f"a final row {min(walls) / 60:.1f}-{max(walls) / 60:.1f} min (training, its "
+                    f"{CURVE_POINTS} evaluations and loading)")
+    lines += ["How long it takes, on these 2 shared cores (load average 3-10 while measured): pretraining "
+              "8.4-8.8 min (once; cached in runs/posttrain_rl/pretrained/); then two processes at nice 10, one with "
+              "the ARS rows (and the memory part, about 10 min, measured once for all budgets) and one with the GRPO rows. "
+              "At 4,096 sequences it took about 1 h 15 min in all (2 × 4 ARS tuning trials of 2.5-3.5 min, 4 GRPO "
+              "trials and 15 final rows of 1.5-2.5 min)"
+              + (f"; at this budget: {'; '.join(took)}." if budget != DEFAULT_BUDGET and took else "."), "",
+              "## Setup", ""]
     if pre:
         lines += [f"Task: Countdown (`arsearch.tasks.countdown`): prompts such as `3,7,12=33:` (three numbers in "
                   f"1..20, a target in 1..100 that some of them reach), the model writes an expression; reward 1.0 "
@@ -681,6 +708,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
                 verdict_parts.append((m, word, dr))
     if not verdict_parts:
         lines.append("- (not enough seeds landed yet)")
+    lines += scale_section(seeds)
     lines += ["", "## (5) Memory on the 1 GB GPT-2 of reports/posttrain.md (a)", ""]
     if mem:
         r = mem["rows"]
@@ -708,6 +736,31 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
     lines += ["", "## Verdict", ""]
     lines += verdict(verdict_parts, stats, mem, missing, pre)
     return "\n".join(lines) + "\n"
+
+
+def scale_section(seeds: int) -> list[str]:
+    """Every budget measured so far, side by side: did a larger budget move the held-out reward?"""
+    budgets = budgets_measured()
+    if len(budgets) < 2:
+        return []
+    lines = ["", "## Across budgets", "",
+             "Every budget run so far (each its own tuning studies and final seeds; its rows under "
+             "`reports/data/posttrain_rl/`, `budget-B/` for B ≠ 4,096). Test reward, mean over seeds with its 95% "
+             "bootstrap interval; ↑ / ↓ where the interval lies above / below the pretrained model's.", "",
+             "| sequences per run | pretrained | " + " | ".join(LABELS[m] for m in METHODS) + " |",
+             "|---:|---:|" + "---:|" * len(METHODS)]
+    for b in budgets:
+        d = data_dir(b)
+        pre = load("pretrain", d) or load("pretrain", DATA_ROOT)
+        cells = []
+        for m in METHODS:
+            rewards = [r["reward"] for s in range(seeds) if (r := load(f"final-{m}-seed{s}", d))]
+            c = ci(rewards)
+            mark = "" if c is None or pre is None else (" ↑" if c[1] > pre["test_reward"] else
+                                                        " ↓" if c[2] < pre["test_reward"] else "")
+            cells.append("—" if c is None else f"{fmt_ci(c)}{mark} ({len(rewards)})")
+        lines.append(f"| {b:,} | {pre['test_reward']:.3f} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def verdict(parts, stats, mem, missing, pre=None) -> list[str]:
@@ -767,6 +820,8 @@ def main(argv=None) -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args(argv)
+    global DATA
+    DATA = data_dir(args.budget)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
