@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 DATA_ROOT = ROOT / "reports" / "data" / "posttrain_rl"
 DEFAULT_BUDGET = 4096
 DATA = DATA_ROOT          # this budget's rows: data_dir(budget), set by main()
+TUNE_DATA = DATA_ROOT     # the tuning studies' records: data_dir(tuning budget), set by main()
 # the model, prompts and studies (outside git); POSTTRAIN_RL_WORK moves them (the tests' smoke runs)
 WORK = Path(os.environ.get("POSTTRAIN_RL_WORK", ROOT / "runs" / "posttrain_rl"))
 REPORT = ROOT / "reports" / "posttrain_rl.md"
@@ -509,8 +510,8 @@ def load(name: str, directory: Path | None = None):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def save(name: str, data: dict) -> None:
-    directory = DATA_ROOT if name == "memory" else DATA
+def save(name: str, data: dict, directory: Path | None = None) -> None:
+    directory = DATA_ROOT if name == "memory" else (directory or DATA)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -582,11 +583,12 @@ def plot(finals: dict[str, list[dict]], pre: dict | None) -> bool:
     return True
 
 
-def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
+def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget: int | None = None) -> str:
     import numpy as np
 
+    tune_budget = tune_budget or budget
     pre = load("pretrain")
-    tunes = {m: load(f"tune-{m}") for m in METHODS}
+    tunes = {m: load(f"tune-{m}", TUNE_DATA) for m in METHODS}
     finals = {m: [r for s in range(seeds) if (r := load(f"final-{m}-seed{s}"))] for m in METHODS}
     mem = load("memory")
     missing = [f"tune-{m}" for m in METHODS if tunes[m] is None]
@@ -594,7 +596,8 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
     if mem is None:
         missing.append("memory")
     cmd = "nice -n 10 python benchmarks/posttrain_rl.py" + "".join(
-        f" --{k} {v}" for k, v, default in (("budget", budget, 4096), ("seeds", seeds, 5), ("trials", trials, 4))
+        f" --{k} {v}" for k, v, default in (("budget", budget, DEFAULT_BUDGET), ("tune-budget", tune_budget, budget), ("seeds", seeds, 5),
+                           ("trials", trials, 4))
         if v != default)
     lines = ["# Reward post-training: ARS against GRPO (TRL) on Countdown", "",
              f"Regenerate: `{cmd}` (PYTHONPATH at the repository root; resumable: each finished row is a JSON "
@@ -646,10 +649,15 @@ def report(budget: int, seeds: int, trials: int, running: str = "") -> str:
               f"held-out prompts, mean reward and success rate.", ""]
     lines += ["## Tuning at equal compute", "",
               f"Each method: {trials} trials, Optuna TPE (seed {SAMPLER_SEED}, {STARTUP_TRIALS} random start-up "
-              f"trials), each trial one run of {budget:,} sequences on seed 0 scored on the validation prompts. "
-              f"ARS through `arsearch study run` (space: step size and noise log-uniform in [3e-4, 3e-2], "
-              f"N in {{4, 8, 16}}); GRPO through a plain Optuna study with the same sampler (space: learning "
-              f"rate log-uniform in [1e-5, 3e-3], G in {{4, 8}}, KL β in {{0, 0.04}}).", "",
+              f"trials), each trial one run of {tune_budget:,} sequences on seed 0 scored on the validation prompts"
+              + ("" if tune_budget == budget else
+                 f" (the studies of the {tune_budget:,}-sequence run, reused: a trial at this run's "
+                 f"{budget:,} would cost {budget / tune_budget:.0f}× as much, and the tuning compute stays equal "
+                 f"between the methods; the settings are then run unchanged at {budget:,}, so a learning rate or "
+                 f"step size tuned for the shorter run may not be the longer run's best)") + ". "
+              "ARS through `arsearch study run` (space: step size and noise log-uniform in [3e-4, 3e-2], "
+              "N in {4, 8, 16}); GRPO through a plain Optuna study with the same sampler (space: learning "
+              "rate log-uniform in [1e-5, 3e-3], G in {4, 8}, KL β in {0, 0.04}).", "",
               *([f"The pretrained model scores {load('pretrained-val')['reward']:.3f} on the validation prompts "
                  f"(success {load('pretrained-val')['success']:.3f}): a trial below that made the model worse.", ""]
                 if load("pretrained-val") else []),
@@ -813,6 +821,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=int, default=4096, help="generated sequences per run (default 4096)")
+    parser.add_argument("--tune-budget", type=int, default=None,
+                        help="generated sequences per tuning trial (default: --budget); a budget whose studies have "
+                             "finished reuses them")
     parser.add_argument("--seeds", type=int, default=5, help="final seeds per method (default 5)")
     parser.add_argument("--trials", type=int, default=4, help="tuning trials per method (default 4)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
@@ -820,14 +831,15 @@ def main(argv=None) -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args(argv)
-    global DATA
-    DATA = data_dir(args.budget)
+    global DATA, TUNE_DATA
+    tune_budget = args.tune_budget or args.budget
+    DATA, TUNE_DATA = data_dir(args.budget), data_dir(tune_budget)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
 
     def write(running=""):
-        REPORT.write_text(report(args.budget, args.seeds, args.trials, running))
+        REPORT.write_text(report(args.budget, args.seeds, args.trials, running, tune_budget))
         print(f"wrote {REPORT}", flush=True)
 
     if args.report_only:
@@ -838,9 +850,10 @@ def main(argv=None) -> int:
     pretrained()
     validation_baseline()
     for m in args.methods:
-        if load(f"tune-{m}") is None:
-            print(f"tuning {m} ({args.trials} trials)", flush=True)
-            save(f"tune-{m}", tune_grpo(args.trials, args.budget) if m == "grpo" else tune_ars(m, args.trials, args.budget))
+        if load(f"tune-{m}", TUNE_DATA) is None:
+            print(f"tuning {m} ({args.trials} trials of {tune_budget} sequences)", flush=True)
+            save(f"tune-{m}", tune_grpo(args.trials, tune_budget) if m == "grpo" else tune_ars(m, args.trials, tune_budget),
+                 TUNE_DATA)
             write("the benchmark is still running")
     if not args.skip_memory and load("memory") is None:     # before the finals: it needs no tuning
         print("memory on the 1 GB GPT-2", flush=True)
@@ -851,7 +864,7 @@ def main(argv=None) -> int:
             name = f"final-{m}-seed{seed}"
             if load(name) is not None:
                 continue
-            best = load(f"tune-{m}")["best"]["params"]
+            best = load(f"tune-{m}", TUNE_DATA)["best"]["params"]
             print(f"{name}: {best}", flush=True)
             save(name, run_child({"method": m, "seed": 1000 + seed, "params": best, "budget": args.budget,
                                   "eval_set": "test", "curve": True}))
