@@ -601,7 +601,8 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
         if v != default)
     lines = ["# Reward post-training: ARS against GRPO (TRL) on Countdown", "",
              f"Regenerate: `{cmd}` (PYTHONPATH at the repository root; resumable: each finished row is a JSON "
-             f"file under `{DATA.relative_to(ROOT)}/`, skipped on a rerun; `--report-only` rewrites this page).",
+             f"file under `reports/data/posttrain_rl/{'' if budget == DEFAULT_BUDGET else f'budget-{budget}/'}`, "
+             f"skipped on a rerun; `--report-only` rewrites this page).",
              f"Report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch "
              f"{__import__('torch').__version__}, trl {_version('trl')}, transformers {_version('transformers')}; "
              f"{os.cpu_count()} CPU cores shared with other jobs (load average "
