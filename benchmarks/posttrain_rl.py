@@ -682,9 +682,13 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     lines += ["", "## Held-out results at equal generated sequences", "",
               "Mean over seeds with a 95% bootstrap interval (scipy.stats.bootstrap, BCa) on the test prompts. "
               "Wall = the training loop's time per 1,000 sequences, evaluations taken out (median over seeds); "
-              "peak = the row process's peak RSS (median). The wall times were measured under different contention "
-              "(the ARS rows ran beside the GRPO process and other users' jobs, the last GRPO rows alone): read "
-              "them as equal within about 1.5×, not as a ranking.", "",
+              "peak = the row process's peak RSS (median). "
+              + ("The wall times were measured under different contention (the ARS rows ran beside the GRPO "
+                 "process and other users' jobs, the last GRPO rows alone): read them as equal within about 1.5×, "
+                 "not as a ranking." if budget == DEFAULT_BUDGET else
+                 "The three methods' rows ran at the same time, one process each, beside other users' jobs on the "
+                 "2 cores (load average 9-12): each row had a fraction of a core that changed as those jobs came "
+                 "and went, so read the wall times as equal within about 1.5×, not as a ranking."), "",
               "| method | seeds | test reward | test success | wall s / 1000 seq | peak RSS (MiB) |",
               "|---|---:|---:|---:|---:|---:|"]
     stats = {}
