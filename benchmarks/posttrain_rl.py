@@ -7,6 +7,12 @@ sequences. Writes reports/posttrain_rl.md and reports/posttrain_rl.png.
     python benchmarks/posttrain_rl.py --seeds 2 --trials 2    # a smaller run (same data directory)
     nice -n 10 python benchmarks/posttrain_rl.py --methods grpo --skip-memory &   # two processes,
     nice -n 10 python benchmarks/posttrain_rl.py --methods ars-full ars-rank      # one per core
+    nice -n 10 python benchmarks/posttrain_rl.py --budget 8192 --tune-budget 4096 --methods grpo
+                                          # finals at 8,192 sequences with the 4,096 studies' settings
+
+Each budget's rows live in their own folder (reports/data/posttrain_rl/ for 4,096, budget-B/ for
+any other), so a run at a new scale never skips rows because another budget finished them; the
+report sets every budget measured side by side ("Across budgets").
 
 (PYTHONPATH at the repository root; GRPO needs `pip install -e '.[bench]'` for trl.)
 
