@@ -728,6 +728,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     if not verdict_parts:
         lines.append("- (not enough seeds landed yet)")
     lines += scale_section(seeds)
+    lines += pilot_section()
     lines += ["", "## (5) Memory on the 1 GB GPT-2 of reports/posttrain.md (a)", ""]
     if mem:
         r = mem["rows"]
@@ -755,6 +756,28 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     lines += ["", "## Verdict", ""]
     lines += verdict(verdict_parts, stats, mem, missing, pre)
     return "\n".join(lines) + "\n"
+
+
+def pilot_section() -> list[str]:
+    """The exploratory rows (`--pilot`): hand-picked settings, one seed, validation prompts."""
+    pilots = sorted((json.loads(p.read_text()) for p in (DATA_ROOT / "pilots").glob("*.json")), key=lambda r: r["name"])
+    if not pilots:
+        return []
+    lines = ["", "## Pilots (exploration, not in the verdict)", "",
+             "Rows with hand-picked settings, run to see where learning shows before choosing the budget: seed 0, "
+             "scored on the validation prompts (pretrained: "
+             + (f"{load('pretrained-val')['reward']:.3f}" if load("pretrained-val") else "—")
+             + "), so a single run's reward is within about ±0.03 of its mean (200 prompts). They are not tuned at "
+             "equal compute and do not enter the comparison above. Rerun one with `python benchmarks/posttrain_rl.py "
+             "--budget B --pilot NAME METHOD 'SETTINGS AS JSON'` (keys as in the table's tuning records).", "",
+             "| pilot | method | settings | sequences | validation reward along the run (sequences: reward) |",
+             "|---|---|---|---:|---|"]
+    for r in pilots:
+        settings = ", ".join(f"{k.split('.')[-1]} = {v:g}" if isinstance(v, float) else f"{k.split('.')[-1]} = {v}"
+                             for k, v in r["params"].items())
+        curve = ", ".join(f"{p['sequences']:,}: {p['reward']:.3f}" for p in r["curve"])
+        lines.append(f"| {r['name']} | {LABELS[r['method']]} | {settings} | {r['sequences']:,} | {curve} |")
+    return lines
 
 
 def scale_section(seeds: int) -> list[str]:
@@ -839,9 +862,16 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=4, help="tuning trials per method (default 4)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="run only these methods' rows (two processes may split the methods between them)")
+    parser.add_argument("--pilot", nargs=3, metavar=("NAME", "METHOD", "PARAMS_JSON"),
+                        help="one exploratory row (seed 0, validation prompts, learning curve) at --budget with "
+                             "hand-picked settings, saved under pilots/ and listed in the report apart from the "
+                             "tuned rows, e.g. --pilot G1 grpo '{\"learning_rate\": 5e-4, \"num_generations\": 8, "
+                             "\"beta\": 0.0}'")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args(argv)
+    if args.pilot and args.pilot[1] not in METHODS:      # before anything is built or run
+        parser.error(f"--pilot METHOD must be one of {', '.join(METHODS)}, not {args.pilot[1]!r}")
     global DATA, TUNE_DATA
     tune_budget = args.tune_budget or args.budget
     DATA, TUNE_DATA = data_dir(args.budget), data_dir(tune_budget)
@@ -860,6 +890,13 @@ def main(argv=None) -> int:
     prompt_files()
     pretrained()
     validation_baseline()
+    if args.pilot:
+        name, method, params = args.pilot
+        row = run_child({"method": method, "seed": 0, "params": json.loads(params), "budget": args.budget,
+                         "eval_set": "val", "curve": True})
+        save(name, {**row, "name": name, "budget": args.budget}, DATA_ROOT / "pilots")
+        print(json.dumps({k: row[k] for k in ("reward", "success", "sequences")}))
+        return 0
     for m in args.methods:
         if load(f"tune-{m}", TUNE_DATA) is None:
             print(f"tuning {m} ({args.trials} trials of {tune_budget} sequences)", flush=True)

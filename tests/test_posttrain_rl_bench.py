@@ -78,7 +78,14 @@ def test_a_second_budget_keeps_its_own_rows_and_the_report_sets_the_budgets_side
     write_rows(8192, {"ars-full": [0.19, 0.2, 0.21], "ars-rank": [0.15, 0.16, 0.17], "grpo": [0.3, 0.31, 0.33]})
     assert bm.budgets_measured() == [4096, 8192]
 
+    (root / "pilots").mkdir()
+    (root / "pilots" / "P1.json").write_text(json.dumps(
+        {"name": "P1", "method": "grpo", "params": params["grpo"], "sequences": 16384,
+         "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": 16384, "reward": 0.25}]}))
+
     text = bm.report(8192, 3, 1, tune_budget=4096)
+    pilots = text[text.index("## Pilots"):]
+    assert "| P1 | GRPO (TRL) | learning_rate = 0.0001, num_generations = 4, beta = 0 | 16,384 | 0: 0.200, 16,384: 0.250 |" in pilots
     table = text[text.index("## Across budgets"):]
     line_4096 = next(x for x in table.splitlines() if x.startswith("| 4,096 |"))
     line_8192 = next(x for x in table.splitlines() if x.startswith("| 8,192 |"))
