@@ -91,6 +91,6 @@ def test_a_second_budget_keeps_its_own_rows_and_the_report_sets_the_budgets_side
     line_8192 = next(x for x in table.splitlines() if x.startswith("| 8,192 |"))
     assert "↑" not in line_4096 and "↓" not in line_4096
     assert line_8192.count("↑") == 1 and line_8192.count("↓") == 1     # GRPO above, rank-4 ARS below
-    assert "**Not met** at this scale: ARS's held-out reward is below GRPO's." in text   # GRPO learned, ARS not
+    assert "**Not met** at this scale" in text and "ARS's held-out reward is below GRPO's." in text   # GRPO learned
     assert "--budget 8192 --tune-budget 4096" in text
     assert "reused" in text
