@@ -617,7 +617,9 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
         lines += [f"**Partial: {len(missing)} rows still missing** ({', '.join(missing)})"
                   + (f"; {running}" if running else "") + ". Figures below are from the rows that have landed.", ""]
     took = [f"{LABELS[m]} tuning {tunes[m]['seconds'] / 60:.0f} min" for m in METHODS
-            if tunes[m] and tunes[m].get("seconds")]
+            if tunes[m] and tunes[m].get("seconds") and tune_budget == budget]
+    if tune_budget != budget:
+        took.append(f"no tuning (the {tune_budget:,}-sequence studies' settings)")
     walls = [r["row_wall_s"] for m in METHODS for r in finals[m] if r.get("row_wall_s")]
     if walls:
         took.append(f"a final row {min(walls) / 60:.1f}-{max(walls) / 60:.1f} min (training, its "
@@ -755,6 +757,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
         lines.append("(not measured yet)")
     lines += ["", "## Verdict", ""]
     lines += verdict(verdict_parts, stats, mem, missing, pre)
+    lines += cause(tunes, finals, stats, pre)
     return "\n".join(lines) + "\n"
 
 
@@ -780,17 +783,30 @@ def pilot_section() -> list[str]:
     return lines
 
 
+def tuned_at(budget: int, seeds: int) -> str:
+    """The budget of the tuning studies whose best settings a budget's final rows ran (its own, or the
+    one `--tune-budget` named: the one whose best settings every final row of this budget used)."""
+    d = data_dir(budget)
+    for b in [budget, *budgets_measured()]:
+        tunes = {m: load(f"tune-{m}", data_dir(b)) for m in METHODS}
+        if all(tunes.values()) and all(r["params"] == tunes[m]["best"]["params"] for m in METHODS
+                                       for s in range(seeds) if (r := load(f"final-{m}-seed{s}", d))):
+            return f"{b:,}"
+    return "—"
+
+
 def scale_section(seeds: int) -> list[str]:
     """Every budget measured so far, side by side: did a larger budget move the held-out reward?"""
     budgets = budgets_measured()
     if len(budgets) < 2:
         return []
     lines = ["", "## Across budgets", "",
-             "Every budget run so far (each its own tuning studies and final seeds; its rows under "
-             "`reports/data/posttrain_rl/`, `budget-B/` for B ≠ 4,096). Test reward, mean over seeds with its 95% "
-             "bootstrap interval; ↑ / ↓ where the interval lies above / below the pretrained model's.", "",
-             "| sequences per run | pretrained | " + " | ".join(LABELS[m] for m in METHODS) + " |",
-             "|---:|---:|" + "---:|" * len(METHODS)]
+             "Every budget run so far, each with its own final seeds (its rows under `reports/data/posttrain_rl/`, "
+             "`budget-B/` for B ≠ 4,096), with the settings of the tuning study named in the last column. Test "
+             "reward, mean over seeds with its 95% bootstrap interval (seeds in parentheses); ↑ / ↓ where the "
+             "interval lies above / below the pretrained model's.", "",
+             "| sequences per run | pretrained | " + " | ".join(LABELS[m] for m in METHODS) + " | settings tuned at |",
+             "|---:|---:|" + "---:|" * len(METHODS) + "---:|"]
     for b in budgets:
         d = data_dir(b)
         pre = load("pretrain", d) or load("pretrain", DATA_ROOT)
@@ -801,8 +817,42 @@ def scale_section(seeds: int) -> list[str]:
             mark = "" if c is None or pre is None else (" ↑" if c[1] > pre["test_reward"] else
                                                         " ↓" if c[2] < pre["test_reward"] else "")
             cells.append("—" if c is None else f"{fmt_ci(c)}{mark} ({len(rewards)})")
+        cells.append(tuned_at(b, seeds))
         lines.append(f"| {b:,} | {pre['test_reward']:.3f} | " + " | ".join(cells) + " |")
     return lines
+
+
+def cause(tunes: dict, finals: dict, stats: dict, pre: dict | None) -> list[str]:
+    """Why full-rank ARS did not move while GRPO did, from the data: what its tuning study found."""
+    val = load("pretrained-val")
+    if pre is None or val is None or "ars-full" not in stats or "grpo" not in stats or not all(tunes.values()):
+        return []
+    ars, grpo = ci(stats["ars-full"]["reward"]), ci(stats["grpo"]["reward"])
+    if ars is None or grpo is None or ars[1] > pre["test_reward"] or grpo[1] <= pre["test_reward"]:
+        return []
+    best = {m: tunes[m]["best"] for m in METHODS}
+    ars_trials = [t["value"] for m in ("ars-full", "ars-rank") for t in tunes[m]["trials"]]
+    row = finals["ars-full"][0]
+    p = row["params"]
+    out = ["", f"Cause, as far as these data show: GRPO's tuning study found a setting that raised the validation "
+           f"reward (best {best['grpo']['value']:.3f}, pretrained {val['reward']:.3f}); ARS's found none "
+           f"(best {best['ars-full']['value']:.3f} with full-rank directions, {best['ars-rank']['value']:.3f} "
+           f"with rank {LOW_RANK}; {sum(v <= val['reward'] for v in ars_trials)} of its {len(ars_trials)} trials at "
+           f"or below the pretrained score). So the ARS rows run the least harmful setting of the study, not one "
+           f"that learned: noise {p['ars.noise']:.3g}, about the size of GPT-2's weights themselves (initialised "
+           f"with standard deviation 0.02), and {row['iterations']} iterations of N = {p['ars.directions']} "
+           f"directions scored on {int(p.get('task.batch_size', PROMPTS_PER_ITERATION))} prompts each, where the "
+           f"reward of a ± pair differs only when a greedy answer flips."]
+    pilots = [json.loads(f.read_text()) for f in (DATA_ROOT / "pilots").glob("*.json")]
+    ars_pilots = [r for r in pilots if r["method"] == "ars-full"]
+    if ars_pilots:
+        r = max(ars_pilots, key=lambda r: max(q["reward"] for q in r["curve"]))
+        top = max(r["curve"], key=lambda q: q["reward"])
+        out[-1] += (f" The ARS pilot {r['name']} (hand-picked: {r['params']}) reached {top['reward']:.3f} on the "
+                    f"validation prompts at {top['sequences']:,} sequences and ended at {r['curve'][-1]['reward']:.3f}, "
+                    "on one seed: a study whose space holds more iterations per sequence (fewer prompts per "
+                    "iteration) and noise below 3e-3 is the next test, not a result of this page.")
+    return out
 
 
 def verdict(parts, stats, mem, missing, pre=None) -> list[str]:
