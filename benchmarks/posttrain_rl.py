@@ -624,7 +624,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     if walls:
         took.append(f"a final row {min(walls) / 60:.1f}-{max(walls) / 60:.1f} min (training, its "
                     f"{CURVE_POINTS} evaluations and loading)")
-    lines += ["How long it takes, on these 2 shared cores (load average 3-10 while measured): pretraining "
+    lines += ["How long it takes, on these 2 shared cores (load average 3-12 while measured): pretraining "
               "8.4-8.8 min (once; cached in runs/posttrain_rl/pretrained/); then two processes at nice 10, one with "
               "the ARS rows (and the memory part, about 10 min, measured once for all budgets) and one with the GRPO rows. "
               "At 4,096 sequences it took about 1 h 15 min in all (2 × 4 ARS tuning trials of 2.5-3.5 min, 4 GRPO "
@@ -835,7 +835,8 @@ def cause(tunes: dict, finals: dict, stats: dict, pre: dict | None) -> list[str]
     row = finals["ars-full"][0]
     p = row["params"]
     out = ["", f"Cause, as far as these data show: GRPO's tuning study found a setting that raised the validation "
-           f"reward (best {best['grpo']['value']:.3f}, pretrained {val['reward']:.3f}); ARS's found none "
+           f"reward (best {best['grpo']['value']:.3f} on one seed, pretrained {val['reward']:.3f}; the final seeds "
+           f"confirmed it on the test prompts); ARS's found none "
            f"(best {best['ars-full']['value']:.3f} with full-rank directions, {best['ars-rank']['value']:.3f} "
            f"with rank {LOW_RANK}; {sum(v <= val['reward'] for v in ars_trials)} of its {len(ars_trials)} trials at "
            f"or below the pretrained score). So the ARS rows run the least harmful setting of the study, not one "
@@ -848,7 +849,8 @@ def cause(tunes: dict, finals: dict, stats: dict, pre: dict | None) -> list[str]
     if ars_pilots:
         r = max(ars_pilots, key=lambda r: max(q["reward"] for q in r["curve"]))
         top = max(r["curve"], key=lambda q: q["reward"])
-        out[-1] += (f" The ARS pilot {r['name']} (hand-picked: {r['params']}) reached {top['reward']:.3f} on the "
+        settings = ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in r["params"].items())
+        out[-1] += (f" The ARS pilot {r['name']} (hand-picked: {settings}) reached {top['reward']:.3f} on the "
                     f"validation prompts at {top['sequences']:,} sequences and ended at {r['curve'][-1]['reward']:.3f}, "
                     "on one seed: a study whose space holds more iterations per sequence (fewer prompts per "
                     "iteration) and noise below 3e-3 is the next test, not a result of this page.")
