@@ -789,7 +789,7 @@ def tuned_at(budget: int, seeds: int) -> str:
     d = data_dir(budget)
     for b in [budget, *budgets_measured()]:
         tunes = {m: load(f"tune-{m}", data_dir(b)) for m in METHODS}
-        if all(tunes.values()) and all(r["params"] == tunes[m]["best"]["params"] for m in METHODS
+        if all(tunes.values()) and all(r.get("params") == tunes[m]["best"]["params"] for m in METHODS
                                        for s in range(seeds) if (r := load(f"final-{m}-seed{s}", d))):
             return f"{b:,}"
     return "—"

@@ -63,6 +63,7 @@ def test_a_second_budget_keeps_its_own_rows_and_the_report_sets_the_budgets_side
         for m in bm.METHODS:
             for s, r in enumerate(rewards[m]):
                 row = {"reward": r, "success": r / 2, "sequences": budget, "train_s": 1.0, "peak_mb": 100.0,
+                       "params": params[m],
                        "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": budget, "reward": r}]}
                 (d / f"final-{m}-seed{s}.json").write_text(json.dumps(row))
 
@@ -91,6 +92,7 @@ def test_a_second_budget_keeps_its_own_rows_and_the_report_sets_the_budgets_side
     line_8192 = next(x for x in table.splitlines() if x.startswith("| 8,192 |"))
     assert "↑" not in line_4096 and "↓" not in line_4096
     assert line_8192.count("↑") == 1 and line_8192.count("↓") == 1     # GRPO above, rank-4 ARS below
+    assert line_8192.endswith("| 4,096 |")                             # settings tuned at: the reused study
     assert "**Not met** at this scale" in text and "ARS's held-out reward is below GRPO's." in text   # GRPO learned
     assert "--budget 8192 --tune-budget 4096" in text
     assert "reused" in text
