@@ -625,11 +625,12 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
         took.append(f"a final row {min(walls) / 60:.1f}-{max(walls) / 60:.1f} min (training, its "
                     f"{CURVE_POINTS} evaluations and loading)")
     lines += ["How long it takes, on these 2 shared cores (load average 3-12 while measured): pretraining "
-              "8.4-8.8 min (once; cached in runs/posttrain_rl/pretrained/); then two processes at nice 10, one with "
-              "the ARS rows (and the memory part, about 10 min, measured once for all budgets) and one with the GRPO rows. "
-              "At 4,096 sequences it took about 1 h 15 min in all (2 × 4 ARS tuning trials of 2.5-3.5 min, 4 GRPO "
+              "8.4-8.8 min (once; cached in runs/posttrain_rl/pretrained/). At 4,096 sequences two processes at nice "
+              "10, one with the ARS rows (and the memory part, about 10 min, measured once for all budgets) and one "
+              "with the GRPO rows, took about 1 h 15 min in all (2 × 4 ARS tuning trials of 2.5-3.5 min, 4 GRPO "
               "trials and 15 final rows of 1.5-2.5 min)"
-              + (f"; at this budget: {'; '.join(took)}." if budget != DEFAULT_BUDGET and took else "."), "",
+              + (f"; at this budget, one process per method (`--methods M`, the three at once): {'; '.join(took)}."
+                 if budget != DEFAULT_BUDGET and took else "."), "",
               "## Setup", ""]
     if pre:
         lines += [f"Task: Countdown (`arsearch.tasks.countdown`): prompts such as `3,7,12=33:` (three numbers in "
