@@ -237,7 +237,8 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
                                               "nnodes": nodes.nnodes, "dir": str(trial_dir), "resume": resume,
                                               "config": to_toml(config)})
     try:
-        with log_path.open("w") as log_file:
+        # a resumed job's log goes on after the interrupted one's (what it printed is kept)
+        with log_path.open("a" if resume else "w") as log_file:
             proc = subprocess.Popen(train_command(config_path, config, resume, overwrite, nodes), env=env,
                                     stdout=log_file,
                                     stderr=subprocess.STDOUT, start_new_session=True,
