@@ -80,6 +80,10 @@ def cmd_train(args) -> int:
     from .interrupt import StopSignals
 
     with StopSignals():        # Ctrl-C / SIGTERM: finish the iteration, save, end the MLflow run as KILLED
+        if _launched():        # the launcher forwards a signal to the ranks only once all are armed
+            from .launch import mark_rank_armed
+
+            mark_rank_armed()
         code = _train(args, config)
     if code == 0 and _launched():
         from .launch import mark_rank_ok

@@ -110,6 +110,11 @@ class DevicePool:
             self.release([h for _, h in held])
             if stop is not None and stop.is_set():
                 raise TrialFailed("stopped while waiting for a free GPU")
+            signals = study_signals()
+            if signals is not None and signals.signum is not None:
+                # a Ctrl-C / SIGTERM to the study while its trial waits for a device: nothing started, so
+                # the trial is interrupted here (recorded as interrupted and queued again, as any other)
+                raise StudyInterrupted(signals.signum)
             time.sleep(poll)
 
     @staticmethod
