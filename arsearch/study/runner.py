@@ -111,8 +111,14 @@ def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, 
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = url[len("journal:"):] if url.startswith("journal:") else url
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(path))
+        if Path(path).exists() and not Path(path).is_file():
+            raise ConfigError(f"study.storage {url!r}: {path} is not a regular file (a directory?); a journal "
+                              f"storage is one file, which the first worker creates")
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(path))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"study.storage {url!r} cannot be opened: {type(e).__name__}: {e}") from None
     if "://" not in url:
         raise ConfigError(f"study.storage = {redact(url)!r} is not a storage URL; use sqlite:///FILE, "
                           f"postgresql://USER:PASS@HOST/DB, journal:FILE or memory")
