@@ -212,3 +212,14 @@ def test_a_journal_storage_that_is_a_directory_is_refused(tmp_cwd, capsys):
     assert main(["study", "run", str(path), "--n-trials", "1", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "study.storage 'journal:j.log': j.log is not a regular file (a directory?)" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", [["--n-trials", "-3"], ["--n-jobs", "0"], ["--timeout", "-1"]])
+def test_a_negative_count_on_the_study_command_line_is_refused(tmp_cwd, capsys, flag):
+    from tests.support.study import write_study
+
+    path = write_study(tmp_cwd, study="tracking = false\n")
+    assert main(["study", "run", str(path), "--quiet", *flag]) == 2          # was: exit 0, no trial run
+    err = capsys.readouterr().err
+    assert f"arsearch: error: {flag[0]} {float(flag[1]):g}" in err and "is out of range; allowed: >=" in err, err
+    assert not (tmp_cwd / "optuna.db").exists()
