@@ -14,9 +14,10 @@ same iteration; only rank 0 prints and saves. `arsearch train --nproc P` forward
 gets to the ranks (they run in sessions of their own, out of the terminal's reach).
 
 `StudySignals` is the same for `arsearch study run` / `validate`: the first signal stops the
-running trial(s) at their next iteration (an in-process job) or forwards the signal to the trial's
-`arsearch train` child and waits for it to save, then raises `StudyInterrupted`; the trial is
-recorded FAIL and tagged as interrupted, its MLflow run ended KILLED. A second signal stops at once.
+running trial(s) at their next iteration boundary, where an in-process job saves a checkpoint, or
+forwards the signal to the trial's `arsearch train` child and waits for it to save, then raises
+`StudyInterrupted`; the trial is recorded FAIL and tagged as interrupted, its MLflow run ended
+KILLED, and the next `study run` resumes it from that checkpoint. A second signal stops at once.
 """
 
 from __future__ import annotations
