@@ -309,7 +309,8 @@ def load(path: str | Path, map_location="cpu", data: bytes | None = None):
 
     path = Path(path)
     if data is None and not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        what = "does not exist" if not path.exists() else "is not a regular file (a FIFO, device or socket)"
+        raise CheckpointError(f"checkpoint {path} {what}")
     source = path if data is None else io.BytesIO(data)
     if zipfile.is_zipfile(source):        # torch's format: what its entries expand to is what loading allocates
         try:

@@ -11,8 +11,20 @@ import sys
 USAGE_ERROR = 2
 
 
+# a message quotes what it refuses; a hostile value (a 10 MB string in a config) must not become a
+# 10 MB line: each line is cut to this many characters, saying how many were left out
+MESSAGE_LINE = 1000
+
+
+def _short(line: str) -> str:
+    if len(line) <= MESSAGE_LINE:
+        return line
+    return f"{line[:MESSAGE_LINE]}... ({len(line) - MESSAGE_LINE} more characters not shown)"
+
+
 def _fail(message: str, code: int) -> int:
-    print(f"arsearch: error: {message}", file=sys.stderr)
+    text = "\n".join(_short(line) for line in str(message).split("\n"))
+    print(f"arsearch: error: {text}", file=sys.stderr)
     return code
 
 
@@ -80,6 +92,10 @@ def cmd_train(args) -> int:
     from .interrupt import StopSignals
 
     with StopSignals():        # Ctrl-C / SIGTERM: finish the iteration, save, end the MLflow run as KILLED
+        if _launched():        # the launcher forwards a signal to the ranks only once all are armed
+            from .launch import mark_rank_armed
+
+            mark_rank_armed()
         code = _train(args, config)
     if code == 0 and _launched():
         from .launch import mark_rank_ok
@@ -460,7 +476,7 @@ def _study_interrupted(e, args) -> int:
     name = signal.Signals(e.signum).name
     what = ("the running jobs saved a checkpoint and the finished ones are kept" if args.study_command == "validate"
             else "the running trial was recorded FAIL (user attribute 'interrupted') and its MLflow run ended "
-                 "KILLED; finished trials are kept")
+                 "KILLED; finished trials are kept, and the next run resumes it from its checkpoint")
     print(f"arsearch: stopped by {name}: {what}. Continue with: arsearch study {args.study_command} {args.study}",
           file=sys.stderr, flush=True)
     return e.exit_code

@@ -390,6 +390,13 @@ def _convert(value: Any, tp, path: str, meta) -> Any:
     return value
 
 
+def _lookalike(key: str) -> str:
+    """Why an unknown key that looks right is unknown: the characters in it that are not ASCII (a Cyrillic
+    'е' for an 'e' prints the same); empty for a plain ASCII key."""
+    odd = [f"{c!r} (U+{ord(c):04X}) at position {i + 1}" for i, c in enumerate(key) if ord(c) > 127]
+    return f" (it holds non-ASCII characters: {', '.join(odd[:5])})" if odd else ""
+
+
 def from_dict(cls, data: dict, path: str = ""):
     """Build dataclass `cls` from a dict, refusing unknown keys and bad values."""
     _build()          # the job's annotations name the tables built from the plug-ins
@@ -399,7 +406,8 @@ def from_dict(cls, data: dict, path: str = ""):
     for key, value in data.items():
         full = f"{path}.{key}" if path else key
         if key not in fields:
-            raise ConfigError(f"unknown key {full!r}; allowed in {path or 'the top level'}: {', '.join(fields)}")
+            raise ConfigError(f"unknown key {full!r}{_lookalike(key)}; allowed in {path or 'the top level'}: "
+                              f"{', '.join(fields)}")
         kwargs[key] = _convert(value, hints[key], full, fields[key].metadata)
     return cls(**kwargs)
 

@@ -14,9 +14,10 @@ same iteration; only rank 0 prints and saves. `arsearch train --nproc P` forward
 gets to the ranks (they run in sessions of their own, out of the terminal's reach).
 
 `StudySignals` is the same for `arsearch study run` / `validate`: the first signal stops the
-running trial(s) at their next iteration (an in-process job) or forwards the signal to the trial's
-`arsearch train` child and waits for it to save, then raises `StudyInterrupted`; the trial is
-recorded FAIL and tagged as interrupted, its MLflow run ended KILLED. A second signal stops at once.
+running trial(s) at their next iteration boundary, where an in-process job saves a checkpoint, or
+forwards the signal to the trial's `arsearch train` child and waits for it to save, then raises
+`StudyInterrupted`; the trial is recorded FAIL and tagged as interrupted, its MLflow run ended
+KILLED, and the next `study run` resumes it from that checkpoint. A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -171,9 +172,10 @@ class _QuietInterrupt(logging.Filter):
 
 class StudySignals:
     """SIGINT/SIGTERM handlers for a study command (main thread only). The first signal asks every
-    running trial to stop (`check_study()` at an iteration boundary, or a subprocess trial's poll
-    loop, which forwards the signal to its child) and calls the `on_stop` hooks (Optuna's
-    `study.stop()`); a second one raises `StudyInterrupted` at once in the main thread."""
+    running trial to stop (an in-process trial in `Trainer._signalled`, at its iteration boundary,
+    where it saves; a subprocess trial's poll loop forwards the signal to its child; a trial waiting
+    for a GPU stops waiting) and calls the `on_stop` hooks (Optuna's `study.stop()`); a second one
+    raises `StudyInterrupted` at once in the main thread."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -222,8 +224,3 @@ def study_signals() -> StudySignals | None:
     """The study command's handlers, if a study command installed them."""
     return _study
 
-
-def check_study() -> None:
-    """Raise StudyInterrupted if the study command was asked to stop (called at iteration boundaries)."""
-    if _study is not None and _study.signum is not None:
-        raise StudyInterrupted(_study.signum)

@@ -129,6 +129,26 @@ def mark_rank_ok() -> None:
             pass
 
 
+def mark_rank_armed() -> None:
+    """Called by a rank once its SIGINT/SIGTERM handlers are installed: from then on a forwarded signal
+    stops it cleanly (it saves, reports and exits 0). Before that, a signal would kill it with a
+    KeyboardInterrupt and make torchrun print a ChildFailedError traceback, so the launcher does not
+    forward it: it ends torchrun and the ranks itself (`run_torchrun`), as nothing is trained yet."""
+    status = os.environ.get(RANK_STATUS_ENV)
+    if status and os.path.isdir(status):
+        try:
+            Path(status, f"{os.environ.get('LOCAL_RANK', '0')}.armed").touch()
+        except OSError:             # removed meanwhile: the launcher is gone
+            pass
+
+
+def _armed(status: str) -> int:
+    try:
+        return sum(name.endswith(".armed") for name in os.listdir(status))
+    except OSError:
+        return 0
+
+
 STOPPED_FILE = "stopped.json"              # in RANK_STATUS_ENV: where the ranks stopped on a signal
 
 
@@ -199,6 +219,7 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = 
     import threading
 
     from .processes import OwnedTempDir, die_with_parent_term, signal_children
+    from .processes import children as process_children
     from .startgate import StartGate
 
     # removed below; after a kill -9 of this launcher, by the next one on this machine (OwnedTempDir)
@@ -213,15 +234,24 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = 
     received: list[int] = []
 
     def kill_all() -> None:
-        signal_children(proc.pid, signal.SIGKILL)
+        # torchrun first, so that it cannot report its ranks' deaths (a ChildFailedError traceback); its
+        # ranks, listed before, right after (each leads a session of its own)
+        ranks = process_children(proc.pid)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for rank in ranks:
+            try:
+                os.killpg(rank, signal.SIGKILL) if os.getpgid(rank) == rank else os.kill(rank, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def forward(signum, frame) -> None:
         received.append(signum)
-        if len(received) > 1 or not signal_children(proc.pid, signum):   # again, or no rank yet: nothing to save
+        # again, or not every rank of this machine has its handlers yet (still importing, or at the start
+        # gate): nothing is trained, so nothing to save, and a rank without handlers would die loudly
+        if len(received) > 1 or _armed(status) < nproc or not signal_children(proc.pid, signum):
             kill_all()
 
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent_term)

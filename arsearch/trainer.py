@@ -90,6 +90,7 @@ class Trainer:
         self.dir = Path(config.checkpoint.dir)
         self.last_checkpoint: Path | None = None
         self.stop_requested = False
+        self._stop_signum: int | None = None    # the signal `_signalled` found
         # SIGINT/SIGTERM handlers of the running command (train, posttrain): stop and save at an
         # iteration boundary; None in threads (study trials) and where no command installed them.
         # Under torchrun every rank has them, and the ranks agree on the iteration to stop after
@@ -316,12 +317,19 @@ class Trainer:
 
     def _signalled(self) -> bool:
         """Whether a SIGINT/SIGTERM asks the job to stop after this iteration (every rank of a
-        distributed job calls this each iteration and gets the same answer)."""
+        distributed job calls this each iteration and gets the same answer). A study's in-process
+        trial has no handlers of its own: the study command's first signal stops it here, at the same
+        boundary, so that it saves a checkpoint its re-queued trial resumes from."""
         if self.signals is None:
-            return False
+            from .interrupt import study_signals
+
+            study = study_signals()
+            self._stop_signum = study.signum if study is not None else None
+            return self._stop_signum is not None
         signum = self.backend.agree_stop(self.signals.signum or 0)
         if signum and self.signals.signum is None:      # another rank got it first
             self.signals.adopt(signum)
+        self._stop_signum = signum or None
         return bool(signum)
 
     def _interrupted(self):
@@ -332,7 +340,7 @@ class Trainer:
         if path is None or path != ckpt.numbered(self.dir, self.iteration):
             path = self.save_checkpoint() if self.iteration > 0 else self.last_checkpoint
         self.close()
-        return TrainingInterrupted(self.signals.signum, self.iteration, path)
+        return TrainingInterrupted(self._stop_signum, self.iteration, path)
 
     def _check_finite(self) -> None:
         # tensor by tensor when the space has them: `vector()` would copy the whole model

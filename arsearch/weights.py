@@ -41,11 +41,19 @@ def is_safetensors(path: str | Path) -> bool:
     return path.name.endswith(".safetensors") or path.name.endswith(".safetensors.index.json")
 
 
+def _not_a_file(path: Path, what: str) -> str:
+    """Why `path` cannot be read as weights: missing, or there but not a regular file (a FIFO, which would
+    block the read forever, a device such as /dev/zero, which never ends)."""
+    if not path.exists():
+        return f"{what} {path} does not exist"
+    return f"{what} {path} is not a regular file (a FIFO, device or socket); give a weights file"
+
+
 def _safe_open(path: Path, what: str = "checkpoint"):
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
-        raise CheckpointError(f"{what} {path} does not exist")
+        raise CheckpointError(_not_a_file(path, what))
     try:
         return safe_open(str(path), framework="pt")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:

@@ -164,3 +164,62 @@ def test_a_study_whose_output_is_read_only_is_refused(tmp_cwd, capsys):
     err = capsys.readouterr().err
     assert "study.output ro/studies/tiny is not writable: read-only file system" in err, err
     assert not (tmp_cwd / "optuna.db").exists()
+
+
+# -- held-out hostile inputs (issue 22, round 2): the ones that gave a traceback, a misleading word or a
+# 10 MB line; the whole table of what was tried is in docs/recovery.md
+
+def test_a_10_mb_string_in_a_config_is_refused_in_a_line_of_bounded_length(tmp_cwd, capsys):
+    (tmp_cwd / "job.toml").write_text(JOB.replace('dataset = "digits"', f'dataset = "{"a" * 10_000_000}"'))
+    assert main(["train", "job.toml", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("arsearch: error: unknown dataset 'aaa") and "more characters not shown" in err
+    assert max(len(line) for line in err.splitlines()) < 1200, len(err)
+
+
+def test_an_unknown_key_names_its_lookalike_characters(tmp_cwd, capsys):
+    rc, err = _train(tmp_cwd, capsys, "ars.st\u0435p_size=0.01")        # a Cyrillic 'е'
+    assert rc == 2 and "it holds non-ASCII characters: 'е' (U+0435) at position 3" in err, err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_weights_that_are_a_fifo_or_a_device_are_named_without_blocking(tmp_cwd, capsys, kind):
+    """A FIFO named model.safetensors (its read would block forever) or /dev/zero (endless) as the weights."""
+    import os
+
+    import tomli_w
+
+    from tests.support import job_data
+
+    if kind == "fifo":
+        path = tmp_cwd / "model.safetensors"
+        os.mkfifo(path)
+    else:
+        path = "/dev/zero"
+    data = job_data("posttrain", tmp_cwd / "out", **{"model.checkpoint": path, "tracking.enabled": False})
+    (tmp_cwd / "job.toml").write_text(tomli_w.dumps(data))
+    assert main(["posttrain", "job.toml", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is not a regular file (a FIFO, device or socket)" in err and "Traceback" not in err, err
+    assert not (tmp_cwd / "out").exists()
+
+
+def test_a_journal_storage_that_is_a_directory_is_refused(tmp_cwd, capsys):
+    from tests.support.study import write_study
+
+    (tmp_cwd / "j.log").mkdir()
+    path = write_study(tmp_cwd, study='storage = "journal:j.log"\ntracking = false\n')
+    assert main(["study", "run", str(path), "--n-trials", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "study.storage 'journal:j.log': j.log is not a regular file (a directory?)" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", [["--n-trials", "-3"], ["--n-jobs", "0"], ["--timeout", "-1"]])
+def test_a_negative_count_on_the_study_command_line_is_refused(tmp_cwd, capsys, flag):
+    from tests.support.study import write_study
+
+    path = write_study(tmp_cwd, study="tracking = false\n")
+    assert main(["study", "run", str(path), "--quiet", *flag]) == 2          # was: exit 0, no trial run
+    err = capsys.readouterr().err
+    assert f"arsearch: error: {flag[0]} {float(flag[1]):g}" in err and "is out of range; allowed: >=" in err, err
+    assert not (tmp_cwd / "optuna.db").exists()

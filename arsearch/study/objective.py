@@ -19,7 +19,7 @@ import optuna
 
 from ..callbacks import Callback
 from ..config import ConfigError, JobConfig
-from ..interrupt import StudyInterrupted
+from ..interrupt import StudyInterrupted, TrainingInterrupted
 from .reporting import PruningCallback, Reporter, TrialFailed, report_every
 from .space import StudySpec
 from .subprocess_trial import (  # noqa: F401 (the protocol's names, importable from here as before)
@@ -65,6 +65,17 @@ def _so_far(job, result: dict) -> tuple[dict, list[dict]]:
     return result, job.trainer.history
 
 
+REQUEUED_FROM = "requeued_from"     # user attr of a trial queued again because a signal stopped trial N
+
+
+def interrupted_trial(trial: optuna.Trial):
+    """The trial (frozen) that `trial` continues, queued again because a signal stopped it; else None."""
+    number = trial.user_attrs.get(REQUEUED_FROM)
+    if number is None:
+        return None
+    return next((t for t in trial.study.get_trials(deepcopy=False) if t.number == number), None)
+
+
 class _MetricsOnly(Callback):
     def __init__(self, child):
         self.child = child
@@ -88,6 +99,8 @@ class Objective:
         self.output = Path(s.output) / study_name
         # trial number -> the Reporter of its primary job, whose full curve the trial stores at its end
         self._curves: dict[int, Reporter] = {}
+        # trial number -> (last step, curve) of the interrupted trial it continues (`_carry`)
+        self._carried: dict[int, tuple[int, list]] = {}
 
     def __call__(self, trial: optuna.Trial):
         s = self.spec.settings
@@ -96,14 +109,25 @@ class Objective:
         except ConfigError as e:
             trial.set_user_attr("fail_reason", f"invalid config: {e}")
             raise
+        # a trial re-queued because a signal stopped trial N (`requeued_from`) continues N's job: its
+        # checkpoint directory (or seed jobs' directories), its MLflow run and its reports to the pruner
+        previous = interrupted_trial(trial)
         trial_dir = self.output / f"trial_{trial.number:05d}"
+        if previous is not None and previous.user_attrs.get("checkpoint_dir"):
+            trial_dir = Path(previous.user_attrs["checkpoint_dir"])
         config.checkpoint.dir = str(trial_dir)
         config.tracking.experiment = s.experiment or self.study_name
         config.tracking.run_name = f"{self.study_name}/trial-{trial.number}"
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("checkpoint_dir", str(trial_dir))
         report = not self.spec.multi_objective          # Optuna prunes single-objective studies only
-        child = self.tracker.child(trial, config) if self.tracker is not None else None
+        child = None
+        if self.tracker is not None:
+            run_id = previous.user_attrs.get("mlflow_run_id") if previous is not None else None
+            child = self.tracker.child(trial, config, continue_run=run_id,
+                                       requeued_from=previous.number if previous is not None else None)
+        if previous is not None:
+            self._carry(trial, previous)
         history: list[dict] = []
         result: dict = {}
         state, reason = "FAIL", ""
@@ -120,11 +144,15 @@ class Objective:
                         child.on_iteration(None, event["iteration"], event["train"])
                     if child is not None and "metrics" in event:
                         child.on_eval(None, event["iteration"], event["metrics"])
+                resume, overwrite = restart_mode(trial_dir) if previous is not None else (False, False)
                 result, history = run_subprocess_trial(trial, config, trial_dir, s.metric, report, self.pool,
-                                                       on_line=on_line, reporter=reporter, nodes=self.nodes)
+                                                       on_line=on_line, reporter=reporter, nodes=self.nodes,
+                                                       resume=resume, overwrite=overwrite)
             else:
-                # the trial's directory is its own: checkpoints an earlier study of this name left there go
-                job = self._job(trial, config, reporter, child, overwrite=True)
+                # the trial's directory is its own: checkpoints an earlier study of this name left there go,
+                # unless this trial continues the interrupted job whose directory it is
+                resume = previous is not None and restart_mode(trial_dir)[0]
+                job = self._job(trial, config, reporter, child, resume=resume, overwrite=not resume)
                 try:
                     with job:
                         result = job.run()
@@ -149,12 +177,15 @@ class Objective:
         except optuna.TrialPruned:
             state = "PRUNED"
             raise
-        except StudyInterrupted as e:
+        except (StudyInterrupted, TrainingInterrupted) as e:
             # Optuna records it FAIL (it is a KeyboardInterrupt) and re-raises it; the attribute says why,
-            # with no fail_reason (an interrupted trial is not a failed configuration)
+            # with no fail_reason (an interrupted trial is not a failed configuration). An in-process job
+            # stops with TrainingInterrupted once its checkpoint is written (`Trainer._signalled`)
             import signal
 
             trial.set_user_attr("interrupted", signal.Signals(e.signum).name)
+            if not isinstance(e, StudyInterrupted):
+                raise StudyInterrupted(e.signum) from None
             raise
         except Exception as e:
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, TrialFailed) else str(e)
@@ -259,7 +290,23 @@ class Objective:
                                 target=(target.value, "loss" in target.metric))
         if primary:
             self._curves[trial.number] = reporter
+            if trial.number in self._carried:
+                reporter.carry(*self._carried[trial.number])
         return reporter
+
+    def _carry(self, trial, previous) -> None:
+        """Give the re-queued `trial` what the interrupted `previous` reported: its intermediate values
+        (so the pruner judges the whole curve, not the part after the resume) and its learning curve.
+        The resumed job then reports only the steps after these; a job that had to restart (no
+        checkpoint) skips the steps it repeats."""
+        values = dict(previous.intermediate_values)
+        if values and not self.spec.multi_objective:
+            for step, value in sorted(values.items()):
+                trial.report(float(value), step=int(step))
+        curve = previous.user_attrs.get("curve") or {}
+        if curve:
+            trial.set_user_attr("curve", curve)
+        self._carried[trial.number] = (max(values) if values else -1, curve.get("points", []))
 
     def _store_curve(self, trial) -> None:
         """Every evaluation of the trial's primary job as the user attribute `curve` (its metric, its
@@ -267,6 +314,7 @@ class Objective:
         values hold only what was reported to the pruner, thinned to `max_reports`."""
         from .reporting import stored_curve
 
+        self._carried.pop(trial.number, None)
         reporter = self._curves.pop(trial.number, None)
         if reporter is not None and reporter.curve:
             try:

@@ -47,7 +47,7 @@ class Reporter:
         if not self.report:
             return
         if self.spend is None:
-            if iteration % self.every:
+            if iteration % self.every or iteration <= self.last_step:
                 return
             step = int(iteration)
         else:
@@ -83,6 +83,12 @@ class Reporter:
 
             raise optuna.TrialPruned(f"pruned at {at} with {self.metric} = {row.get(self.metric):.6g}")
 
+    def carry(self, last_step: int, curve: list) -> None:
+        """Continue the reports of an interrupted trial whose job this one resumes (its reports were
+        already copied to this trial): only steps after `last_step` are reported, and the learning
+        curve goes on from `curve`."""
+        self.last_step = max(self.last_step, int(last_step))
+        self.curve = [list(p) for p in curve] + self.curve
 
     def _record(self, iteration: int, row: dict, value: float) -> None:
         if self.spend is None:
@@ -96,6 +102,8 @@ class Reporter:
             x = as_step(self.spend, spent)
         if self.curve and self.curve[-1][0] == x:      # a repeated evaluation at the same spend: the last one
             self.curve[-1] = [x, float(value)]
+        elif self.curve and x < self.curve[-1][0]:     # a restarted job's points the carried curve holds
+            return
         else:
             self.curve.append([x, float(value)])
 
@@ -121,10 +129,8 @@ class PruningCallback(Callback):
                  reporter: Reporter | None = None):
         self.reporter = reporter or Reporter(trial, metric, report, every)
 
-    def on_iteration(self, trainer, iteration: int, metrics: dict[str, float]) -> None:
-        from ..interrupt import check_study
-
-        check_study()          # a Ctrl-C / SIGTERM to the study stops its in-process trials here
+    # a Ctrl-C / SIGTERM to the study stops an in-process trial in the trainer's loop, after the
+    # iteration's checkpoint (`Trainer._signalled`), not here: it must stop where it can resume
 
     def on_eval(self, trainer, iteration: int, metrics: dict[str, float]) -> None:
         row = trainer.history[-1] if trainer.history else {}

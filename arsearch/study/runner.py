@@ -24,7 +24,7 @@ import optuna
 
 from ..config import ConfigError, JobConfig
 from ..tracking import redact
-from .objective import Objective
+from .objective import REQUEUED_FROM, Objective
 from .space import StudySpec
 
 log = logging.getLogger("arsearch.study")
@@ -111,8 +111,14 @@ def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, 
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = url[len("journal:"):] if url.startswith("journal:") else url
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(path))
+        if Path(path).exists() and not Path(path).is_file():
+            raise ConfigError(f"study.storage {url!r}: {path} is not a regular file (a directory?); a journal "
+                              f"storage is one file, which the first worker creates")
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(path))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"study.storage {url!r} cannot be opened: {type(e).__name__}: {e}") from None
     if "://" not in url:
         raise ConfigError(f"study.storage = {redact(url)!r} is not a storage URL; use sqlite:///FILE, "
                           f"postgresql://USER:PASS@HOST/DB, journal:FILE or memory")
@@ -271,7 +277,10 @@ class StudyTracker:
                         number, state.name, status)
         return ended
 
-    def child(self, trial: optuna.Trial, config: JobConfig):
+    def child(self, trial: optuna.Trial, config: JobConfig, continue_run: str | None = None,
+              requeued_from: int | None = None):
+        """The trial's MLflow run: a new nested run, or with `continue_run` the run of the interrupted
+        trial `requeued_from` that this one resumes, set RUNNING again and now tagged with this trial."""
         from ..tracking import (
             OBJECTIVE_TAG,
             PARENT_TAG,
@@ -290,6 +299,8 @@ class StudyTracker:
         cb = MlflowCallback(self.client, config, experiment=None, run_name=f"trial-{trial.number}", tags=tags,
                             executor=self.executor)
         cb.artifact_config = rerun_config(config, self.study.study_name, trial.number)
+        if continue_run is not None and self._continue(cb, continue_run, trial, tags, requeued_from):
+            return cb
 
         def create():
             return self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}", tags=tags).info.run_id
@@ -298,6 +309,35 @@ class StudyTracker:
             cb.log_params({**_config_params(config), "trial.number": str(trial.number)})
             trial.set_user_attr("mlflow_run_id", cb.run_id)
         return cb
+
+    def _continue(self, cb, run_id: str, trial, tags: dict, requeued_from: int | None) -> bool:
+        """Make `run_id` (an interrupted trial's run) this trial's: RUNNING again, its trial tag this
+        trial's (so no worker takes it for a stale run of a FAIL trial), the signal's tags gone. Its
+        params stay (MLflow's are write-once; the configuration is the same). False when the run is
+        gone (deleted, another store): the trial then gets a new run."""
+        from ..tracking import TRIAL_TAG
+
+        def reopen():
+            self.client.update_run(run_id, status="RUNNING", name=f"trial-{trial.number}")
+            for key in ("arsearch.stopped_by", "arsearch.interrupted"):
+                if key in self.client.get_run(run_id).data.tags:
+                    self.client.delete_tag(run_id, key)
+            self.client.set_tag(run_id, TRIAL_TAG, str(trial.number))
+            self.client.set_tag(run_id, "arsearch.requeued_from", str(requeued_from))
+            for key, value in tags.items():
+                if key != TRIAL_TAG:
+                    self.client.set_tag(run_id, key, value)
+            return run_id
+        try:
+            reopen()
+        except Exception as e:                                      # noqa: BLE001
+            log.warning("the MLflow run %s of interrupted trial %s cannot be continued (%s); trial %d logs to a "
+                        "new run", run_id, requeued_from, str(e).splitlines()[0] if str(e) else type(e).__name__,
+                        trial.number)
+            return False
+        cb.run_id = run_id
+        trial.set_user_attr("mlflow_run_id", run_id)
+        return True
 
     def finish_child(self, cb, trial, state: str, result: dict, history: list[dict], reason: str = "") -> None:
         from ..tracking import STATE_TAG
@@ -571,27 +611,61 @@ def open_study(spec: StudySpec) -> tuple[optuna.Study, bool]:
     return study, created
 
 
-REQUEUED_FROM = "requeued_from"     # user attr of a trial queued again because a signal stopped trial N
+REQUEUE_CLAIM = "arsearch.requeue:"    # study user attr prefix: `arsearch.requeue:N@worker`, see `_claim_requeue`
+REQUEUE_CLAIM_STALE = 120.0             # seconds after which a claim whose worker never queued the trial lapses
 
 
-def requeue_interrupted(study: optuna.Study) -> list[int]:
+def requeue_interrupted(study: optuna.Study, attempts: int = 8) -> list[int]:
     """Queue once more, with the same parameters, each trial a signal stopped (FAIL with the user attr
     `interrupted`, which `study run` sets): it is not a failed configuration, so the next `study run` runs it
-    before any newly sampled trial (Optuna runs WAITING trials first). Optuna's own retry (`RetryHeartbeatStaleTrialCallback`) covers only trials whose worker died
-    without a word (no heartbeat); an interrupted trial ended cleanly, so nothing else re-runs it. Each is
-    queued once (the new trial's user attr `requeued_from` names it); the numbers re-queued."""
-    trials = study.get_trials(deepcopy=False)
-    done = {t.user_attrs.get(REQUEUED_FROM) for t in trials}
-    again = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and "interrupted" in t.user_attrs
-             and t.number not in done]
-    for t in again:
-        _retry_race(lambda t=t: study.enqueue_trial(dict(t.params), user_attrs={REQUEUED_FROM: t.number}),
-                    "re-queuing an interrupted trial")
-        log.warning("trial %d of study %r was interrupted (%s): queued again with the same parameters",
-                    t.number, study.study_name, t.user_attrs["interrupted"])
-    return [t.number for t in again]
+    before any newly sampled trial (Optuna runs WAITING trials first), and that trial continues its job
+    (`Objective`: the same checkpoint directory, MLflow run and pruner reports). Optuna's own retry
+    (`RetryHeartbeatStaleTrialCallback`) covers only trials whose worker died without a word (no heartbeat);
+    an interrupted trial ended cleanly, so nothing else re-runs it. Each is queued once, also when several
+    workers open the study at the same moment (`_claim_requeue`; the new trial's user attr `requeued_from`
+    names it). Returns the numbers this worker queued."""
+    import socket
+
+    token = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+    queued: list[int] = []
+    for attempt in range(attempts):
+        trials = study.get_trials(deepcopy=False)
+        done = {t.user_attrs.get(REQUEUED_FROM) for t in trials}
+        again = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and "interrupted" in t.user_attrs
+                 and t.number not in done and t.number not in queued]
+        contested = False
+        for t in again:
+            if not _claim_requeue(study, t.number, token):
+                # another worker holds it and queues it, or both withdrew: look again after a jittered pause
+                contested = True
+                continue
+            _retry_race(lambda t=t: study.enqueue_trial(dict(t.params), user_attrs={REQUEUED_FROM: t.number}),
+                        "re-queuing an interrupted trial")
+            queued.append(t.number)
+            log.warning("trial %d of study %r was interrupted (%s): queued again with the same parameters; it "
+                        "resumes from its checkpoint", t.number, study.study_name, t.user_attrs["interrupted"])
+        if not contested:
+            break
+        time.sleep(0.05 + random.random() * 0.2 * (attempt + 1))
+    return queued
 
 
+def _claim_requeue(study: optuna.Study, number: int, token: str) -> bool:
+    """Claim the re-queuing of interrupted trial `number` for this worker. Optuna's storages have no
+    compare-and-swap, so (as `SeedTable.try_claim`) the claim is written, then every claim on the trial
+    read back: it is kept only if no other live claim is there. Two workers cannot both keep it (the
+    later read follows both writes). True: this worker queues it (its claim stays, as a record); False:
+    another live claim is there, and this one is withdrawn."""
+    prefix = f"{REQUEUE_CLAIM}{number}@"
+    mine = prefix + token
+    study.set_user_attr(mine, {"at": time.time()})
+    now = time.time()
+    others = [k for k, v in study.user_attrs.items()
+              if k.startswith(prefix) and k != mine and v and now - v.get("at", 0) < REQUEUE_CLAIM_STALE]
+    if not others:
+        return True
+    study.set_user_attr(mine, None)
+    return False
 def validate(spec: StudySpec) -> list[str]:
     """Check what only the job itself can tell, before any storage is touched: the base task can be
     built (dataset and model importable, environment made) and every study metric is one the job

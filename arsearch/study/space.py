@@ -362,6 +362,11 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     settings = _settings(dict(raw.get("study", {})))
     for key, value in (overrides or {}).items():
         if value is not None:
+            # the command line's counts are checked as the file's are (`--n-trials -3` ran nothing, exit 0)
+            low = {"n_trials": 0, "timeout": 0, "n_jobs": 1}.get(key)
+            if low is not None and value < low:
+                flag = "--" + key.replace("_", "-")
+                raise ConfigError(f"{flag} {value:g} is out of range; allowed: >= {low}")
             setattr(settings, key, value)
     if not settings.base:
         raise ConfigError(f"study.base is missing in {path}: name the base job config (relative to the study file)")

@@ -110,6 +110,11 @@ class DevicePool:
             self.release([h for _, h in held])
             if stop is not None and stop.is_set():
                 raise TrialFailed("stopped while waiting for a free GPU")
+            signals = study_signals()
+            if signals is not None and signals.signum is not None:
+                # a Ctrl-C / SIGTERM to the study while its trial waits for a device: nothing started, so
+                # the trial is interrupted here (recorded as interrupted and queued again, as any other)
+                raise StudyInterrupted(signals.signum)
             time.sleep(poll)
 
     @staticmethod
@@ -237,7 +242,8 @@ def run_subprocess_trial(trial, config: JobConfig, trial_dir: Path, metric: str,
                                               "nnodes": nodes.nnodes, "dir": str(trial_dir), "resume": resume,
                                               "config": to_toml(config)})
     try:
-        with log_path.open("w") as log_file:
+        # a resumed job's log goes on after the interrupted one's (what it printed is kept)
+        with log_path.open("a" if resume else "w") as log_file:
             proc = subprocess.Popen(train_command(config_path, config, resume, overwrite, nodes), env=env,
                                     stdout=log_file,
                                     stderr=subprocess.STDOUT, start_new_session=True,
