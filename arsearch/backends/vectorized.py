@@ -217,6 +217,11 @@ class VectorizedBackend(Backend):
 
     def _score_all(self, space, task, thetas, batch) -> torch.Tensor:
         chunk = self.chunk_size(task, batch, len(thetas))
+        if chunk == 1 and len(thetas) > 1 and not self.devices:
+            # a candidate's activations alone fill the cache (the CNN): each candidate is its own plain
+            # call, which the task runs in a loop of its own, so that the per-call work around the
+            # model (the loss, Python) is no more than the sequential backend's, or less
+            return task.score_one_by_one(space.expand(thetas), batch)
         if chunk < len(thetas):     # each chunk with its candidates' part of the batch (RL: their reset seeds)
             return torch.cat([self._score(space, task, part, task.for_candidates(batch, start, len(part)))
                               for start, part in zip(range(0, len(thetas), chunk), torch.split(thetas, chunk))])

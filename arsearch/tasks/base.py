@@ -96,6 +96,15 @@ class Task(Plugin):
     def score_params(self, params: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
         raise NotImplementedError
 
+    def score_one_by_one(self, params: dict[str, torch.Tensor], batch: Any) -> torch.Tensor:
+        """Scores (P,) of P candidates (tensors with a leading P dimension, as `score_params` takes),
+        each scored by a call of its own on its part of the batch (`for_candidates`): the vectorized
+        backend's way for a model whose one candidate's activations already fill the cache. A task
+        may override it to share the work around the calls (the supervised task: one loss for all)."""
+        count = len(next(iter(params.values())))
+        return torch.cat([self.score_params({name: p[k:k + 1] for name, p in params.items()},
+                                            self.for_candidates(batch, k, 1)) for k in range(count)])
+
     def score_directions(self, space, directions, scale: float, batch: Any, pairs: int = 0) -> torch.Tensor | None:
         """Scores (2n,) of θ + ν·δ_k then θ − ν·δ_k for n `directions` (`noise.Directions`: dense rows
         or low-rank factors per parameter tensor) without forming all 2n perturbed parameter vectors,

@@ -266,16 +266,19 @@ class ScratchModel:
         self.model = copy.deepcopy(model)
         self.seen: dict[str, tuple[int, int]] = {}
         self.own = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        # the source's tensors by name, looked up once: walking the module tree per call cost 0.27 ms,
+        # 8% of a digits CNN candidate's call (in-place writes, `.data =` and share_memory_ keep these
+        # objects; the version and data_ptr below see their new contents)
+        self.sources = {**dict(model.named_parameters()), **dict(model.named_buffers())}
 
     @torch.no_grad()
     def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor):
-        source = {**dict(self.source.named_parameters()), **dict(self.source.named_buffers())}
         for name, tensor in self.own.items():
             if name in params:
                 tensor.copy_(params[name][0])
                 self.seen.pop(name, None)
             else:
-                src = source[name]
+                src = self.sources[name]
                 key = (src._version, src.data_ptr())
                 if self.seen.get(name) != key:
                     tensor.copy_(src)
@@ -451,20 +454,35 @@ class SupervisedTask(Task):
         out = logits(self.model(batch.x), self.model_name)
         return -float(self._reduce(self.per_example_loss(out, batch.y), batch.weights))
 
-    @torch.no_grad()
-    def score_params(self, params: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
-        n_candidates = next(iter(params.values())).shape[0]
-        self.count("forward_examples", n_candidates * len(batch.x))
-        out = fused_mlp_forward(self.model, params, batch.x)
-        if out is None and n_candidates == 1:
+    def _candidate_logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Outputs (P, batch, classes) of the P candidates in `params` (leading P dimension)."""
+        out = fused_mlp_forward(self.model, params, x)
+        if out is None and next(iter(params.values())).shape[0] == 1:
             # one candidate per call (the automatic chunk of a model whose activations fill the cache,
             # such as the CNN): a plain call, as fast as the sequential backend's; vmap would batch
             # convolutions into grouped ones, which ran 1.5× slower on this CPU
             if self.scratch is None or self.scratch.source is not self.model:
                 self.scratch = ScratchModel(self.model)
-            out = logits(self.scratch(params, batch.x), self.model_name).unsqueeze(0)
+            out = logits(self.scratch(params, x), self.model_name).unsqueeze(0)
         elif out is None:   # any other model: the generic batched call
-            out = vmap(lambda p: logits(functional_call(self.model, p, (batch.x,)), self.model_name))(params)
+            out = vmap(lambda p: logits(functional_call(self.model, p, (x,)), self.model_name))(params)
+        return out
+
+    @torch.no_grad()
+    def score_params(self, params: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        n_candidates = next(iter(params.values())).shape[0]
+        self.count("forward_examples", n_candidates * len(batch.x))
+        out = self._candidate_logits(params, batch.x)
+        return -self._reduce(self.per_example_loss(out, batch.y), batch.weights)
+
+    @torch.no_grad()
+    def score_one_by_one(self, params: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        """One call per candidate (every candidate reads the whole mini-batch), and one loss for all:
+        the loss of 64 candidates' (256, 10) logits took 10 ms in 64 calls, 0.5 ms in one."""
+        n_candidates = next(iter(params.values())).shape[0]
+        self.count("forward_examples", n_candidates * len(batch.x))
+        out = torch.cat([self._candidate_logits({name: p[k:k + 1] for name, p in params.items()}, batch.x)
+                         for k in range(n_candidates)])
         return -self._reduce(self.per_example_loss(out, batch.y), batch.weights)
 
     @torch.no_grad()
