@@ -134,3 +134,30 @@ def test_chunked_vectorized_evaluation_equals_the_unchunked_one(tmp_path, kind):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
     assert chunked.task.counters == whole.task.counters
     assert not torch.equal(whole.space.vector(), Trainer(make_job(kind, tmp_path / "x"), progress=False).space.vector())
+
+
+@pytest.mark.parametrize("kind", ["cnn", "rl"])
+def test_one_candidate_per_call_scores_what_one_batched_call_scores(tmp_path, kind):
+    """ars.vector_chunk = 1 runs `Task.score_one_by_one` (the CNN's automatic chunk: one plain call per
+    candidate, one loss for all; RL: the default loop, each candidate on its own reset seed): the same
+    scores, trajectory and spend as all 2N candidates in one `vmap` call."""
+    if kind == "rl":
+        pytest.importorskip("gymnasium")
+    keys = {"task.model": "cnn"} if kind == "cnn" else {}
+    runs, calls = {}, []
+    for chunk in (1, 8):          # 8 = 2N: one batched call
+        cfg = make_job("digits" if kind == "cnn" else "rl", tmp_path / str(chunk), **keys,
+                       **{"ars.vector_chunk": chunk, "ars.iterations": 3, "ars.directions": 4, "ars.top": 2,
+                          "ars.version": "v2t"})
+        trainer = Trainer(cfg, progress=False)
+        original = trainer.task.score_one_by_one
+        trainer.task.score_one_by_one = lambda params, batch, f=original, c=chunk: calls.append(c) or f(params, batch)
+        trainer.run()
+        runs[chunk] = trainer
+    assert set(calls) == {1}, "the one-by-one path was not taken at vector_chunk = 1 (or was at 2N)"
+    one, batched = runs[1], runs[8]
+    assert [h["train/score"] for h in one.history] == pytest.approx([h["train/score"] for h in batched.history],
+                                                                    rel=1e-5, abs=1e-6)
+    for (name, a), (_, b) in zip(batched.model.state_dict().items(), one.model.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+    assert one.task.counters == batched.task.counters
