@@ -220,12 +220,16 @@ def _print_run_link(tracker, tracking_uri: str) -> None:
 def _rank_waits_for_the_launcher() -> None:
     """A rank imports what every rank needs, then waits at the launcher's start gate (startgate.py)."""
     from .startgate import ENV, wait_at_gate
+    from .timeline import mark
 
+    mark("started")
     if os.environ.get(ENV):
         wait_at_gate(USAGE_ERROR, block=False)      # a refused job's rank leaves before importing torch
         from . import job  # noqa: F401  (torch and the training stack: imported while the launcher checks)
 
+    mark("imported, at the gate")
     wait_at_gate(USAGE_ERROR)
+    mark("past the gate")
 
 
 def launch_distributed(args, overrides: list[str], config, nodes, checks=None) -> int:
@@ -235,7 +239,9 @@ def launch_distributed(args, overrides: list[str], config, nodes, checks=None) -
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .launch import rendezvous_id, run_torchrun, torchrun_command
+    from .timeline import mark
 
+    mark("config loaded")
     nproc = config.ars.nproc
     argv = ["train", args.config]
     for item in overrides:

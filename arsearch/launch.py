@@ -221,6 +221,7 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = 
     from .processes import OwnedTempDir, die_with_parent_term, signal_children
     from .processes import children as process_children
     from .startgate import StartGate
+    from .timeline import mark
 
     # removed below; after a kill -9 of this launcher, by the next one on this machine (OwnedTempDir)
     status_dir = OwnedTempDir(RANK_STATUS_PREFIX)
@@ -255,6 +256,7 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = 
             kill_all()
 
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent_term)
+    mark("torchrun started")
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)
@@ -269,6 +271,7 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = 
             proc.kill()
             proc.wait()
             raise
+        mark("checks done")
         gate.go()
         while proc.poll() is None:
             kids = children(proc.pid)
@@ -281,7 +284,11 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = 
                               f"later (a lost machine's rendezvous store?): stopped it")
                     _stop(proc)
                     break
-            time.sleep(POLL)
+            try:
+                proc.wait(timeout=POLL)     # back at once when torchrun exits, not up to POLL later
+            except subprocess.TimeoutExpired:
+                pass
+        mark("torchrun ended")
         return proc.wait(), reason, seen
     except BaseException:
         kill_all()           # in a session of its own, torchrun gets nothing from the terminal: stop it here

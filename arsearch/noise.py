@@ -42,6 +42,11 @@ class SeedNoise:
     def direction(self, seed: int, sizes: Sequence[int], device="cpu", dtype=torch.float32) -> torch.Tensor:
         return self.directions([seed], sizes, device, dtype)[0]
 
+    @torch.no_grad()
+    def perturb_(self, seed: int, space, alpha: float) -> None:
+        """θ += alpha·δ(seed) in the parameter space `space`, chunk by chunk (the sequential backend)."""
+        space.add_(self.chunks(seed, space.sizes, space.device, space.dtype), alpha)
+
     def directions(self, seeds: Sequence[int], sizes: Sequence[int], device="cpu", dtype=torch.float32):
         """The (N, d) matrix of the directions of `seeds`, each row drawn in place (no stack, no cat)."""
         out = torch.empty(len(seeds), int(sum(sizes)), device=device, dtype=dtype)
@@ -150,6 +155,24 @@ class LowRankNoise(SeedNoise):
     def fill(self, seed, out):
         for part, chunk in zip(out, self.chunks(seed, [p.numel() for p in out], out[0].device, out[0].dtype)):
             part.copy_(chunk.view_as(part))
+
+    @torch.no_grad()
+    def perturb_(self, seed: int, space, alpha: float) -> None:
+        """θ += alpha·δ(seed), each matrix by one in-place `addmm_` of its factors (W += alpha/√r·A·Bᵀ):
+        one read and write of the weights, where adding the dense chunk first writes A·Bᵀ/√r to a
+        temporary and then reads it back (reports/throughput.md, GPT-2 rows). A space that is not the
+        model's tensors one for one (its `params`) takes the dense chunks."""
+        params = getattr(space, "params", None)
+        if not isinstance(params, list) or [p.numel() for p in params] != self.sizes:
+            return super().perturb_(seed, space, alpha)
+        raw = iter(torch.split(self._numbers(seed, space.device, space.dtype), self.factor_sizes))
+        for p, mat in zip(params, self.matrices):
+            if mat is None:
+                p.add_(next(raw).view_as(p), alpha=alpha)
+            else:
+                m, n, r = mat
+                a, b = next(raw).view(m, r), next(raw).view(n, r)
+                p.view(m, n).addmm_(a, b.T, alpha=alpha * r ** -0.5)
 
     def parts(self, seeds, sizes, shapes=None, device="cpu", dtype=torch.float32) -> Directions:
         self._check(sizes)

@@ -18,6 +18,7 @@ from .learner import ARSLearner, make_learner  # noqa: F401 (ARSLearner: re-expo
 from .noise import make_noise
 from .spaces import FullSpace, ParameterSpace
 from .tasks import build_task
+from .timeline import mark
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,6 +59,7 @@ class Trainer:
         else:
             self.device = resolve_device(config.task.device)
         self.task = task if task is not None else build_task(config, self.device)
+        mark("task built")
         self.model = self.task.model
         if task is None and config.model is not None and config.model.checkpoint:
             # start from pretrained weights ([model] checkpoint); post-training passes a loaded task
@@ -259,6 +261,7 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.ars.iterations, initial=self.iteration, unit="it", dynamic_ncols=True)
+        mark("training")
         start = time.perf_counter() - self.elapsed
         self.stop_reason = self._stop_on_resume() if resume else None
         signalled = False

@@ -14,7 +14,11 @@ it), interleaved so that machine load drifts hit all of them alike:
 - where `--nproc 2`'s time goes: the launcher's checks alone (`job.preflight`: imports, the task),
   torchrun with two empty ranks, torchrun with two ranks that import torch and join a Gloo group
   (the rendezvous), and torchrun running the job's two ranks without the launcher. The target:
-  `--nproc 2` within 5 s of the in-process job (issue 23).
+  `--nproc 2` within 5 s of the in-process job (issue 23);
+- the timeline of the real runs: `train` and `train --nproc 2` write their start-up moments
+  (`arsearch/timeline.py`: config loaded, torchrun started, each rank started, imported, past the
+  launcher's start gate, task built, process group joined, training) to a file, and the report
+  gives each phase's median length, so the phases are measured in the run itself, not only alone.
 Writes reports/startup.md.
 """
 
@@ -69,6 +73,50 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return elapsed
+
+
+# the phases of a start-up, each from one moment to the next (a rank's moment: the later of the two
+# ranks, since the job waits for both); moments a run does not have (in-process: no torchrun) are left out
+MOMENTS = [("launcher", "config loaded", "Python starts, arsearch's CLI imports, the config is read"),
+           ("launcher", "torchrun started", "the launcher's temporary directories, torchrun spawned"),
+           ("rank", "started", "torchrun starts (its Python, torch, the elastic agent, the rendezvous) and spawns "
+                               "the ranks' Pythons"),
+           ("rank", "imported, at the gate", "each rank imports torch and the training stack"),
+           ("launcher", "checks done", "the launcher's checks (job.preflight: torch, scikit-learn, the task) end"),
+           ("rank", "past the gate", "the ranks wait for the checks at the start gate"),
+           ("rank", "task built", "the task is built (scikit-learn, the dataset and its split, the model)"),
+           ("launcher", "task built", "imports and the task (in one process)"),
+           ("rank", "process group joined", "the Gloo rendezvous"),
+           ("rank", "training", "the rest of the set-up (noise, learner, checkpoint directory)"),
+           ("launcher", "training", "the rest of the set-up (noise, learner, checkpoint directory)"),
+           ("launcher", "torchrun ended", "two iterations, the checkpoint, the ranks and torchrun exit"),
+           ("end", "", "the command exits")]
+
+
+def timeline_section(traces: dict) -> str:
+    """Per traced command, the median time of each moment after the command started, and the phase before it."""
+    out = ["", "## Timeline of one start-up (medians of the runs above)", ""]
+    for name, runs in traces.items():
+        if not runs:
+            continue
+        at: dict[tuple[str, str], list[float]] = {}
+        for start, end, lines in runs:
+            seen: dict[tuple[str, str], float] = {("end", ""): end - start}
+            for t, role, moment in lines:
+                key = ("rank" if role.startswith("rank") else role, moment)
+                seen[key] = max(seen.get(key, 0.0), t - start)     # a rank's moment: the later rank
+            for key, t in seen.items():
+                at.setdefault(key, []).append(t)
+        out += [f"`{name}`:", "", "| moment | seconds after the command started | phase before it | what the phase is |",
+                "|---|---|---|---|"]
+        rows = sorted((statistics.median(at[(role, moment)]), "exit" if role == "end" else f"{role}: {moment}", what)
+                      for role, moment, what in MOMENTS if (role, moment) in at)
+        before = 0.0
+        for t, label, what in rows:            # in the order they happen (the launcher's checks overlap the ranks)
+            out.append(f"| {label} | {t:.2f} | {t - before:+.2f} | {what} |")
+            before = t
+        out.append("")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -139,12 +187,23 @@ def main() -> None:
             "part: torchrun, the job's 2 ranks (no launcher)": (
                 [*torchrun, "-m", "arsearch.cli", "train", str(plain), "--quiet", *nproc_overrides], clear_runs),
         }
+    from arsearch.timeline import ENV as TRACE
+
+    traced = {"train, no tracking", "train --nproc 2, no tracking"}
+    traces: dict[str, list[tuple[float, float, list[tuple[float, str, str]]]]] = {name: [] for name in traced}
     times: dict[str, list[float]] = {name: [] for name in cases}
     for rep in range(args.reps):
         for name, (cmd, reset) in cases.items():
             if reset is not None:
                 reset()
-            times[name].append(timed(cmd, work, env))
+            if name in traced:
+                path = work / f"trace-{len(traces[name])}.txt"
+                start = time.time()
+                times[name].append(timed(cmd, work, {**env, TRACE: str(path)}))
+                lines = [line.split(" ", 2) for line in path.read_text().splitlines()]
+                traces[name].append((start, start + times[name][-1], [(float(t), r, m) for t, r, m in lines]))
+            else:
+                times[name].append(timed(cmd, work, env))
             print(f"rep {rep + 1}/{args.reps}  {name}: {times[name][-1]:.2f} s", flush=True)
     med = {name: statistics.median(v) for name, v in times.items()}
     clear_runs()
@@ -216,7 +275,7 @@ def main() -> None:
                      "start-ups of CPU time against one, which no reordering removes.")
     body = ("# Start-up of the `arsearch` command\n\n{HEADER}"
             f"Median of {args.reps} fresh processes per command, interleaved.\n\n" + "\n".join(rows) + "\n\n"
-            + "\n".join(notes) + "\n")
+            + "\n".join(notes) + "\n" + timeline_section(traces))
     print(write_report("startup", body))
     shutil.rmtree(work, ignore_errors=True)
 

@@ -58,7 +58,7 @@ class Backend(Plugin):
     def apply(self, space: ParameterSpace, noise: SeedNoise, seeds: Sequence[int], weights: torch.Tensor) -> None:
         for seed, w in zip(seeds, weights.tolist()):
             if w != 0.0:
-                space.add_(noise.chunks(seed, space.sizes, space.device, space.dtype), w)
+                noise.perturb_(seed, space, w)
 
     def agree_stop(self, signum: int) -> int:
         """The signal every process of the job stops on at this iteration boundary (0: go on), given this

@@ -20,7 +20,7 @@ class SequentialBackend(Backend):
         r_plus, r_minus = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
 
         def perturb(seed, alpha):
-            space.add_(noise.chunks(seed, space.sizes, space.device, space.dtype), alpha)
+            noise.perturb_(seed, space, alpha)     # low rank: A·Bᵀ into each matrix, no dense chunk
 
         for k, seed in enumerate(seeds):
             perturb(seed, +scale)
