@@ -53,6 +53,9 @@ def _nodes(args):
 
 def cmd_train(args) -> int:
     from .config import ConfigError, load_job
+    from .timeline import mark
+
+    mark("command started")
 
     overrides = [*args.set, *_tracking_overrides(args)]
     nodes = _nodes(args)
@@ -66,9 +69,23 @@ def cmd_train(args) -> int:
         overrides += ["ars.backend=distributed", f"ars.nproc={args.nproc}"]
     elif nodes.multi:         # --nnodes alone: one rank per machine unless the config says more
         overrides += ["ars.backend=distributed"]
+    if args.nproc is not None and args.nproc > 1 and not nodes.multi and not _launched():
+        # One machine: torchrun needs only --nproc, so it starts before the config is read. Reading it
+        # builds the plug-ins' tables, which imports torch (4 s of a 5 s launcher start, timed by
+        # benchmarks/startup.py); now that runs with the launcher's checks while torchrun and the
+        # ranks start, and a refused config still ends with one line and no rank output (start gate)
+        def read_and_check():
+            config = load_job(args.config, overrides)
+            from .job import preflight
+
+            preflight(config, resume=args.resume, overwrite=args.overwrite, force=args.force, world=args.nproc)
+
+        return launch_distributed(args, overrides, nodes, args.nproc, checks=read_and_check)
     try:
         config = load_job(args.config, overrides)
     except ConfigError as e:
+        if _launched():        # a rank: the launcher, reading the same config, refuses it in one line
+            _rank_waits_for_the_launcher()
         return _fail(str(e), USAGE_ERROR)
     if nodes.multi and config.ars.backend != "distributed":
         return _fail(f"--nnodes {nodes.nnodes} needs ars.backend = 'distributed', not {config.ars.backend!r}",
@@ -83,7 +100,7 @@ def cmd_train(args) -> int:
             preflight(config, resume=args.resume, overwrite=args.overwrite, force=args.force,
                       world=nodes.nnodes * config.ars.nproc, writer=nodes.node_rank == 0)
 
-        return launch_distributed(args, overrides, config, nodes, checks)
+        return launch_distributed(args, overrides, nodes, config.ars.nproc, checks, config.checkpoint.dir)
     if _launched():            # a torchrun rank: in a session of its own, so torchrun's death must reach it
         from .processes import die_with_parent
 
@@ -101,6 +118,7 @@ def cmd_train(args) -> int:
         from .launch import mark_rank_ok
 
         mark_rank_ok()
+    mark("trained")
     return code
 
 
@@ -222,7 +240,6 @@ def _rank_waits_for_the_launcher() -> None:
     from .startgate import ENV, wait_at_gate
     from .timeline import mark
 
-    mark("started")
     if os.environ.get(ENV):
         wait_at_gate(USAGE_ERROR, block=False)      # a refused job's rank leaves before importing torch
         from . import job  # noqa: F401  (torch and the training stack: imported while the launcher checks)
@@ -232,30 +249,32 @@ def _rank_waits_for_the_launcher() -> None:
     mark("past the gate")
 
 
-def launch_distributed(args, overrides: list[str], config, nodes, checks=None) -> int:
-    """Run this same `train` command under torchrun: `ars.nproc` ranks on this machine, which is node
+def launch_distributed(args, overrides: list[str], nodes, nproc: int, checks=None, checkpoint_dir: str = "") -> int:
+    """Run this same `train` command under torchrun: `nproc` ranks on this machine, which is node
     `nodes.node_rank` of `nodes.nnodes` (one machine: torchrun --standalone). `checks()` (the job's
-    preflight) runs while torchrun and its ranks start; the ranks act only once it passed."""
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
+    preflight) runs while torchrun and its ranks start; the ranks act only once it passed.
+    `checkpoint_dir` (the config's) names the rendezvous of several machines and their resume hint."""
     from .launch import rendezvous_id, run_torchrun, torchrun_command
-    from .timeline import mark
 
-    mark("config loaded")
-    nproc = config.ars.nproc
     argv = ["train", args.config]
     for item in overrides:
         argv += ["--set", item]
     argv += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite + ["--force"] * args.force \
         + ["--quiet"] * args.quiet
-    cmd = torchrun_command(nodes, nproc, rendezvous_id(config.checkpoint.dir), argv, timeout=nodes.join_timeout)
+    cmd = torchrun_command(nodes, nproc, rendezvous_id(checkpoint_dir), argv, timeout=nodes.join_timeout)
     # torchrun dies with this process (kill -9 included), and its ranks with torchrun (cmd_train)
     interrupt: dict = {}
     try:
         code, stopped, started = run_torchrun(cmd, nproc, node_rank=nodes.node_rank, checks=checks,
                                               interrupt=interrupt)
-    except (ConfigError, CheckpointError, ValueError) as e:     # refused by the checks: no rank has acted
-        return _fail(str(e), USAGE_ERROR)
+    except Exception as e:
+        # imported only now: they import torch, which torchrun must not wait for (benchmarks/startup.py)
+        from .checkpoint import CheckpointError
+        from .config import ConfigError
+
+        if isinstance(e, (ConfigError, CheckpointError, ValueError)):   # refused by the checks: no rank has acted
+            return _fail(str(e), USAGE_ERROR)
+        raise
     if interrupt.get("signals") or interrupt.get("stopped"):
         return _nproc_interrupted(args, interrupt)
     if code != 0:
@@ -275,7 +294,7 @@ def launch_distributed(args, overrides: list[str], config, nodes, checks=None) -
                                 "--resume", *(["--nproc", str(args.nproc)] if args.nproc else []),
                                 "--nnodes", str(nodes.nnodes), "--node-rank", "R", "--rdzv-endpoint",
                                 str(nodes.rdzv_endpoint)])
-            message += (f"\nthe job's checkpoints are in {config.checkpoint.dir} on node rank 0; to continue, run on "
+            message += (f"\nthe job's checkpoints are in {checkpoint_dir} on node rank 0; to continue, run on "
                         f"every node (node rank 0 where they are): {again}")
         return _fail(message, 1)
     return 0
@@ -805,13 +824,41 @@ def _review_args(p) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; as the process's own entry point (`argv` None: the console script, `python -m`,
+    torchrun's ranks) it ends the process itself, without the interpreter's teardown."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
     except KeyboardInterrupt:       # Ctrl-C outside training (a study, a report): one line, no traceback
         print("arsearch: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    if argv is None:
+        exit_without_teardown(code)
+    return code
+
+
+def exit_without_teardown(code: int) -> None:
+    """End the process as `sys.exit(code)` would, minus the interpreter's teardown of its modules.
+
+    With torch and scikit-learn imported, that teardown took 4.4 s on the loaded 2-core machine of
+    reports/startup.md (0.2 s without it): every `train`, and every rank and launcher of `--nproc`,
+    paid it after its work was done. What an exit must still do is done: other non-daemon threads are
+    waited for, the atexit handlers run (logging, multiprocessing, MLflow), stdout and stderr are
+    flushed; the kernel frees the rest."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):      # a closed pipe or stream: nothing more can be written anyway
+            pass
+    os._exit(code if isinstance(code, int) else 1)
 
 
 if __name__ == "__main__":

@@ -77,19 +77,23 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> float:
 
 # the phases of a start-up, each from one moment to the next (a rank's moment: the later of the two
 # ranks, since the job waits for both); moments a run does not have (in-process: no torchrun) are left out
-MOMENTS = [("launcher", "config loaded", "Python starts, arsearch's CLI imports, the config is read"),
-           ("launcher", "torchrun started", "the launcher's temporary directories, torchrun spawned"),
-           ("rank", "started", "torchrun starts (its Python, torch, the elastic agent, the rendezvous) and spawns "
-                               "the ranks' Pythons"),
-           ("rank", "imported, at the gate", "each rank imports torch and the training stack"),
-           ("launcher", "checks done", "the launcher's checks (job.preflight: torch, scikit-learn, the task) end"),
-           ("rank", "past the gate", "the ranks wait for the checks at the start gate"),
+MOMENTS = [("launcher", "command started", "Python starts, arsearch's CLI imports"),
+           ("launcher", "torchrun started", "the launcher's temporary directories, torchrun spawned (one machine: "
+                                            "before the config is read, which imports torch)"),
+           ("rank", "command started", "torchrun starts (its Python, torch, the elastic agent, the rendezvous) "
+                                       "and spawns the ranks' Pythons"),
+           ("rank", "imported, at the gate", "each rank reads the config and imports torch and the training stack"),
+           ("launcher", "checks done", "the launcher reads the config and checks the job (job.preflight: torch, "
+                                       "scikit-learn, the task)"),
+           ("rank", "past the gate", "the ranks wait for the launcher's checks at the start gate"),
            ("rank", "task built", "the task is built (scikit-learn, the dataset and its split, the model)"),
-           ("launcher", "task built", "imports and the task (in one process)"),
+           ("launcher", "task built", "the config, imports and the task (in one process)"),
            ("rank", "process group joined", "the Gloo rendezvous"),
            ("rank", "training", "the rest of the set-up (noise, learner, checkpoint directory)"),
            ("launcher", "training", "the rest of the set-up (noise, learner, checkpoint directory)"),
-           ("launcher", "torchrun ended", "two iterations, the checkpoint, the ranks and torchrun exit"),
+           ("rank", "trained", "two iterations, evaluation, the final checkpoint, metrics"),
+           ("launcher", "trained", "two iterations, evaluation, the final checkpoint, metrics"),
+           ("launcher", "torchrun ended", "the ranks exit and torchrun notices and exits"),
            ("end", "", "the command exits")]
 
 
