@@ -48,7 +48,7 @@ def test_a_killed_rank_ends_the_job_with_a_clear_error(tmp_path, run_cli):
     assert "SIGKILL" in out.stderr                   # torchrun names the rank that died, and how
 
 
-@pytest.mark.parametrize("case", ["used_dir", "resume_nothing", "bad_dataset"])
+@pytest.mark.parametrize("case", ["used_dir", "resume_nothing", "bad_dataset", "bad_key"])
 def test_nproc_refuses_what_a_rank_would_refuse_before_any_rank_acts(tmp_path, run_cli, case):
     """The launcher makes the job's own checks: one line, exit 2, nothing from torchrun or a rank (issue 25
     item 1). Torchrun starts while they run (issue 23: start-up), but its ranks wait at the start gate
@@ -61,6 +61,11 @@ def test_nproc_refuses_what_a_rank_would_refuse_before_any_rank_acts(tmp_path, r
     elif case == "resume_nothing":
         args.append("--resume")
         expected = "--resume: no checkpoint in run"
+    elif case == "bad_key":
+        # torchrun starts before the launcher reads the config (issue 23), and every rank reads it too:
+        # each rank that finds the key wrong waits for the launcher's verdict instead of printing its own
+        args += ["--set", "ars.directionz=4"]
+        expected = "unknown key 'ars.directionz'"
     else:
         job.write_text(job.read_text().replace('dataset = "digits"', 'dataset = "no_such_dataset"'))
         expected = "no_such_dataset"

@@ -289,3 +289,37 @@ def test_lowrank_hogwild_with_one_worker_resumes_to_the_vectorized_run(tmp_path)
     resumed = Trainer(make_job("digits", tmp_path / "h", **hog, **{"ars.iterations": 8}), progress=False)
     assert resumed.run(resume=True)["iterations"] == 8
     assert torch.equal(resumed.space.vector(), single.space.vector())
+
+
+def test_lowrank_perturbation_in_place_equals_adding_the_dense_chunks():
+    """`LowRankNoise.perturb_` (the sequential backend's perturbation and step: W += α/√r·A·Bᵀ by one
+    `addmm_` per matrix) moves θ as adding the dense chunks does; a space that is not the model's
+    tensors one for one takes the dense chunks."""
+    from torch import nn
+
+    from arsearch.noise import LowRankNoise
+    from arsearch.spaces import FullSpace
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 9), nn.ReLU(), nn.Linear(9, 4))
+    space = FullSpace(model)
+    noise = LowRankNoise(3, space.shapes)
+    theta = space.vector()
+    noise.perturb_(1234, space, 0.7)
+    fused = space.vector()
+    space.load_(theta)
+    with torch.no_grad():
+        space.add_(noise.chunks(1234, space.sizes, space.device, space.dtype), 0.7)
+    torch.testing.assert_close(fused, space.vector(), rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(fused, theta)
+
+    class Flat:                       # a space over one flat tensor: no per-tensor `params` to write into
+        def __init__(self, vector):
+            self.v, self.sizes, self.device, self.dtype = vector, space.sizes, vector.device, vector.dtype
+
+        def add_(self, chunks, alpha):
+            self.v.add_(torch.cat([c.reshape(-1) for c in chunks]), alpha=alpha)
+
+    flat = Flat(theta.clone())
+    noise.perturb_(1234, flat, 0.7)
+    torch.testing.assert_close(flat.v, fused, rtol=1e-6, atol=1e-6)
