@@ -834,31 +834,10 @@ def main(argv: list[str] | None = None) -> int:
         print("arsearch: interrupted", file=sys.stderr)
         code = 130
     if argv is None:
+        from .processes import exit_without_teardown
+
         exit_without_teardown(code)
     return code
-
-
-def exit_without_teardown(code: int) -> None:
-    """End the process as `sys.exit(code)` would, minus the interpreter's teardown of its modules.
-
-    With torch and scikit-learn imported, that teardown took 4.4 s on the loaded 2-core machine of
-    reports/startup.md (0.2 s without it): every `train`, and every rank and launcher of `--nproc`,
-    paid it after its work was done. What an exit must still do is done: other non-daemon threads are
-    waited for, the atexit handlers run (logging, multiprocessing, MLflow), stdout and stderr are
-    flushed; the kernel frees the rest."""
-    import atexit
-    import threading
-
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):      # a closed pipe or stream: nothing more can be written anyway
-            pass
-    os._exit(code if isinstance(code, int) else 1)
 
 
 if __name__ == "__main__":

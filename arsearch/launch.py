@@ -40,6 +40,7 @@ RANK_STATUS_PREFIX = "arsearch-ranks-"    # the launcher's temporary directory f
 RANK_STATUS_ENV = "ARSEARCH_RANK_STATUS"   # a directory where each rank that ends well leaves `<local rank>.ok`
 STOP_GRACE = 15.0       # seconds torchrun gets to exit once its ranks have ended, not all well
 POLL = 0.5
+TORCHRUN = "arsearch.torchrun"     # torch.distributed.run, ended without the interpreter's teardown
 
 
 @dataclass(frozen=True)
@@ -226,9 +227,10 @@ def run_torchrun(cmd: list[str], nproc: int, node_rank: int = 0, grace: float = 
     # removed below; after a kill -9 of this launcher, by the next one on this machine (OwnedTempDir)
     status_dir = OwnedTempDir(RANK_STATUS_PREFIX)
     status = status_dir.path
-    if "torch.distributed.run" in cmd:
+    torchrun = next((name for name in (TORCHRUN, "torch.distributed.run") if name in cmd), None)
+    if torchrun is not None:
         # torchrun's own log directory (a `torchelastic_*` it never removes, even on success) goes inside it
-        at = cmd.index("torch.distributed.run") + 1
+        at = cmd.index(torchrun) + 1
         cmd = [*cmd[:at], f"--log-dir={os.path.join(status, 'torchrun')}", *cmd[at:]]
     gate = StartGate()
     env = gate.env({**os.environ, RANK_STATUS_ENV: status, NODE_RANK_ENV: str(node_rank)})
@@ -321,5 +323,5 @@ def _stop(proc: subprocess.Popen, wait: float = 5.0) -> None:
 def torchrun_command(nodes: Nodes, nproc: int, default_id: str, argv: list[str], timeout: float = 600.0) -> list[str]:
     """torchrun running `python -m arsearch.cli <argv>` on `nproc` ranks of this machine, placed by `nodes`;
     `timeout` (--join-timeout) bounds the wait for the other machines at the rendezvous."""
-    return [sys.executable, "-m", "torch.distributed.run", *nodes.torchrun_args(nproc, default_id, timeout),
+    return [sys.executable, "-m", TORCHRUN, *nodes.torchrun_args(nproc, default_id, timeout),
             "--max-restarts=0", "--monitor-interval=0.1", "-m", "arsearch.cli", *argv]

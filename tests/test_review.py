@@ -39,7 +39,7 @@ def test_train_start_up_imports_only_what_the_job_needs(tmp_cwd):
              "    def kill(self): pass\n"
              "subprocess.Popen = Torchrun\n"
              "assert main(['train', 'base.toml', '--quiet', '--nproc', '2']) == 0\n"
-             "print('LAUNCHER', 'mlflow' in sys.modules or 'optuna' in sys.modules, 'torch.distributed.run' in launched[0])\n"
+             "print('LAUNCHER', 'mlflow' in sys.modules or 'optuna' in sys.modules, 'arsearch.torchrun' in launched[0])\n"
              "assert main(['train', 'base.toml', '--quiet', '--set', 'tracking.enabled=false']) == 0\n"
              "print('PLAIN', 'optuna' in sys.modules, 'mlflow' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env(), timeout=300)
