@@ -272,11 +272,21 @@ def main() -> None:
             f"{gloo_run - empty_run:+.1f} s more (imports {med['python -c ' + repr('import torch')]:.1f} s alone, so "
             f"the rendezvous is the small rest); the job's two ranks in full {ranks:.1f} s (scikit-learn, the task, "
             f"two iterations, each rank on one of the 2 cores); the launcher's checks {checks:.1f} s alone, which "
-            f"now run while torchrun and the ranks import (they wait at a start gate), so they cost "
+            f"run while torchrun and the ranks import (they wait at a start gate), so the whole command costs "
             f"{nproc - ranks:+.1f} s on top of the ranks instead of {checks:.1f} s.")
-        notes.append("- What remains is the work itself: on 2 cores the launcher, torchrun and two ranks each import "
-                     "torch (and the ranks and the launcher's task check scikit-learn): about three in-process "
-                     "start-ups of CPU time against one, which no reordering removes.")
+        notes.append("- arsearch's own share, removed in this version (the timeline below shows each phase in the "
+                     "real run): the launcher read the config before starting torchrun, and reading it imports torch "
+                     "(the plug-ins' tables), so torchrun started about 5 s late (now: torchrun is the launcher's "
+                     "first act on one machine); every process (the in-process `train`, each rank, torchrun, the "
+                     "launcher) then spent seconds in the interpreter's teardown of torch and scikit-learn after its "
+                     "work (4.4 s with both loaded, at this load; now `os._exit` after the atexit handlers: "
+                     "`processes.exit_without_teardown`); the launcher polled torchrun every 0.5 s (now it returns "
+                     "when torchrun exits).")
+        notes.append("- What remains is the work itself: on 2 cores torchrun, two ranks and the launcher's checks each "
+                     "import torch (the ranks and the launcher's task check scikit-learn too) and each rank builds the "
+                     "task: about three in-process start-ups of CPU time against one. The launcher's task check is "
+                     "the one duplicate left (a rank builds the same task); moving it into the ranks (a rank that "
+                     "refuses the task reports through the start gate) would save its CPU time, not done here.")
     body = ("# Start-up of the `arsearch` command\n\n{HEADER}"
             f"Median of {args.reps} fresh processes per command, interleaved.\n\n" + "\n".join(rows) + "\n\n"
             + "\n".join(notes) + "\n" + timeline_section(traces))

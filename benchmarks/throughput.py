@@ -314,12 +314,14 @@ def main() -> None:
             if draw is not None:
                 causes.append(f"drawing the N·d = {n_of(model) * d_of(model):,} normals alone takes "
                               f"{draw[5] * 1e3:.1f} ms = {draw[6]:.2f}× the limit (table noise, which draws none: "
-                              f"{table:.2f}×)")
+                              f"{table:.2f}×); no generator measured draws them cheaper than torch's `randn` "
+                              "(NumPy's PCG64, Philox and SFC64, a counter-based hash, Box-Muller variants: "
+                              "[reports/noise_generators.md](noise_generators.md))")
             if model.startswith("CNN"):
                 causes.append("the CNN has no shared forward: each candidate is one plain call of a copy of "
-                              "the model holding the candidate's weights, plus its loss (a log-sum-exp over 10 "
+                              "the model holding the candidate's weights, and one loss for all candidates (a log-sum-exp over 10 "
                               "classes per example, which the limit does not compute) and the update; sequential "
-                              "does the same calls on the model itself")
+                              "makes the same calls on the model itself, with a loss per call")
             verdict += " Cause (measured): " + "; ".join(causes) + "."
         verdicts.append(verdict)
     if not args.skip_large:
