@@ -79,6 +79,11 @@ def test_scratch_model_scores_a_candidate_as_functional_call_and_follows_the_mod
             for b in model.buffers():
                 if b.is_floating_point():
                     b.add_(0.5)
+    # a buffer registered anew (hogwild's workers give V2's statistics private clones) is followed too
+    norm = trainer.task.normalizer
+    norm.register_buffer("mean", norm.mean.clone() + 3.0)
+    params = space.expand(theta.unsqueeze(0))
+    torch.testing.assert_close(scratch(params, x), functional_call(model, {k: v[0] for k, v in params.items()}, (x,)))
     before = [p.clone() for p in model.parameters()]
     scratch(space.expand((theta + 1.0).unsqueeze(0)), x)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "the model itself was written"
