@@ -201,7 +201,7 @@ def main() -> None:
             if reset is not None:
                 reset()
             if name in traced:
-                path = work / f"trace-{len(traces[name])}.txt"
+                path = work / f"trace-{sorted(traced).index(name)}-{len(traces[name])}.txt"    # one per run
                 start = time.time()
                 times[name].append(timed(cmd, work, {**env, TRACE: str(path)}))
                 lines = [line.split(" ", 2) for line in path.read_text().splitlines()]
