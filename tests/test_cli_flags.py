@@ -70,13 +70,13 @@ def test_train_no_tracking_and_tracking_uri_set_the_config(tmp_path, monkeypatch
 
 
 def test_a_command_process_ends_without_teardown_but_with_everything_an_exit_owes(tmp_path):
-    """`cli.exit_without_teardown` (how every arsearch process ends): the exit code, another thread's
+    """`processes.exit_without_teardown` (how every arsearch process ends): the exit code, another thread's
     work finished, atexit handlers run, buffered output flushed (a real process, its real exit)."""
     import subprocess
     import sys
 
     script = ("import atexit, sys, threading, time\n"
-              "from arsearch.cli import exit_without_teardown\n"
+              "from arsearch.processes import exit_without_teardown\n"
               "atexit.register(lambda: print('atexit ran', flush=True))\n"
               "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
               "sys.stdout.write('buffered ')\n"
