@@ -149,9 +149,16 @@ def exit_without_teardown(code: int) -> None:
     import sys
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # as the interpreter's own finalization begins: threading's exit hooks first (they wake and stop the
+    # workers of thread pools nobody shut down, which a bare join would wait for forever), then the
+    # join of every non-daemon thread, then the atexit handlers
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None and threading.current_thread() is threading.main_thread():
+        shutdown()
+    else:
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -79,6 +79,9 @@ def test_a_command_process_ends_without_teardown_but_with_everything_an_exit_owe
               "from arsearch.processes import exit_without_teardown\n"
               "atexit.register(lambda: print('atexit ran', flush=True))\n"
               "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
+              # a thread pool nobody shut down: its idle worker is woken by threading's exit hook, not joined forever
+              "from concurrent.futures import ThreadPoolExecutor\n"
+              "pool = ThreadPoolExecutor(1); pool.submit(lambda: None).result()\n"
               "sys.stdout.write('buffered ')\n"
               "exit_without_teardown(3)\n"
               "print('never')\n")
