@@ -677,9 +677,10 @@ def _raced_verdict(task: str, v: dict, stats: dict, limit: int, one_seed: dict) 
             verdict = f" **{'Met' if rho >= 0.6 else 'Missed'}**" if name == "raced study" else ""
             if math.isnan(rho):
                 verdict = " Undefined: the estimates or the results are all equal."
+            with_paper = (" (the paper's settings included, at its own study's estimate)"
+                          if paper and any(c["config"] == paper["config"] for c, _ in group) else "")
             out.append(f"- Rank correlation of the {name}'s tuning estimates with the fresh-seed results, over its "
-                       f"{len(group)} validated configurations (the paper's settings included, at its own study's "
-                       f"estimate): Spearman {rho:.2f}{tag}.{verdict}")
+                       f"{len(group)} validated configurations{with_paper}: Spearman {rho:.2f}{tag}.{verdict}")
     if "vs_baseline" in v:
         b = v["vs_baseline"]
         p = f"; paired Wilcoxon p = {b['wilcoxon_p']:.3g}" if "wilcoxon_p" in b else ""
