@@ -656,16 +656,17 @@ def _claim_requeue(study: optuna.Study, number: int, token: str) -> bool:
     read back: it is kept only if no other live claim is there. Two workers cannot both keep it (the
     later read follows both writes). True: this worker queues it (its claim stays, as a record); False:
     another live claim is there, and this one is withdrawn."""
-    prefix = f"{REQUEUE_CLAIM}{number}@"
-    mine = prefix + token
+    from .seeds import other_live_claims
+
+    prefix = f"{REQUEUE_CLAIM}{number}"
+    mine = f"{prefix}@{token}"
     study.set_user_attr(mine, {"at": time.time()})
-    now = time.time()
-    others = [k for k, v in study.user_attrs.items()
-              if k.startswith(prefix) and k != mine and v and now - v.get("at", 0) < REQUEUE_CLAIM_STALE]
-    if not others:
+    if not other_live_claims(study.user_attrs, prefix, token, REQUEUE_CLAIM_STALE):
         return True
     study.set_user_attr(mine, None)
     return False
+
+
 def validate(spec: StudySpec) -> list[str]:
     """Check what only the job itself can tell, before any storage is touched: the base task can be
     built (dataset and model importable, environment made) and every study metric is one the job

@@ -255,6 +255,19 @@ class Row:
     data: dict = field(default_factory=dict)
 
 
+def other_live_claims(attrs: dict[str, Any], prefix: str, token: str, stale: float) -> list[str]:
+    """The keys of other workers' live claims on `prefix` among a study's user attributes: one key per
+    worker, `prefix@TOKEN` (or the bare `prefix` an older arsearch wrote), each a dict with the time it was
+    written (`at`), live for `stale` seconds. The read half of a write-then-verify claim
+    (`SeedTable.try_claim`, `runner._claim_requeue`): Optuna's storages have no compare-and-swap."""
+    import time
+
+    mine, now = f"{prefix}@{token}", time.time()
+    return [k for k, claim in attrs.items()
+            if (k == prefix or k.startswith(prefix + "@")) and k != mine and claim and claim.get("by") != token
+            and now - claim.get("at", 0) < stale]
+
+
 class SeedTable:
     """The study's (configuration, seed) results, read from and written to Optuna's storage."""
 
@@ -335,13 +348,7 @@ class SeedTable:
         return f"{CLAIM_PREFIX}{'val:' if validation else ''}{cid}:{seed}"
 
     def _other_live_claims(self, cid: str, seed: int, token: str, validation: bool) -> list[str]:
-        import time
-
-        prefix = self._claim_prefix(cid, seed, validation)
-        now = time.time()
-        return [claim["by"] for k, claim in self._attrs.items()
-                if (k == prefix or k.startswith(prefix + "@")) and claim and claim.get("by") != token
-                and now - claim.get("at", 0) < CLAIM_STALE]
+        return other_live_claims(self._attrs, self._claim_prefix(cid, seed, validation), token, CLAIM_STALE)
 
     def claimed_elsewhere(self, cid: str, seed: int, token: str, validation: bool = False) -> bool:
         return bool(self._other_live_claims(cid, seed, token, validation))
