@@ -505,6 +505,8 @@ def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:
     for key, value in pairs:
         node = data
         parts = key.split(".")
+        if not all(part.strip() for part in parts):
+            raise ConfigError(f"--set key {key!r} has an empty part: write section.key=value, e.g. ars.step_size=0.01")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):

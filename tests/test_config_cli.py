@@ -76,6 +76,15 @@ def test_set_overrides_and_resolved_toml_round_trip(tmp_path):
     assert again == cfg
 
 
+
+@pytest.mark.parametrize("key", ["ars..step_size", ".ars.step_size", "ars.", "ars. .step_size"])
+def test_set_key_with_an_empty_part_names_the_key_not_a_fragment(tmp_path, capsys, key):
+    path = write(tmp_path, GOOD.format(dir=tmp_path / "run"))
+    assert main(["train", str(path), "--quiet", "--set", f"{key}=1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--set key {key!r} has an empty part" in err and "unknown key" not in err
+    assert not (tmp_path / "run").exists()
+
 @pytest.mark.multiprocess
 def test_train_command_end_to_end(tmp_path, run_cli):
     run = tmp_path / "run"

@@ -119,8 +119,40 @@ def test_a_non_utf8_prompts_file_is_named(tmp_path):
 
     path = tmp_path / "prompts.jsonl"
     path.write_bytes(b'{"prompt": "caf\xe9"}\n')
-    with pytest.raises(ValueError, match=r"prompts.jsonl' is not UTF-8 text \(byte at offset 15\)"):
+    with pytest.raises(ValueError, match=r"prompts.jsonl' is not UTF-8 text \(line 1, byte 15 of it\)"):
         load_prompts(str(path))
+
+
+def test_a_prompts_line_too_long_to_be_a_prompt_is_refused_before_the_rest_is_read(tmp_path, monkeypatch):
+    from arsearch.tasks import generate
+
+    monkeypatch.setattr(generate, "MAX_PROMPT_LINE", 1 << 20)
+    path = tmp_path / "prompts.jsonl"
+    with open(path, "wb") as f:
+        f.write(b'{"prompt": "1+1=", "reference": "2"}\n')
+        f.write(b'{"prompt": "' + b"9" * (3 << 20) + b'"}\n')
+    reads = []
+    real_open = open
+
+    class Counting:                          # counts the bytes load_prompts pulls from the file
+        def __init__(self, f):
+            self.f = f
+
+        def readline(self, limit=-1):
+            line = self.f.readline(limit)
+            reads.append(len(line))
+            return line
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(generate, "open", lambda *a, **k: Counting(real_open(*a, **k)), raising=False)
+    with pytest.raises(ValueError, match=r"prompts.jsonl:2 is longer than 1 MiB"):
+        generate.load_prompts(str(path))
+    assert sum(reads) <= (1 << 20) + 100                # the 3 MiB line was not read whole
 
 
 def test_a_hugging_face_directory_without_tokenizer_files(tmp_path, model_dir):
@@ -204,14 +236,17 @@ def test_weights_that_are_a_fifo_or_a_device_are_named_without_blocking(tmp_cwd,
     assert not (tmp_cwd / "out").exists()
 
 
-def test_a_journal_storage_that_is_a_directory_is_refused(tmp_cwd, capsys):
+@pytest.mark.parametrize("storage, name", [("journal:j.log", "j.log"), ("sqlite:///adir", "adir")])
+def test_a_file_storage_that_is_a_directory_is_refused_and_leaves_nothing(tmp_cwd, capsys, storage, name):
     from tests.support.study import write_study
 
-    (tmp_cwd / "j.log").mkdir()
-    path = write_study(tmp_cwd, study='storage = "journal:j.log"\ntracking = false\n')
+    (tmp_cwd / name).mkdir()
+    path = write_study(tmp_cwd, study=f'storage = "{storage}"\ntracking = false\n')
+    before = sorted(p.name for p in tmp_cwd.iterdir())
     assert main(["study", "run", str(path), "--n-trials", "1", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "study.storage 'journal:j.log': j.log is not a regular file (a directory?)" in err and "Traceback" not in err
+    assert f"study.storage '{storage}': {name} is not a regular file (a directory?)" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_cwd.iterdir()) == before          # no NAME.lock beside it
 
 
 @pytest.mark.parametrize("flag", [["--n-trials", "-3"], ["--n-jobs", "0"], ["--timeout", "-1"]])

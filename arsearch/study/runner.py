@@ -127,6 +127,9 @@ def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 0, 
     if url.startswith("sqlite:///"):
         db = url[len("sqlite:///"):]
         if db and db != ":memory:":
+            if Path(db).exists() and not Path(db).is_file():     # checked before _creating leaves DB.lock
+                raise ConfigError(f"study.storage {redact(url)!r}: {db} is not a regular file (a directory?); "
+                                  f"an SQLite storage is one file, which the first worker creates")
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:

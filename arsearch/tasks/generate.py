@@ -76,6 +76,9 @@ def _items(raw, source: str) -> list[dict]:
     return items
 
 
+MAX_PROMPT_LINE = 1 << 20     # bytes: a prompt is text a model reads, far below this
+
+
 def load_prompts(source: str, n: int = 2000, seed: int = 0) -> list[dict]:
     """Prompt dicts (``prompt``, ``reference`` or None) from a built-in name, a .jsonl file or a factory."""
     if source in BUILTIN_PROMPTS:
@@ -88,17 +91,23 @@ def load_prompts(source: str, n: int = 2000, seed: int = 0) -> list[dict]:
         raise ValueError(f"task.prompts {source!r} is not a built-in ({', '.join(BUILTIN_PROMPTS)}), "
                          f"a 'package.module:function' or an existing .jsonl file")
     rows = []
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"task.prompts {source!r} is not UTF-8 text (byte at offset {e.start}); .jsonl files "
-                         f"are UTF-8") from None
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
+    with open(path, "rb") as f:
+        # line by line, each read at most MAX_PROMPT_LINE + 1 bytes: a huge line is refused when it is met,
+        # not after the whole file is in memory
+        for lineno, raw in enumerate(iter(lambda: f.readline(MAX_PROMPT_LINE + 1), b""), 1):
+            if len(raw) > MAX_PROMPT_LINE:
+                raise ValueError(f"{path}:{lineno} is longer than {MAX_PROMPT_LINE >> 20} MiB; a .jsonl line "
+                                 f"is one prompt and its reference")
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno} is not a JSON line ({e.msg})") from None
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"task.prompts {source!r} is not UTF-8 text (line {lineno}, byte {e.start} of "
+                                 f"it); .jsonl files are UTF-8") from None
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno} is not a JSON line ({e.msg})") from None
     return _items(rows, source)
 
 
