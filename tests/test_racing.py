@@ -367,6 +367,21 @@ def test_the_smac_peer_searches_the_same_conditional_space():
     assert seen_population
 
 
+
+def test_the_peer_comparison_counts_a_miss_at_the_budget_and_ties_as_half():
+    """The report's raced-best-against-SMAC3 line: P(X < Y) over all pairs (ties half), paired wins and ties."""
+    from benchmarks.tuned_vs_paper import _peer_line
+
+    seeds = [1, 2, 3, 4]
+    fresh = {"raced": [2000, 6000, 3000, 2500], "smac": [6000, 6000, 5000, 6000]}     # 6000: a miss
+    rows = {k: {"fresh": {"per_seed": dict(zip(map(str, seeds), v)), "value": sum(v) / 4}} for k, v in fresh.items()}
+    stats = {"raced": {"label": "raced rank 1", "median": 2750, "reached": 3, "n": 4},
+             "smac": {"label": "SMAC3 incumbent", "median": float("inf"), "reached": 1, "n": 4}}
+    [line] = _peer_line(stats["raced"], rows["raced"], stats["smac"], rows["smac"], seeds, 6000)
+    # pairs (x, y) with x < y: 2000, 3000 and 2500 beat all 4 (12); 6000 ties three 6000s (1.5 of 16)
+    assert "probability of improvement 0.84" in line and "fewer episodes on 3 seeds, ties on 1" in line
+    assert "median >6000 episodes, success 1/4" in line and "median 2750, success 3/4" in line
+
 def test_the_pruner_learns_from_raced_out_trials():
     """A raced-out trial ran its first seed to the end: a median pruner counts its curve like a completed
     trial's (Optuna's own pruners read COMPLETE trials only)."""
