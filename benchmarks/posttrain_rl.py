@@ -193,6 +193,13 @@ def validation_baseline() -> dict:
 # One row in this process: ARS or GRPO for `budget` sequences, evaluated on `eval_set`
 
 
+def ars_iterations(params: dict, budget: int) -> int:
+    """ARS iterations that spend `budget` sequences: each scores 2·N candidates on the iteration's prompts
+    (task.batch_size when the study searched it, PROMPTS_PER_ITERATION otherwise)."""
+    per_iteration = int(params.get("task.batch_size", PROMPTS_PER_ITERATION))
+    return max(1, budget // (2 * int(params["ars.directions"]) * per_iteration))
+
+
 def ars_row(method: str, seed: int, params: dict, budget: int, eval_set: str, curve: bool) -> dict:
     import torch
 
@@ -203,7 +210,7 @@ def ars_row(method: str, seed: int, params: dict, budget: int, eval_set: str, cu
     torch.set_num_threads(1)
     n = int(params["ars.directions"])
     per_iteration = int(params.get("task.batch_size", PROMPTS_PER_ITERATION))   # a tuned key when the space has it
-    iterations = max(1, budget // (2 * n * per_iteration))
+    iterations = ars_iterations(params, budget)
     out = WORK / "rows" / f"{method}-{eval_set}-{seed}-{os.getpid()}"
     cfg = load_job(CONFIG, [*overrides(eval_set), f"seed={seed}", f"ars.directions={n}", f"ars.top={min(4, n)}",
                             f"ars.step_size={params['ars.step_size']}", f"ars.noise={params['ars.noise']}",
@@ -619,9 +626,11 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     pre = load("pretrain")
     tunes = {m: load(f"tune-{m}", TUNE_DATA) for m in METHODS}
     finals = {m: [r for s in range(seeds) if (r := load(f"final-{m}-seed{s}"))] for m in METHODS}
+    # the first round's methods always; a later one once it has a tuning record or a row at this budget
+    methods = [m for m in METHODS if m in ROUND_1 or tunes[m] or finals[m]]
     mem = load("memory")
-    missing = [f"tune-{m}" for m in METHODS if tunes[m] is None]
-    missing += [f"final-{m}-seed{s}" for m in METHODS for s in range(seeds) if load(f"final-{m}-seed{s}") is None]
+    missing = [f"tune-{m}" for m in methods if tunes[m] is None]
+    missing += [f"final-{m}-seed{s}" for m in methods for s in range(seeds) if load(f"final-{m}-seed{s}") is None]
     if mem is None:
         missing.append("memory")
     cmd = "nice -n 10 python benchmarks/posttrain_rl.py" + "".join(
@@ -639,11 +648,11 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     if missing:
         lines += [f"**Partial: {len(missing)} rows still missing** ({', '.join(missing)})"
                   + (f"; {running}" if running else "") + ". Figures below are from the rows that have landed.", ""]
-    took = [f"{LABELS[m]} tuning {tunes[m]['seconds'] / 60:.0f} min" for m in METHODS
+    took = [f"{LABELS[m]} tuning {tunes[m]['seconds'] / 60:.0f} min" for m in ROUND_1
             if tunes[m] and tunes[m].get("seconds") and tune_budget == budget]
     if tune_budget != budget:
         took.append(f"no tuning (the {tune_budget:,}-sequence studies' settings)")
-    walls = [r["row_wall_s"] for m in METHODS for r in finals[m] if r.get("row_wall_s")]
+    walls = [r["row_wall_s"] for m in ROUND_1 for r in finals[m] if r.get("row_wall_s")]
     if walls:
         took.append(f"a final row {min(walls) / 60:.1f}-{max(walls) / 60:.1f} min (training, its "
                     f"{CURVE_POINTS} evaluations and loading)")
@@ -653,7 +662,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
               "with the GRPO rows, took about 1 h 15 min in all (2 × 4 ARS tuning trials of 2.5-3.5 min, 4 GRPO "
               "trials and 15 final rows of 1.5-2.5 min)"
               + (f"; at this budget, one process per method (`--methods M`, the three at once): {'; '.join(took)}."
-                 if budget != DEFAULT_BUDGET and took else "."), "",
+                 if budget != DEFAULT_BUDGET and took else "."), *revised_timing(tunes, finals), "",
               "## Setup", ""]
     if pre:
         lines += [f"Task: Countdown (`arsearch.tasks.countdown`): prompts such as `3,7,12=33:` (three numbers in "
@@ -668,12 +677,15 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
                   f"{pre['seconds'] / 60:.1f} min of one thread on the loaded cores at nice {pre.get('nice', 0)}; "
                   f"{pre['date']}), saved to "
                   f"`runs/posttrain_rl/pretrained/` and loaded by every row. Pretrained: test reward "
-                  f"**{pre['test_reward']:.3f}**, success **{pre['test_success']:.3f}**.", ""]
+                  f"**{pre['test_reward']:.3f}**, success **{pre['test_success']:.3f}**." + remade_model(), ""]
     lines += [f"Budget: **{budget:,} generated sequences** of at most 12 tokens per run (training only; "
               f"evaluations are not counted), for every method. ARS: v1t, top 4, sequential backend, "
               f"{PROMPTS_PER_ITERATION} prompts per iteration scored by every candidate, greedy decoding (as Qiu "
               f"et al.'s ES), iterations = budget / (2·N·{PROMPTS_PER_ITERATION}); the low-rank rows set "
-              f"`ars.noise_rank = {LOW_RANK}`. GRPO: TRL `GRPOTrainer`, full parameters (no LoRA: the model is "
+              f"`ars.noise_rank = {LOW_RANK}`"
+              + ("; the revised-space rows draw B prompts per iteration, B searched by their study "
+                 "(`task.batch_size`), so iterations = budget / (2·N·B)" if "ars-full-r2" in methods else "")
+              + ". GRPO: TRL `GRPOTrainer`, full parameters (no LoRA: the model is "
               f"small), {GRPO_BATCH} sequences per optimizer step (= {GRPO_BATCH}/G prompts × group size G), "
               f"sampling at temperature 1.0, one gradient step per generation batch (num_iterations 1), TRL's "
               f"defaults otherwise (AdamW, linear decay, loss `dapo`, rewards scaled by the group's std, clip "
@@ -690,13 +702,19 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
                  f"step size tuned for the shorter run may not be the longer run's best)") + ". "
               "ARS through `arsearch study run` (space: step size and noise log-uniform in [3e-4, 3e-2], "
               "N in {4, 8, 16}); GRPO through a plain Optuna study with the same sampler (space: learning "
-              "rate log-uniform in [1e-5, 3e-3], G in {4, 8}, KL β in {0, 0.04}).", "",
+              "rate log-uniform in [1e-5, 3e-3], G in {4, 8}, KL β in {0, 0.04})."
+              + (" The revised-space ARS study (round 2) was added after the first round's ARS studies found no "
+                 "setting that learned and after pilot A2 (below) did: same sampler, same 4 trials, its own space "
+                 "(step size log-uniform in [1e-4, 3e-3], noise log-uniform in [3e-4, 3e-3], N in {4, 8}, "
+                 "prompts per iteration B in {4, 8, 16}). GRPO's space was not revised: per study the trials are "
+                 "equal (4 and 4), but counting both rounds full-rank ARS had 8 trials and a second, informed "
+                 "choice of space, which GRPO did not get." if "ars-full-r2" in methods else ""), "",
               *([f"The pretrained model scores {load('pretrained-val')['reward']:.3f} on the validation prompts "
                  f"(success {load('pretrained-val')['success']:.3f}): a trial below that made the model worse.", ""]
                 if load("pretrained-val") else []),
               "| method | trials done | best validation reward | best settings | tuning wall (min) |",
               "|---|---:|---:|---|---:|"]
-    for m in METHODS:
+    for m in methods:
         t = tunes[m]
         if t is None:
             lines.append(f"| {LABELS[m]} | — | — | (not finished) | — |")
@@ -706,7 +724,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
         wall = f"{t['seconds'] / 60:.1f}" if t.get("seconds") else "—"
         lines.append(f"| {LABELS[m]} | {len(t['trials'])} | {t['best']['value']:.3f} | {best} | {wall} |")
     lines += ["", "Every trial (validation reward):", ""]
-    for m in METHODS:
+    for m in methods:
         if tunes[m]:
             lines.append(f"- {LABELS[m]}: " + "; ".join(
                 "(" + ", ".join(f"{k.split('.')[-1]} {v:.2g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
@@ -724,7 +742,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
               "| method | seeds | test reward | test success | wall s / 1000 seq | peak RSS (MiB) |",
               "|---|---:|---:|---:|---:|---:|"]
     stats = {}
-    for m in METHODS:
+    for m in methods:
         rows = finals[m]
         if not rows:
             lines.append(f"| {LABELS[m]} | 0 | — | — | — | — |")
@@ -743,7 +761,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
         lines += ["", "![reward against sequences generated](posttrain_rl.png)"]
     lines += ["", "Differences (ARS − GRPO, mean with a 95% percentile bootstrap interval over independent seeds):", ""]
     verdict_parts = []
-    for m in ("ars-full", "ars-rank"):
+    for m in ("ars-full", "ars-rank", "ars-full-r2"):
         if m in stats and "grpo" in stats:
             dr, ds = diff_ci(stats[m]["reward"], stats["grpo"]["reward"]), diff_ci(stats[m]["success"], stats["grpo"]["success"])
             lines.append(f"- {LABELS[m]} − GRPO: reward {fmt_ci(dr)}, success {fmt_ci(ds)}; wall per sequence "
@@ -780,8 +798,10 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     else:
         lines.append("(not measured yet)")
     lines += ["", "## Verdict", ""]
-    lines += verdict(verdict_parts, stats, mem, missing, pre)
+    first = {m: v for m, v in stats.items() if m in ROUND_1}      # the equal-treatment comparison
+    lines += verdict([v for v in verdict_parts if v[0] in ROUND_1], first, mem, missing, pre)
     lines += cause(tunes, finals, stats, pre)
+    lines += revised_verdict(tunes, stats, pre, budget, tune_budget, seeds)
     return "\n".join(lines) + "\n"
 
 
@@ -811,9 +831,10 @@ def tuned_at(budget: int, seeds: int) -> str:
     """The budget of the tuning studies whose best settings a budget's final rows ran (its own, or the
     one `--tune-budget` named: the one whose best settings every final row of this budget used)."""
     d = data_dir(budget)
+    ran = [m for m in METHODS if any(load(f"final-{m}-seed{s}", d) for s in range(seeds))]
     for b in [budget, *budgets_measured()]:
-        tunes = {m: load(f"tune-{m}", data_dir(b)) for m in METHODS}
-        if all(tunes.values()) and all(r.get("params") == tunes[m]["best"]["params"] for m in METHODS
+        tunes = {m: load(f"tune-{m}", data_dir(b)) for m in ran}
+        if all(tunes.values()) and all(r.get("params") == tunes[m]["best"]["params"] for m in ran
                                        for s in range(seeds) if (r := load(f"final-{m}-seed{s}", d))):
             return f"{b:,}"
     return "—"
@@ -824,18 +845,21 @@ def scale_section(seeds: int) -> list[str]:
     budgets = budgets_measured()
     if len(budgets) < 2:
         return []
+    # a method run at some budget gets a column, blank ("—") at the budgets it was not run at
+    methods = [m for m in METHODS if m in ROUND_1 or any(load(f"final-{m}-seed{s}", data_dir(b))
+                                                         for b in budgets for s in range(seeds))]
     lines = ["", "## Across budgets", "",
              "Every budget run so far, each with its own final seeds (its rows under `reports/data/posttrain_rl/`, "
              "`budget-B/` for B ≠ 4,096), with the settings of the tuning study named in the last column. Test "
              "reward, mean over seeds with its 95% bootstrap interval (seeds in parentheses); ↑ / ↓ where the "
              "interval lies above / below the pretrained model's.", "",
-             "| sequences per run | pretrained | " + " | ".join(LABELS[m] for m in METHODS) + " | settings tuned at |",
-             "|---:|---:|" + "---:|" * len(METHODS) + "---:|"]
+             "| sequences per run | pretrained | " + " | ".join(LABELS[m] for m in methods) + " | settings tuned at |",
+             "|---:|---:|" + "---:|" * len(methods) + "---:|"]
     for b in budgets:
         d = data_dir(b)
         pre = load("pretrain", d) or load("pretrain", DATA_ROOT)
         cells = []
-        for m in METHODS:
+        for m in methods:
             rewards = [r["reward"] for s in range(seeds) if (r := load(f"final-{m}-seed{s}", d))]
             c = ci(rewards)
             mark = "" if c is None or pre is None else (" ↑" if c[1] > pre["test_reward"] else
@@ -849,12 +873,12 @@ def scale_section(seeds: int) -> list[str]:
 def cause(tunes: dict, finals: dict, stats: dict, pre: dict | None) -> list[str]:
     """Why full-rank ARS did not move while GRPO did, from the data: what its tuning study found."""
     val = load("pretrained-val")
-    if pre is None or val is None or "ars-full" not in stats or "grpo" not in stats or not all(tunes.values()):
+    if pre is None or val is None or "ars-full" not in stats or "grpo" not in stats or not all(tunes[m] for m in ROUND_1):
         return []
     ars, grpo = ci(stats["ars-full"]["reward"]), ci(stats["grpo"]["reward"])
     if ars is None or grpo is None or ars[1] > pre["test_reward"] or grpo[1] <= pre["test_reward"]:
         return []
-    best = {m: tunes[m]["best"] for m in METHODS}
+    best = {m: tunes[m]["best"] for m in ROUND_1}
     ars_trials = [t["value"] for m in ("ars-full", "ars-rank") for t in tunes[m]["trials"]]
     row = finals["ars-full"][0]
     p = row["params"]
@@ -877,8 +901,82 @@ def cause(tunes: dict, finals: dict, stats: dict, pre: dict | None) -> list[str]
         out[-1] += (f" The ARS pilot {r['name']} (hand-picked: {settings}) reached {top['reward']:.3f} on the "
                     f"validation prompts at {top['sequences']:,} sequences and ended at {r['curve'][-1]['reward']:.3f}, "
                     "on one seed: a study whose space holds more iterations per sequence (fewer prompts per "
-                    "iteration) and noise below 3e-3 is the next test, not a result of this page.")
+                    "iteration) and noise below 3e-3 is the next test"
+                    + ("; the revised-space row ran it (below)." if "ars-full-r2" in stats else
+                       ", not a result of this page."))
     return out
+
+
+def remade_model() -> str:
+    """A sentence on the re-pretrained model, when the model directory had to be made again."""
+    repeat, val, val_repeat = load("pretrain-repeat"), load("pretrained-val"), load("pretrained-val-repeat")
+    if repeat is None:
+        return ""
+    pre = load("pretrain")
+    same = (val_repeat is not None and val is not None and val_repeat["reward"] == val["reward"]
+            and repeat["test_reward"] == pre["test_reward"])
+    return (f" The model directory was later deleted and made again by the same command for the revised-space "
+            f"rows ({repeat['date']}, {repeat['seconds'] / 60:.1f} min): test reward {repeat['test_reward']:.3f}, "
+            f"success {repeat['test_success']:.3f}"
+            + (f", validation reward {val_repeat['reward']:.3f}" if val_repeat else "")
+            + (" — the same as the first model's, so every row starts from the same scores." if same else
+               f" — NOT the first model's (test {pre['test_reward']:.3f}"
+               + (f", validation {val['reward']:.3f}" if val else "") + "): the revised-space rows start from a "
+               "different model than the first round's."))
+
+
+def revised_timing(tunes: dict, finals: dict) -> list[str]:
+    t, rows = tunes.get("ars-full-r2"), finals.get("ars-full-r2", [])
+    if not t and not rows:
+        return []
+    walls = [r["row_wall_s"] for r in rows if r.get("row_wall_s")]
+    parts = ([f"tuning {t['seconds'] / 60:.0f} min ({len(t['trials'])} trials of {t['budget']:,} sequences)"]
+             if t and t.get("seconds") else [])
+    if walls:
+        parts.append(f"a final row {min(walls) / 60:.1f}-{max(walls) / 60:.1f} min")
+    return [" The revised-space ARS rows (round 2) ran later in one process at nice 5, beside another user's "
+            "job on the other core: " + ("; ".join(parts) or "not timed yet") + "."] if parts else []
+
+
+def revised_verdict(tunes: dict, stats: dict, pre: dict | None, budget: int, tune_budget: int,
+                    seeds: int) -> list[str]:
+    """Round 2: full-rank ARS with a space revised after round 1 and the pilot, against the same GRPO rows."""
+    m = "ars-full-r2"
+    if tunes.get(m) is None and m not in stats:
+        return []
+    head = ("**Round 2, a revised ARS space.** The space was revised after round 1's ARS studies found no "
+            "setting that learned and after the hand-picked pilot A2 did (step size log-uniform in [1e-4, 3e-3], "
+            "noise in [3e-4, 3e-3], N in {4, 8}, prompts per iteration in {4, 8, 16}): a researcher's choice "
+            "GRPO did not get (GRPO's space was not revised). The study itself had GRPO's 4 trials at "
+            f"{tune_budget:,} sequences")
+    t = tunes.get(m)
+    if t:
+        p = t["best"]["params"]
+        head += (f"; its best: step size {p['ars.step_size']:.3g}, noise {p['ars.noise']:.3g}, N = "
+                 f"{p['ars.directions']}, {p['task.batch_size']} prompts per iteration (validation "
+                 f"{t['best']['value']:.3f} on one seed)")
+    if m not in stats or pre is None:
+        return ["", head + ". Its final rows have not landed yet."]
+    c = ci(stats[m]["reward"])
+    n = len(stats[m]["reward"])
+    if c is None:
+        return ["", head + f". Test reward {stats[m]['reward'][0]:.3f} on 1 of {seeds} seeds: too few to decide."]
+    base = pre["test_reward"]
+    learns = c[1] > base
+    head += (f". On the test prompts at {budget:,} sequences ({n} of {seeds} seeds): {fmt_ci(c)}, "
+             + (f"its interval above the pretrained {base:.3f}: **ARS now learns**." if learns else
+                f"its interval below the pretrained {base:.3f}: it made the model worse." if c[2] < base else
+                f"its interval includes the pretrained {base:.3f}: **ARS still does not learn** at this budget."))
+    g, dr = (ci(stats["grpo"]["reward"]), diff_ci(stats[m]["reward"], stats["grpo"]["reward"])) if "grpo" in stats \
+        else (None, None)
+    if dr is not None:
+        word = ("beats" if dr[1] > 0 else "is below" if dr[2] < 0 else "matches (the interval includes 0)")
+        head += (f" Against GRPO ({fmt_ci(g)}, {len(stats['grpo']['reward'])} seeds): difference {fmt_ci(dr)}, "
+                 f"so it {word} GRPO"
+                 + (f" — with {n} and {len(stats['grpo']['reward'])} seeds a difference may still hide in the seeds' spread, and it took a "
+                    "second, informed search that GRPO did not get, so this is weaker evidence for the claim than "
+                    "an equal-treatment match would be." if dr[1] <= 0 <= dr[2] else "."))
+    return ["", head]
 
 
 def verdict(parts, stats, mem, missing, pre=None) -> list[str]:

@@ -60,15 +60,15 @@ def test_a_second_budget_keeps_its_own_rows_and_the_report_sets_the_budgets_side
         d = bm.data_dir(budget)
         d.mkdir(parents=True, exist_ok=True)
         (d / "pretrain.json").write_text(json.dumps(pre))
-        for m in bm.METHODS:
+        for m in rewards:
             for s, r in enumerate(rewards[m]):
                 row = {"reward": r, "success": r / 2, "sequences": budget, "train_s": 1.0, "peak_mb": 100.0,
                        "params": params[m],
                        "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": budget, "reward": r}]}
                 (d / f"final-{m}-seed{s}.json").write_text(json.dumps(row))
 
-    write_rows(4096, {m: [0.19, 0.2, 0.21] for m in bm.METHODS})
-    for m in bm.METHODS:   # the tuning records, at 4,096 only
+    write_rows(4096, {m: [0.19, 0.2, 0.21] for m in bm.ROUND_1})
+    for m in bm.ROUND_1:   # the tuning records, at 4,096 only
         (root / f"tune-{m}.json").write_text(json.dumps(
             {"trials": [{"params": params[m], "value": 0.2}], "best": {"params": params[m], "value": 0.2},
              "seconds": 60.0}))
@@ -96,3 +96,79 @@ def test_a_second_budget_keeps_its_own_rows_and_the_report_sets_the_budgets_side
     assert "**Not met** at this scale" in text and "ARS's held-out reward is below GRPO's." in text   # GRPO learned
     assert "--budget 8192 --tune-budget 4096" in text
     assert "reused" in text
+    assert "revised" not in text and "ars-full-r2" not in text    # no round-2 rows yet: none shown, none missing
+
+    # round 2: a revised-space ARS study at 4,096 and its final rows at 8,192 only
+    r2 = {"ars.step_size": 1e-3, "ars.noise": 3e-3, "ars.directions": 4, "task.batch_size": 4}
+    (root / "tune-ars-full-r2.json").write_text(json.dumps(
+        {"trials": [{"params": r2, "value": 0.22}], "best": {"params": r2, "value": 0.22}, "seconds": 60.0,
+         "budget": 4096}))
+    rewards = [0.27, 0.29, 0.3]
+    for s, r in enumerate(rewards[:2]):
+        (bm.data_dir(8192) / f"final-ars-full-r2-seed{s}.json").write_text(json.dumps(
+            {"reward": r, "success": r / 2, "sequences": 8192, "train_s": 1.0, "peak_mb": 100.0, "params": r2,
+             "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": 8192, "reward": r}]}))
+    text = bm.report(8192, 3, 1, tune_budget=4096)
+    assert "**Partial: 2 rows still missing** (final-ars-full-r2-seed2, memory)" in text
+    assert "| ARS, full-rank, revised space | 2 | 0.280 [" in text            # the seeds it has
+    assert "- ARS, full-rank, revised space − GRPO: reward -0.033 [" in text
+    assert "prompts per iteration B in {4, 8, 16}" in text and "batch_size 4) → 0.220" in text
+    table = text[text.index("## Across budgets"):text.index("## Pilots")]
+    header = next(x for x in table.splitlines() if x.startswith("| sequences per run"))
+    assert header.split(" | ")[4] == "ARS, full-rank, revised space"
+    assert next(x for x in table.splitlines() if x.startswith("| 4,096 |")).split(" | ")[4] == "—"   # not run there
+    assert "0.280 [" in next(x for x in table.splitlines() if x.startswith("| 8,192 |")).split(" | ")[4]
+    assert next(x for x in table.splitlines() if x.startswith("| 8,192 |")).endswith("| 4,096 |")
+    round2 = text[text.index("**Round 2, a revised ARS space.**"):]
+    assert "a researcher's choice GRPO did not get (GRPO's space was not revised)" in round2
+    assert "**ARS now learns**" in round2 and "(2 of 3 seeds)" in round2
+    assert "so it is below GRPO" in round2                                   # 0.28 against 0.31: the interval is below 0
+    assert "**Not met** at this scale" in text    # the first round's verdict stands as it was, beside round 2
+    (bm.data_dir(8192) / "final-ars-full-r2-seed2.json").write_text(json.dumps(
+        {"reward": 0.33, "success": 0.15, "sequences": 8192, "train_s": 1.0, "peak_mb": 100.0, "params": r2,
+         "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": 8192, "reward": 0.33}]}))
+    assert "so it matches (the interval includes 0) GRPO — with 3 and 3 seeds" in bm.report(8192, 3, 1, tune_budget=4096)
+
+
+def test_a_method_with_its_own_space_hands_that_space_to_the_study_and_its_trials_spend_the_budget(
+        tmp_path, monkeypatch):
+    """ars-full-r2 searches prompts per iteration (task.batch_size) and smaller steps and noise: the study
+    file tune_ars writes must hold that space, not the first round's, and arsearch's study loader must make
+    from it a job that draws the sampled prompts per iteration and stops at the tuning budget; the final
+    rows' iteration count must spend the same number of sequences."""
+    import optuna
+
+    import benchmarks.posttrain_rl as bm
+    from arsearch.study.space import load_study
+
+    monkeypatch.setattr(bm, "WORK", tmp_path / "work")
+    ran = []
+
+    class Stop(Exception):
+        pass
+
+    def study_run(cmd, **kwargs):       # where `arsearch study run` would start: read what it was given
+        ran.append(cmd)
+        raise Stop
+
+    monkeypatch.setattr(bm.subprocess, "run", study_run)
+    with pytest.raises(Stop):
+        bm.tune_ars("ars-full-r2", 4, 4096)
+    study_file = tmp_path / "work" / "tune" / "ars-full-r2" / "study.toml"
+    assert ran and str(study_file) in ran[0]
+    spec = load_study(study_file)
+    space = {p.key: p for p in spec.params}
+    assert space["task.batch_size"].choices == [4, 8, 16] and space["ars.directions"].choices == [4, 8]
+    assert (space["ars.noise"].low, space["ars.noise"].high) == (3e-4, 3e-3)
+    assert (space["ars.step_size"].low, space["ars.step_size"].high) == (1e-4, 3e-3)
+    picked = {"ars.step_size": 1e-3, "ars.noise": 3e-3, "ars.directions": 4, "task.batch_size": 4}
+    _, job = spec.resolve(optuna.trial.FixedTrial(picked))
+    assert job.task.batch_size == 4 and job.ars.directions == 4 and job.ars.noise_rank == 0
+    assert job.stop.forward_examples == 4096
+    assert bm.ars_iterations(picked, 12288) == 384                  # 12,288 / (2 · 4 directions · 4 prompts)
+    assert bm.ars_iterations({"ars.directions": 4}, 12288) == 96     # the first round's 16 prompts
+
+    with pytest.raises(Stop):                                        # the first round's study keeps its space
+        bm.tune_ars("ars-full", 4, 4096)
+    first = {p.key for p in load_study(tmp_path / "work" / "tune" / "ars-full" / "study.toml").params}
+    assert first == {"ars.step_size", "ars.noise", "ars.directions"}
