@@ -10,6 +10,12 @@ sequences. Writes reports/posttrain_rl.md and reports/posttrain_rl.png.
     nice -n 10 python benchmarks/posttrain_rl.py --budget 8192 --tune-budget 4096 --methods grpo
                                           # finals at 8,192 sequences with the 4,096 studies' settings
 
+Round 2, `--methods ars-full-r2`: full-rank ARS with its own search space (ARS_SPACE_R2: smaller step
+size and noise, and the prompts per iteration searched, so a budget buys more iterations), chosen
+after round 1's ARS studies found nothing that learned and after pilot A2 did. Its tuning record and
+rows are new files beside round 1's (tune-ars-full-r2.json, final-ars-full-r2-seedK.json), and the
+report states that GRPO's space got no such revision.
+
 Each budget's rows live in their own folder (reports/data/posttrain_rl/ for 4,096, budget-B/ for
 any other), so a run at a new scale never skips rows because another budget finished them; the
 report sets every budget measured side by side ("Across budgets").
