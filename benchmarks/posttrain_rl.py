@@ -744,7 +744,10 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
                  "not as a ranking." if budget == DEFAULT_BUDGET else
                  "The three methods' rows ran at the same time, one process each, beside other users' jobs on the "
                  "2 cores (load average 9-12): each row had a fraction of a core that changed as those jobs came "
-                 "and went, so read the wall times as equal within about 1.5×, not as a ranking."), "",
+                 "and went, so read the wall times as equal within about 1.5×, not as a ranking.")
+              + (" The revised-space rows ran later, one process beside another user's job (load average about "
+                 "2 instead of 9-12), so their wall time is not comparable with the other rows' and no ratio is "
+                 "given for it." if finals["ars-full-r2"] else ""), "",
               "| method | seeds | test reward | test success | wall s / 1000 seq | peak RSS (MiB) |",
               "|---|---:|---:|---:|---:|---:|"]
     stats = {}
@@ -770,8 +773,10 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     for m in ("ars-full", "ars-rank", "ars-full-r2"):
         if m in stats and "grpo" in stats:
             dr, ds = diff_ci(stats[m]["reward"], stats["grpo"]["reward"]), diff_ci(stats[m]["success"], stats["grpo"]["success"])
-            lines.append(f"- {LABELS[m]} − GRPO: reward {fmt_ci(dr)}, success {fmt_ci(ds)}; wall per sequence "
-                         f"× {stats[m]['wall'] / stats['grpo']['wall']:.2f}; peak RSS × {stats[m]['peak'] / stats['grpo']['peak']:.2f}.")
+            wall = ("wall not compared (run later, under another load)" if m not in ROUND_1 else
+                    f"wall per sequence × {stats[m]['wall'] / stats['grpo']['wall']:.2f}")
+            lines.append(f"- {LABELS[m]} − GRPO: reward {fmt_ci(dr)}, success {fmt_ci(ds)}; {wall}; "
+                         f"peak RSS × {stats[m]['peak'] / stats['grpo']['peak']:.2f}.")
             if dr is not None:
                 word = "beats" if dr[1] > 0 else ("loses to" if dr[2] < 0 else "matches (interval includes 0)")
                 verdict_parts.append((m, word, dr))
@@ -805,7 +810,8 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
         lines.append("(not measured yet)")
     lines += ["", "## Verdict", ""]
     first = {m: v for m, v in stats.items() if m in ROUND_1}      # the equal-treatment comparison
-    lines += verdict([v for v in verdict_parts if v[0] in ROUND_1], first, mem, missing, pre)
+    lines += verdict([v for v in verdict_parts if v[0] in ROUND_1], first, mem,
+                     [x for x in missing if not any(m in x for m in METHODS if m not in ROUND_1)], pre)
     lines += cause(tunes, finals, stats, pre)
     lines += revised_verdict(tunes, stats, pre, budget, tune_budget, seeds)
     return "\n".join(lines) + "\n"
@@ -982,7 +988,26 @@ def revised_verdict(tunes: dict, stats: dict, pre: dict | None, budget: int, tun
                  + (f" — with {n} and {len(stats['grpo']['reward'])} seeds a difference may still hide in the seeds' spread, and it took a "
                     "second, informed search that GRPO did not get, so this is weaker evidence for the claim than "
                     "an equal-treatment match would be." if dr[1] <= 0 <= dr[2] else "."))
-    return ["", head]
+    return ["", head + pilot_before(tune_budget)]
+
+
+def pilot_before(tune_budget: int) -> str:
+    """Where the best ARS pilot stood at the tuning budget: could a study's trial of that length have seen it?"""
+    val = load("pretrained-val")
+    pilots = [json.loads(f.read_text()) for f in (DATA_ROOT / "pilots").glob("*.json")]
+    pilots = [r for r in pilots if r["method"] == "ars-full"]
+    if not pilots or val is None:
+        return ""
+    r = max(pilots, key=lambda r: max(q["reward"] for q in r["curve"]))
+    early = [q for q in r["curve"] if 0 < q["sequences"] <= tune_budget]
+    above = next((q for q in r["curve"] if q["reward"] > val["reward"]), None)
+    if not early or above is None or above["sequences"] <= tune_budget:
+        return ""
+    last_below = max(q["sequences"] for q in r["curve"] if q["sequences"] < above["sequences"])
+    return (f" Pilot {r['name']}'s own curve was at or below the pretrained validation score "
+            f"({val['reward']:.3f}) up to {last_below:,} sequences and above it first at {above['sequences']:,} "
+            f"(" + ", ".join(f"{q['reward']:.3f} at {q['sequences']:,}" for q in early) + f"): a trial that stops at {tune_budget:,} sequences scores a setting before such learning shows, "
+            "so a study at this tuning budget cannot tell a setting that learns later from one that never does.")
 
 
 def verdict(parts, stats, mem, missing, pre=None) -> list[str]:

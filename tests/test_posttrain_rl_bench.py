@@ -62,7 +62,7 @@ def test_a_second_budget_keeps_its_own_rows_and_the_report_sets_the_budgets_side
         (d / "pretrain.json").write_text(json.dumps(pre))
         for m in rewards:
             for s, r in enumerate(rewards[m]):
-                row = {"reward": r, "success": r / 2, "sequences": budget, "train_s": 1.0, "peak_mb": 100.0,
+                row = {"reward": r, "success": r / 2, "sequences": budget, "iterations": 8, "train_s": 1.0, "peak_mb": 100.0,
                        "params": params[m],
                        "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": budget, "reward": r}]}
                 (d / f"final-{m}-seed{s}.json").write_text(json.dumps(row))
@@ -108,7 +108,14 @@ def test_a_second_budget_keeps_its_own_rows_and_the_report_sets_the_budgets_side
         (bm.data_dir(8192) / f"final-ars-full-r2-seed{s}.json").write_text(json.dumps(
             {"reward": r, "success": r / 2, "sequences": 8192, "train_s": 1.0, "peak_mb": 100.0, "params": r2,
              "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": 8192, "reward": r}]}))
+    (bm.data_dir(8192) / "pretrained-val.json").write_text(json.dumps({"reward": 0.2, "success": 0.1}))
+    (root / "pilots" / "A1.json").write_text(json.dumps(     # an ARS pilot that learned only after 4,096
+        {"name": "A1", "method": "ars-full", "params": r2, "sequences": 12000,
+         "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": 3000, "reward": 0.18},
+                   {"sequences": 6000, "reward": 0.19}, {"sequences": 9000, "reward": 0.24}]}))
     text = bm.report(8192, 3, 1, tune_budget=4096)
+    assert ("up to 6,000 sequences and above it first at 9,000 (0.180 at 3,000): a trial that stops at 4,096 "
+            "sequences") in text
     assert "**Partial: 2 rows still missing** (final-ars-full-r2-seed2, memory)" in text
     assert "| ARS, full-rank, revised space | 2 | 0.280 [" in text            # the seeds it has
     assert "- ARS, full-rank, revised space − GRPO: reward -0.033 [" in text
