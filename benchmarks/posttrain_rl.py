@@ -964,9 +964,14 @@ def revised_verdict(tunes: dict, stats: dict, pre: dict | None, budget: int, tun
     t = tunes.get(m)
     if t:
         p = t["best"]["params"]
-        head += (f"; its best: step size {p['ars.step_size']:.3g}, noise {p['ars.noise']:.3g}, N = "
+        val = load("pretrained-val")
+        below = "" if val is None else (f"; {sum(x['value'] <= val['reward'] for x in t['trials'])} of its "
+                                        f"{len(t['trials'])} trials at or below the pretrained validation score "
+                                        f"{val['reward']:.3f}")
+        head += (f"{below}; its best: step size {p['ars.step_size']:.3g}, noise {p['ars.noise']:.3g}, N = "
                  f"{p['ars.directions']}, {p['task.batch_size']} prompts per iteration (validation "
-                 f"{t['best']['value']:.3f} on one seed)")
+                 f"{t['best']['value']:.3f} on one seed; {ars_iterations(p, budget)} iterations at {budget:,} "
+                 f"sequences)")
     if m not in stats or pre is None:
         return ["", head + ". Its final rows have not landed yet."]
     c = ci(stats[m]["reward"])
