@@ -636,7 +636,9 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     methods = [m for m in METHODS if m in ROUND_1 or tunes[m] or finals[m]]
     mem = load("memory")
     missing = [f"tune-{m}" for m in methods if tunes[m] is None]
-    missing += [f"final-{m}-seed{s}" for m in methods for s in range(seeds) if load(f"final-{m}-seed{s}") is None]
+    # a later round's finals are missing at a budget once they have started there (round 2 ran at 12,288 only)
+    missing += [f"final-{m}-seed{s}" for m in methods for s in range(seeds)
+                if (m in ROUND_1 or finals[m]) and load(f"final-{m}-seed{s}") is None]
     if mem is None:
         missing.append("memory")
     cmd = "nice -n 10 python benchmarks/posttrain_rl.py" + "".join(
@@ -754,7 +756,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     for m in methods:
         rows = finals[m]
         if not rows:
-            lines.append(f"| {LABELS[m]} | 0 | — | — | — | — |")
+            lines.append(f"| {LABELS[m]}{'' if m in ROUND_1 else ' (not run at this budget)'} | 0 | — | — | — | — |")
             continue
         rew, suc = [r["reward"] for r in rows], [r["success"] for r in rows]
         wall = float(np.median([r["train_s"] / r["sequences"] * 1000 for r in rows]))
@@ -973,7 +975,11 @@ def revised_verdict(tunes: dict, stats: dict, pre: dict | None, budget: int, tun
                  f"{t['best']['value']:.3f} on one seed; {ars_iterations(p, budget)} iterations at {budget:,} "
                  f"sequences)")
     if m not in stats or pre is None:
-        return ["", head + ". Its final rows have not landed yet."]
+        elsewhere = [f"{b:,}" for b in budgets_measured() if b != budget
+                     and any(load(f"final-{m}-seed{s}", data_dir(b)) for s in range(seeds))]
+        return ["", head + (f". Its final rows ran at {' and '.join(elsewhere)} sequences, not at this budget "
+                            f"(`--budget {elsewhere[0].replace(',', '')}` reports them)." if elsewhere
+                            else ". Its final rows have not landed yet.")]
     c = ci(stats[m]["reward"])
     n = len(stats[m]["reward"])
     if c is None:

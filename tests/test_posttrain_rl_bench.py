@@ -135,6 +135,11 @@ def test_a_second_budget_keeps_its_own_rows_and_the_report_sets_the_budgets_side
         {"reward": 0.33, "success": 0.15, "sequences": 8192, "train_s": 1.0, "peak_mb": 100.0, "params": r2,
          "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": 8192, "reward": 0.33}]}))
     assert "so it matches (the interval includes 0) GRPO — with 3 and 3 seeds" in bm.report(8192, 3, 1, tune_budget=4096)
+    monkeypatch.setattr(bm, "DATA", root)       # the 4,096 report: round 2 has a study there but no rows
+    text = bm.report(4096, 3, 1)
+    assert "final-ars-full-r2" not in text                                   # not listed as missing
+    assert "| ARS, full-rank, revised space (not run at this budget) | 0 | — |" in text
+    assert "Its final rows ran at 8,192 sequences, not at this budget (`--budget 8192` reports them)." in text
 
 
 def test_a_method_with_its_own_space_hands_that_space_to_the_study_and_its_trials_spend_the_budget(
@@ -179,3 +184,39 @@ def test_a_method_with_its_own_space_hands_that_space_to_the_study_and_its_trial
         bm.tune_ars("ars-full", 4, 4096)
     first = {p.key for p in load_study(tmp_path / "work" / "tune" / "ars-full" / "study.toml").params}
     assert first == {"ars.step_size", "ars.noise", "ars.directions"}
+
+
+def test_a_re_pretrained_model_keeps_the_first_models_record_and_is_checked_against_it(
+        tmp_path, monkeypatch, model_dir, capsys):
+    """The model directory is outside git and can be lost; making it again must not overwrite the record
+    of the model the committed rows ran on, and a re-made model that scores differently is said aloud."""
+    import json
+    import shutil
+    import subprocess
+
+    import benchmarks.posttrain_rl as bm
+
+    monkeypatch.setattr(bm, "WORK", tmp_path / "work")
+    monkeypatch.setattr(bm, "DATA", tmp_path / "data")
+    (tmp_path / "data").mkdir()
+    first = {"seconds": 500.0, "epochs": 5, "lr": 1e-3, "train_loss": 0.9, "test_reward": 0.198,
+             "test_success": 0.11, "params": 1, "date": "first"}
+    (tmp_path / "data" / "pretrain.json").write_text(json.dumps(first))
+    (tmp_path / "data" / "pretrained-val.json").write_text(json.dumps({"reward": 0.5, "success": 0.4}))
+
+    def fake_pretrain(cmd, **kwargs):          # `arsearch pretrain`: the tiny model stands in for the real one
+        shutil.copytree(model_dir, tmp_path / "work" / "pretrained")
+        out = {"epochs": 5, "train_loss": 0.95, "eval/reward": 0.01, "eval/success": 0.0}
+        return subprocess.CompletedProcess(cmd, 0, stdout="log line\n" + json.dumps(out), stderr="")
+
+    monkeypatch.setattr(bm.subprocess, "run", fake_pretrain)
+    assert bm.pretrained() == first                                        # the rows' model, as recorded
+    assert json.loads((tmp_path / "data" / "pretrain.json").read_text()) == first
+    repeat = json.loads((tmp_path / "data" / "pretrain-repeat.json").read_text())
+    assert repeat["test_reward"] == 0.01 and repeat["params"] > 1
+
+    assert bm.validation_baseline() == {"reward": 0.5, "success": 0.4}      # the first model's score stays
+    again = json.loads((tmp_path / "data" / "pretrained-val-repeat.json").read_text())
+    assert again["reward"] != 0.5
+    assert "warning: the re-pretrained model scores" in capsys.readouterr().err
+    assert "NOT the first model's" in bm.remade_model()
