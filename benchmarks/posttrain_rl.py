@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -137,9 +138,9 @@ def overrides(eval_set: str) -> list[str]:
 
 def pretrained() -> dict:
     """Pretrain the model directory once with `arsearch pretrain` (the cached record says how long)."""
-    record = DATA / "pretrain.json"
-    if record.exists() and (WORK / "pretrained").exists():
-        return json.loads(record.read_text())
+    first = first_model()
+    if first is not None and (WORK / "pretrained").exists():
+        return first
     cmd = [*py(), "-m", "arsearch.cli", "pretrain", str(CONFIG), "--overwrite"]
     for o in overrides("test"):
         cmd += ["--set", o]
@@ -159,19 +160,24 @@ def pretrained() -> dict:
             "train_loss": out["train_loss"], "test_reward": out["eval/reward"], "test_success": out["eval/success"],
             "params": params, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "nice": os.nice(0)}
-    if record.exists():
+    if first is not None:
         # the model directory was deleted and made again: the record of the model the earlier rows ran on
         # stays as it was, and the repeat is kept beside it (validation_baseline checks the two agree)
         save("pretrain-repeat", data)
-        return json.loads(record.read_text())
-    DATA.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(data, indent=2) + "\n")
+        return first
+    save("pretrain", data)
     return data
+
+
+def first_model(name: str = "pretrain") -> dict | None:
+    """The record of the model the first rows ran on: this budget's folder's, else the top folder's (a
+    new folder, such as a later round's, starts from the same model and is checked against it)."""
+    return load(name) or load(name, DATA_ROOT)
 
 
 def validation_baseline() -> dict:
     """The pretrained model's score on the validation prompts (what the tuning trials start from)."""
-    cached = load("pretrained-val")
+    cached = first_model("pretrained-val")
     repeat = load("pretrain-repeat")
     if cached is not None and (repeat is None or load("pretrained-val-repeat") is not None):
         return cached
@@ -533,15 +539,22 @@ def memory_part() -> dict:
 # The report
 
 
-def data_dir(budget: int) -> Path:
+def data_dir(budget: int, tune_budget: int = DEFAULT_BUDGET) -> Path:
     """Where one budget's rows live: the first run's (4,096 sequences) at the top, every other budget in
-    its own folder, so that a run at a new scale never skips rows another budget finished."""
+    its own folder, so that a run at a new scale never skips rows another budget finished. Rows whose
+    settings came from studies at another budget than 4,096 (round 3: tuned at the run's own budget) get
+    a folder that names that budget too, budget-B-tuned-T/: the same method and seed tuned differently is
+    a different row, and must neither be skipped for nor mixed with the one tuned at 4,096."""
+    if tune_budget != DEFAULT_BUDGET:
+        return DATA_ROOT / f"budget-{budget}-tuned-{tune_budget}"
     return DATA_ROOT if budget == DEFAULT_BUDGET else DATA_ROOT / f"budget-{budget}"
 
 
 def budgets_measured() -> list[int]:
+    """The budgets whose rows ran with the 4,096-sequence studies' settings (budget-B/ folders only)."""
     found = [DEFAULT_BUDGET] if any(DATA_ROOT.glob("final-*.json")) else []
-    found += [int(d.name.split("-", 1)[1]) for d in DATA_ROOT.glob("budget-*") if any(d.glob("final-*.json"))]
+    found += [int(m.group(1)) for d in DATA_ROOT.glob("budget-*")
+              if (m := re.fullmatch(r"budget-(\d+)", d.name)) and any(d.glob("final-*.json"))]
     return sorted(found)
 
 
@@ -1100,7 +1113,7 @@ def main(argv=None) -> int:
         parser.error(f"--pilot METHOD must be one of {', '.join(METHODS)}, not {args.pilot[1]!r}")
     global DATA, TUNE_DATA
     tune_budget = args.tune_budget or args.budget
-    DATA, TUNE_DATA = data_dir(args.budget), data_dir(tune_budget)
+    DATA, TUNE_DATA = data_dir(args.budget, tune_budget), data_dir(tune_budget, tune_budget)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
