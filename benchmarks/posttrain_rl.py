@@ -76,6 +76,9 @@ LOW_RANK = 4                      # the low-rank ARS rows' ars.noise_rank
 CURVE_POINTS = 6                  # evaluations along a final row (plus the start)
 METHODS = ("ars-full", "ars-rank", "ars-full-r2", "grpo")
 ROUND_1 = ("ars-full", "ars-rank", "grpo")     # the first comparison: every budget has these rows
+# Round 3: round 2's ARS space and GRPO's space unchanged, both studied again with trials at the run's
+# own budget, since pilot A2 learned only after 8k sequences, which no 4,096-sequence trial can see
+ROUND_3 = ("ars-full-r2", "grpo")
 LABELS = {"ars-full": "ARS, full-rank directions", "ars-rank": f"ARS, rank-{LOW_RANK} directions (noise_rank)",
           "ars-full-r2": "ARS, full-rank, revised space", "grpo": "GRPO (TRL)"}
 ARS_SPACE = {"ars.step_size": {"low": 3e-4, "high": 3e-2, "log": True},
@@ -798,6 +801,8 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
     if not verdict_parts:
         lines.append("- (not enough seeds landed yet)")
     lines += scale_section(seeds)
+    r3_section, r3_verdict = round3(budget, seeds, trials, pre)
+    lines += r3_section
     lines += pilot_section()
     lines += ["", "## (5) Memory on the 1 GB GPT-2 of reports/posttrain.md (a)", ""]
     if mem:
@@ -829,6 +834,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
                      [x for x in missing if not any(m in x for m in METHODS if m not in ROUND_1)], pre)
     lines += cause(tunes, finals, stats, pre)
     lines += revised_verdict(tunes, stats, pre, budget, tune_budget, seeds)
+    lines += r3_verdict
     return "\n".join(lines) + "\n"
 
 
@@ -867,23 +873,31 @@ def tuned_at(budget: int, seeds: int) -> str:
     return "—"
 
 
+def tuned_folders() -> list[tuple[int, int, Path]]:
+    """The folders of rows tuned at another budget than 4,096 (budget-B-tuned-T/), as (B, T, folder)."""
+    found = [(int(m.group(1)), int(m.group(2)), d) for d in DATA_ROOT.glob("budget-*-tuned-*")
+             if (m := re.fullmatch(r"budget-(\d+)-tuned-(\d+)", d.name)) and any(d.glob("final-*.json"))]
+    return sorted(found)
+
+
 def scale_section(seeds: int) -> list[str]:
     """Every budget measured so far, side by side: did a larger budget move the held-out reward?"""
     budgets = budgets_measured()
     if len(budgets) < 2:
         return []
+    folders = [(b, None, data_dir(b)) for b in budgets] + tuned_folders()
     # a method run at some budget gets a column, blank ("—") at the budgets it was not run at
-    methods = [m for m in METHODS if m in ROUND_1 or any(load(f"final-{m}-seed{s}", data_dir(b))
-                                                         for b in budgets for s in range(seeds))]
+    methods = [m for m in METHODS if m in ROUND_1 or any(load(f"final-{m}-seed{s}", d)
+                                                         for _, _, d in folders for s in range(seeds))]
     lines = ["", "## Across budgets", "",
              "Every budget run so far, each with its own final seeds (its rows under `reports/data/posttrain_rl/`, "
-             "`budget-B/` for B ≠ 4,096), with the settings of the tuning study named in the last column. Test "
+             "`budget-B/` for B ≠ 4,096" + (", `budget-B-tuned-T/` for round 3's rows, tuned at T" if folders[len(budgets):]
+                                             else "") + "), with the settings of the tuning study named in the last column. Test "
              "reward, mean over seeds with its 95% bootstrap interval (seeds in parentheses); ↑ / ↓ where the "
              "interval lies above / below the pretrained model's.", "",
              "| sequences per run | pretrained | " + " | ".join(LABELS[m] for m in methods) + " | settings tuned at |",
              "|---:|---:|" + "---:|" * len(methods) + "---:|"]
-    for b in budgets:
-        d = data_dir(b)
+    for b, t, d in folders:
         pre = load("pretrain", d) or load("pretrain", DATA_ROOT)
         cells = []
         for m in methods:
@@ -892,9 +906,113 @@ def scale_section(seeds: int) -> list[str]:
             mark = "" if c is None or pre is None else (" ↑" if c[1] > pre["test_reward"] else
                                                         " ↓" if c[2] < pre["test_reward"] else "")
             cells.append("—" if c is None else f"{fmt_ci(c)}{mark} ({len(rewards)})")
-        cells.append(tuned_at(b, seeds))
+        cells.append(tuned_at(b, seeds) if t is None else f"{t:,} (round 3)")
         lines.append(f"| {b:,} | {pre['test_reward']:.3f} | " + " | ".join(cells) + " |")
     return lines
+
+
+def round3(budget: int, seeds: int, trials: int, pre: dict | None) -> tuple[list[str], list[str]]:
+    """Round 3 at `budget`: both methods' studies again, every trial a run of `budget` sequences (its rows
+    in data_dir(budget, budget)), reported as its own section and verdict paragraph beside rounds 1-2."""
+    if budget == DEFAULT_BUDGET:      # at 4,096 the first round's studies already ran at the run's budget
+        return [], []
+    d = data_dir(budget, budget)
+    tunes = {m: load(f"tune-{m}", d) for m in ROUND_3}
+    finals = {m: [r for s in range(seeds) if (r := load(f"final-{m}-seed{s}", d))] for m in ROUND_3}
+    if not any(tunes.values()) and not any(finals.values()):
+        return [], []
+    pre = pre or load("pretrain", DATA_ROOT)
+    val = load("pretrained-val", d) or load("pretrained-val", DATA_ROOT)
+    folder = f"reports/data/posttrain_rl/{d.name}/"
+    cmd = (f"nice -n 5 python benchmarks/posttrain_rl.py --budget {budget} --tune-budget {budget} --methods "
+           f"{' '.join(ROUND_3)} --skip-memory")
+    counts = {m: len(finals[m]) for m in ROUND_3}
+    partial = (any(t is None for t in tunes.values()) or any(n < seeds for n in counts.values()))
+    out = ["", f"## Round 3: both methods tuned at the run's budget ({budget:,} sequences per trial)", "",
+           f"Rounds 1 and 2 tuned at {DEFAULT_BUDGET:,} sequences per trial, but pilot A2 was at or below the "
+           f"pretrained validation score until after 8k sequences: a trial of {DEFAULT_BUDGET:,} cannot see learning "
+           f"that shows later. So both studies ran again with their spaces unchanged (ARS: round 2's revised "
+           f"space; GRPO: its only space), the same TPE sampler (seed {SAMPLER_SEED}, {STARTUP_TRIALS} random "
+           f"start-up trials) and {trials} trials each, every trial one run of **{budget:,} sequences** on seed 0 "
+           f"scored on the validation prompts: **this round's tuning cost {budget / DEFAULT_BUDGET:.0f}× the "
+           f"earlier rounds' per trial, equal for both methods**. Then each study's best ran on {seeds} fresh "
+           f"seeds (1000..{999 + seeds}) at {budget:,} on the test prompts. Rows under `{folder}`, apart from "
+           f"`budget-{budget}/`'s rows of the same methods tuned at {DEFAULT_BUDGET:,}; run as `{cmd}`, one process "
+           "(one core, its rows one after another, the two methods' seeds alternating) beside another user's job "
+           "on the other core." + remade_model(d)]
+    if partial:
+        out[-1] += (f" **Partial round**: {', '.join(f'{LABELS[m]} {counts[m]} of {seeds} seeds' for m in ROUND_3)}"
+                    + "".join(f"; {LABELS[m]}'s study not finished" for m in ROUND_3 if tunes[m] is None)
+                    + " (the same command resumes it).")
+    out += ["", "| method | trials | best validation reward | best settings | trials at or below pretrained "
+            "validation | tuning wall (min) |", "|---|---:|---:|---|---:|---:|"]
+    for m in ROUND_3:
+        t = tunes[m]
+        if t is None:
+            out.append(f"| {LABELS[m]} | — | — | (not finished) | — | — |")
+            continue
+        best = ", ".join(f"{k.split('.')[-1]} = {v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]} = {v}"
+                         for k, v in t["best"]["params"].items())
+        below = "—" if val is None else f"{sum(x['value'] <= val['reward'] for x in t['trials'])}"
+        wall = f"{t['seconds'] / 60:.1f}" if t.get("seconds") else "—"
+        out.append(f"| {LABELS[m]} | {len(t['trials'])} | {t['best']['value']:.3f} | {best} | {below} | {wall} |")
+    out += ["", "Every trial (validation reward" + (f"; pretrained {val['reward']:.3f}" if val else "") + "):", ""]
+    for m in ROUND_3:
+        if tunes[m]:
+            out.append(f"- {LABELS[m]}: " + "; ".join(
+                "(" + ", ".join(f"{k.split('.')[-1]} {v:.2g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
+                                for k, v in t["params"].items()) + f") → {t['value']:.3f}" for t in tunes[m]["trials"]))
+    out += ["", "Held out (test prompts; mean over seeds with its 95% BCa bootstrap interval; wall and peak as "
+            "above, the two methods' rows alternating in one process under the same load):", "",
+            "| method | seeds | test reward | test success | wall s / 1000 seq | peak RSS (MiB) |",
+            "|---|---:|---:|---:|---:|---:|"]
+    stats = {}
+    for m in ROUND_3:
+        rows = finals[m]
+        if not rows:
+            out.append(f"| {LABELS[m]} | 0 | — | — | — | — |")
+            continue
+        rew, suc = [r["reward"] for r in rows], [r["success"] for r in rows]
+        wall = sorted(r["train_s"] / r["sequences"] * 1000 for r in rows)[len(rows) // 2]
+        peak = sorted(r["peak_mb"] for r in rows)[len(rows) // 2]
+        stats[m] = {"reward": rew, "success": suc, "wall": wall, "peak": peak}
+        cell = (lambda v: fmt_ci(ci(v)) if len(v) > 1 else f"{v[0]:.3f} (1 seed)")  # noqa: E731
+        out.append(f"| {LABELS[m]} | {len(rows)} | {cell(rew)} | {cell(suc)} | {wall:.1f} | {peak:,.0f} |")
+    if pre:
+        out += ["", f"(Pretrained model: test reward {pre['test_reward']:.3f}, success {pre['test_success']:.3f}.)"]
+    ars, grpo = stats.get("ars-full-r2"), stats.get("grpo")
+    dr = diff_ci(ars["reward"], grpo["reward"]) if ars and grpo else None
+    if dr is not None:
+        ds = diff_ci(ars["success"], grpo["success"])
+        out += ["", f"Difference ARS − GRPO (95% percentile bootstrap over independent seeds): reward {fmt_ci(dr)}, "
+                f"success {fmt_ci(ds)}; wall per sequence × {ars['wall'] / grpo['wall']:.2f}; peak RSS × "
+                f"{ars['peak'] / grpo['peak']:.2f}."]
+    head = (f"**Round 3, both methods tuned at {budget:,} sequences per trial** ({trials} trials each, "
+            f"{budget / DEFAULT_BUDGET:.0f}× the earlier rounds' tuning compute per trial, equal for both)")
+    if pre is None or not stats:
+        return out, ["", head + ": no final rows yet."]
+
+    def moved(m):
+        c = ci(stats[m]["reward"]) if m in stats else None
+        if c is None:
+            return f"{LABELS[m]}: {len(stats.get(m, {}).get('reward', []))} seed(s), too few for an interval"
+        where = ("above" if c[1] > pre["test_reward"] else "below" if c[2] < pre["test_reward"] else "includes")
+        return (f"{LABELS[m]} {fmt_ci(c)} ({len(stats[m]['reward'])} of {seeds} seeds), its interval "
+                + (f"includes the pretrained {pre['test_reward']:.3f}" if where == "includes" else
+                   f"{where} the pretrained {pre['test_reward']:.3f}"))
+
+    c = ci(ars["reward"]) if ars else None
+    learns = ("too few ARS seeds to say whether ARS learns" if c is None else
+              "**ARS learns**" if c[1] > pre["test_reward"] else
+              "**ARS made the model worse**" if c[2] < pre["test_reward"] else "**ARS does not learn**")
+    match = ("too few seeds to compare with GRPO" if dr is None else
+             "**ARS beats GRPO**" if dr[1] > 0 else "**ARS is below GRPO**" if dr[2] < 0 else
+             f"**ARS matches GRPO within this interval** (it includes 0; with {len(ars['reward'])} and "
+             f"{len(grpo['reward'])} seeds a difference may hide in the seeds' spread)")
+    line = (head + (" — partial: " + ", ".join(f"{counts[m]} of {seeds} seeds" for m in ROUND_3) if partial else "")
+            + ". Test reward at " + f"{budget:,}: " + "; ".join(moved(m) for m in ROUND_3)
+            + (f"; difference ARS − GRPO {fmt_ci(dr)}" if dr else "") + f". So {learns}, and {match}.")
+    return out, ["", line]
 
 
 def cause(tunes: dict, finals: dict, stats: dict, pre: dict | None) -> list[str]:
@@ -934,21 +1052,24 @@ def cause(tunes: dict, finals: dict, stats: dict, pre: dict | None) -> list[str]
     return out
 
 
-def remade_model() -> str:
-    """A sentence on the re-pretrained model, when the model directory had to be made again."""
-    repeat, val, val_repeat = load("pretrain-repeat"), load("pretrained-val"), load("pretrained-val-repeat")
+def remade_model(directory: Path | None = None) -> str:
+    """A sentence on the re-pretrained model, when the model directory had to be made again (for the rows
+    of `directory`, this budget's folder by default)."""
+    repeat, val_repeat = load("pretrain-repeat", directory), load("pretrained-val-repeat", directory)
+    val = load("pretrained-val", directory) or load("pretrained-val", DATA_ROOT)
     if repeat is None:
         return ""
-    pre = load("pretrain")
+    pre = load("pretrain", directory) or load("pretrain", DATA_ROOT)
+    rows = "the revised-space rows" if directory is None else "this round's rows"
     same = (val_repeat is not None and val is not None and val_repeat["reward"] == val["reward"]
             and repeat["test_reward"] == pre["test_reward"])
-    return (f" The model directory was later deleted and made again by the same command for the revised-space "
-            f"rows ({repeat['date']}, {repeat['seconds'] / 60:.1f} min): test reward {repeat['test_reward']:.3f}, "
+    return (f" The model directory was later deleted and made again by the same command for {rows} "
+            f"({repeat['date']}, {repeat['seconds'] / 60:.1f} min): test reward {repeat['test_reward']:.3f}, "
             f"success {repeat['test_success']:.3f}"
             + (f", validation reward {val_repeat['reward']:.3f}" if val_repeat else "")
             + (" — the same as the first model's, so every row starts from the same scores." if same else
                f" — NOT the first model's (test {pre['test_reward']:.3f}"
-               + (f", validation {val['reward']:.3f}" if val else "") + "): the revised-space rows start from a "
+               + (f", validation {val['reward']:.3f}" if val else "") + f"): {rows} start from a "
                "different model than the first round's."))
 
 
@@ -1119,7 +1240,19 @@ def main(argv=None) -> int:
         return 0
 
     def write(running=""):
-        REPORT.write_text(report(args.budget, args.seeds, args.trials, running, tune_budget))
+        global DATA, TUNE_DATA
+        if tune_budget == args.budget != DEFAULT_BUDGET and any(data_dir(args.budget).glob("final-*.json")):
+            # a round-3 run (studies at the run's budget): the page is this budget's page, whose rows were
+            # tuned at 4,096, with round 3 as its own section, not a page of round 3's rows alone
+            here = DATA, TUNE_DATA
+            DATA, TUNE_DATA = data_dir(args.budget), DATA_ROOT
+            try:
+                text = report(args.budget, args.seeds, args.trials, running, DEFAULT_BUDGET)
+            finally:
+                DATA, TUNE_DATA = here
+        else:
+            text = report(args.budget, args.seeds, args.trials, running, tune_budget)
+        REPORT.write_text(text)
         print(f"wrote {REPORT}", flush=True)
 
     if args.report_only:

@@ -220,3 +220,178 @@ def test_a_re_pretrained_model_keeps_the_first_models_record_and_is_checked_agai
     assert again["reward"] != 0.5
     assert "warning: the re-pretrained model scores" in capsys.readouterr().err
     assert "NOT the first model's" in bm.remade_model()
+
+
+def test_round_3_studies_trials_at_the_runs_budget_into_their_own_folder_beside_the_rows_tuned_at_4096(
+        tmp_path, monkeypatch):
+    """`--budget 12288 --tune-budget 12288`: every tuning trial of both methods runs 12,288 sequences, and
+    its records and final rows land in budget-12288-tuned-12288/, neither skipped because budget-12288/
+    (rows of the same names, tuned at 4,096) has them nor written over them."""
+    import json
+
+    import benchmarks.posttrain_rl as bm
+
+    root = tmp_path / "data"
+    monkeypatch.setattr(bm, "DATA_ROOT", root)
+    monkeypatch.setattr(bm, "WORK", tmp_path / "work")
+    monkeypatch.setattr(bm, "REPORT", tmp_path / "report.md")
+    monkeypatch.setattr(bm, "PLOT", tmp_path / "plot.png")
+    assert bm.data_dir(12288) == root / "budget-12288"                      # round 1-2 rows, tuned at 4,096
+    assert bm.data_dir(12288, 12288) == root / "budget-12288-tuned-12288"   # round 3's
+    assert bm.data_dir(4096, 4096) == root
+    old = root / "budget-12288"
+    old.mkdir(parents=True)
+    kept = {"reward": 0.23, "success": 0.14, "sequences": 12288, "train_s": 1.0, "peak_mb": 1.0,
+            "params": {"learning_rate": 1e-4, "num_generations": 4, "beta": 0.0},
+            "curve": [{"sequences": 0, "reward": 0.2}]}
+    (old / "final-grpo-seed0.json").write_text(json.dumps(kept))
+    for f in ("pretrain", "pretrained-val"):       # the first model's records: the round is checked against them
+        (root / f"{f}.json").write_text(json.dumps({"reward": 0.2, "success": 0.1, "test_reward": 0.2}))
+    for f in ("prompt_files", "pretrained", "validation_baseline"):
+        monkeypatch.setattr(bm, f, lambda: None)
+    monkeypatch.setattr(bm, "report", lambda *a, **k: "page\n")
+    ran, studied = [], []
+
+    def run_child(spec):
+        ran.append(spec)
+        return {"reward": 0.2 + spec["params"].get("learning_rate", 0.0), "success": 0.1, "sequences": spec["budget"],
+                "train_s": 1.0, "peak_mb": 1.0, "curve": [], "iterations": 1}
+
+    def tune_ars(method, trials, budget):      # `arsearch study run` is not started here: what it was asked
+        studied.append((method, trials, budget))
+        best = {"ars.step_size": 1e-3, "ars.noise": 1e-3, "ars.directions": 4, "task.batch_size": 8}
+        return {"trials": [{"params": best, "value": 0.2}], "best": {"params": best, "value": 0.2},
+                "seconds": 1.0, "budget": budget}
+
+    monkeypatch.setattr(bm, "run_child", run_child)
+    monkeypatch.setattr(bm, "tune_ars", tune_ars)
+    assert bm.main(["--budget", "12288", "--tune-budget", "12288", "--methods", "ars-full-r2", "grpo",
+                    "--seeds", "2", "--trials", "2", "--skip-memory"]) == 0
+    assert studied == [("ars-full-r2", 2, 12288)]
+    grpo_trials = [s for s in ran if s["eval_set"] == "val"]
+    assert len(grpo_trials) == 2 and all(s["budget"] == 12288 and s["seed"] == 0 for s in grpo_trials)
+    finals = [(s["method"], s["seed"], s["budget"]) for s in ran if s["eval_set"] == "test"]
+    assert finals == [("ars-full-r2", 1000, 12288), ("grpo", 1000, 12288), ("ars-full-r2", 1001, 12288),
+                      ("grpo", 1001, 12288)]                                  # seed-major, none skipped
+    new = root / "budget-12288-tuned-12288"
+    assert json.loads((new / "tune-grpo.json").read_text())["budget"] == 12288
+    assert sorted(p.name for p in new.glob("final-*.json")) == [
+        "final-ars-full-r2-seed0.json", "final-ars-full-r2-seed1.json", "final-grpo-seed0.json",
+        "final-grpo-seed1.json"]
+    assert json.loads((old / "final-grpo-seed0.json").read_text()) == kept      # not written over
+    assert sorted(p.name for p in old.iterdir()) == ["final-grpo-seed0.json"]
+    assert not (root / "tune-grpo.json").exists()                              # nor the 4,096 study's record
+    assert bm.budgets_measured() == [12288]                                    # the tuned folder is not a budget-B/
+
+
+def test_a_round_3_study_asks_arsearch_for_trials_of_the_runs_budget(tmp_path, monkeypatch):
+    """The study file `arsearch study run` gets for round 3 stops every trial at 12,288 sequences, in its own
+    study directory (a 4,096 study of the same method is not resumed into it)."""
+    import benchmarks.posttrain_rl as bm
+    from arsearch.study.space import load_study
+
+    monkeypatch.setattr(bm, "WORK", tmp_path / "work")
+
+    class Stop(Exception):
+        pass
+
+    def study_run(cmd, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(bm.subprocess, "run", study_run)
+    with pytest.raises(Stop):
+        bm.tune_ars("ars-full-r2", 4, 12288)
+    spec = load_study(tmp_path / "work" / "tune" / "ars-full-r2-12288" / "study.toml")
+    import optuna
+
+    picked = {"ars.step_size": 1e-3, "ars.noise": 3e-3, "ars.directions": 4, "task.batch_size": 8}
+    _, job = spec.resolve(optuna.trial.FixedTrial(picked))
+    assert job.stop.forward_examples == 12288 and job.task.batch_size == 8
+    assert {p.key for p in spec.params} == set(bm.ARS_SPACE_R2)                  # round 2's space, unchanged
+    assert not (tmp_path / "work" / "tune" / "ars-full-r2").exists()
+
+
+def test_the_report_shows_round_3_as_its_own_section_only_once_it_has_rows(tmp_path, monkeypatch):
+    """The 12,288 page (rows tuned at 4,096) without round-3 files has no round-3 section; with them, a
+    section of its own (its tuning, its held-out rows with the seeds each has, ARS − GRPO, a partial note)
+    and a verdict paragraph, while the page's own rows and rounds 1-2's verdicts stay as they were."""
+    pytest.importorskip("scipy")
+    import json
+
+    import benchmarks.posttrain_rl as bm
+
+    root = tmp_path / "data"
+    monkeypatch.setattr(bm, "DATA_ROOT", root)
+    monkeypatch.setattr(bm, "REPORT", tmp_path / "report.md")
+    monkeypatch.setattr(bm, "PLOT", tmp_path / "plot.png")
+    pre = {"seconds": 1.0, "epochs": 1, "lr": 1e-3, "train_loss": 1.0, "test_reward": 0.2, "test_success": 0.1,
+           "params": 10, "date": "d"}
+    params = {"grpo": {"learning_rate": 1e-4, "num_generations": 4, "beta": 0.0},
+              "ars-full": {"ars.step_size": 1e-3, "ars.noise": 1e-2, "ars.directions": 4},
+              "ars-full-r2": {"ars.step_size": 1e-3, "ars.noise": 3e-3, "ars.directions": 4, "task.batch_size": 8}}
+    params["ars-rank"] = params["ars-full"]
+
+    def rows(d, rewards, budget=12288):
+        d.mkdir(parents=True, exist_ok=True)
+        for m, values in rewards.items():
+            for s, r in enumerate(values):
+                (d / f"final-{m}-seed{s}.json").write_text(json.dumps(
+                    {"reward": r, "success": r / 2, "sequences": budget, "iterations": 8, "train_s": 10.0,
+                     "peak_mb": 500.0 if m == "grpo" else 250.0, "params": params[m],
+                     "curve": [{"sequences": 0, "reward": 0.2}, {"sequences": budget, "reward": r}]}))
+
+    def tune(d, m, values):
+        (d / f"tune-{m}.json").write_text(json.dumps(
+            {"trials": [{"params": params[m], "value": v} for v in values],
+             "best": {"params": params[m], "value": max(values)}, "seconds": 600.0, "budget": 12288}))
+
+    rows(root, {m: [0.19, 0.2, 0.21] for m in bm.ROUND_1}, 4096)
+    (root / "pretrain.json").write_text(json.dumps(pre))
+    (root / "pretrained-val.json").write_text(json.dumps({"reward": 0.2, "success": 0.1}))
+    for m in bm.ROUND_1:
+        tune(root, m, [0.19, 0.2])
+    page = root / "budget-12288"
+    rows(page, {"ars-full": [0.19, 0.2, 0.21], "ars-rank": [0.15, 0.16, 0.17], "grpo": [0.3, 0.31, 0.33]})
+    monkeypatch.setattr(bm, "DATA", page)
+    monkeypatch.setattr(bm, "TUNE_DATA", root)
+    before = bm.report(12288, 3, 2, tune_budget=4096)
+    assert "Round 3" not in before and "tuned-12288" not in before
+
+    r3 = root / "budget-12288-tuned-12288"
+    rows(r3, {"ars-full-r2": [0.26, 0.28], "grpo": [0.30, 0.32, 0.31]})        # ARS: 2 of 3 seeds so far
+    tune(r3, "ars-full-r2", [0.19, 0.22])
+    tune(r3, "grpo", [0.25, 0.2, 0.18])
+    (r3 / "pretrain-repeat.json").write_text(json.dumps({**pre, "date": "again", "seconds": 240.0}))
+    (r3 / "pretrained-val-repeat.json").write_text(json.dumps({"reward": 0.2, "success": 0.1, "date": "again"}))
+    text = bm.report(12288, 3, 2, tune_budget=4096)
+    assert before[:before.index("## Across budgets")].split("\n", 3)[3] == \
+        text[:text.index("## Across budgets")].split("\n", 3)[3]               # the page's own rows untouched
+    section = text[text.index("## Round 3"):text.index("## Pilots") if "## Pilots" in text else text.index("## (5)")]
+    assert "this round's tuning cost 3× the earlier rounds' per trial, equal for both methods" in section
+    assert "`reports/data/posttrain_rl/budget-12288-tuned-12288/`" in section
+    assert "--budget 12288 --tune-budget 12288 --methods ars-full-r2 grpo" in section
+    assert "made again by the same command for this round's rows (again, 4.0 min)" in section
+    assert "the same as the first model's" in section
+    assert "**Partial round**: ARS, full-rank, revised space 2 of 3 seeds, GRPO (TRL) 3 of 3 seeds" in section
+    assert "| ARS, full-rank, revised space | 2 | 0.220 | step_size = 0.001, noise = 0.003, directions = 4, " \
+           "batch_size = 8 | 1 | 10.0 |" in section                            # 0.19 at or below 0.2: one trial
+    assert "| GRPO (TRL) | 3 | 0.250 | learning_rate = 0.0001, num_generations = 4, beta = 0 | 2 | 10.0 |" in section
+    assert "| ARS, full-rank, revised space | 2 | 0.270 [" in section
+    assert "| GRPO (TRL) | 3 | 0.310 [" in section
+    assert "Difference ARS − GRPO (95% percentile bootstrap over independent seeds): reward -0.040 [" in section
+    assert "peak RSS × 0.50" in section
+    table = text[text.index("## Across budgets"):text.index("## Round 3")]
+    assert next(x for x in table.splitlines() if x.endswith("| 12,288 (round 3) |")).startswith("| 12,288 | 0.200 |")
+    assert "**Not met** at this scale" in text and "**Round 2" not in text     # round 1's verdict as it was
+    r3_verdict = text[text.index("**Round 3, both methods tuned at 12,288 sequences per trial**"):]
+    assert "3× the earlier rounds' tuning compute per trial, equal for both" in r3_verdict
+    assert "partial: 2 of 3 seeds, 3 of 3 seeds" in r3_verdict
+    assert "its interval above the pretrained 0.200" in r3_verdict and "**ARS learns**" in r3_verdict
+    assert "**ARS is below GRPO**" in r3_verdict or "**ARS matches GRPO" in r3_verdict
+
+    (r3 / "final-ars-full-r2-seed2.json").write_text(json.dumps(    # the round completes
+        {"reward": 0.3, "success": 0.15, "sequences": 12288, "train_s": 10.0, "peak_mb": 250.0,
+         "params": params["ars-full-r2"], "curve": [{"sequences": 0, "reward": 0.2}]}))
+    text = bm.report(12288, 3, 2, tune_budget=4096)
+    assert "Partial round" not in text and "partial: " not in text
+    assert "ARS, full-rank, revised space 0.280 [" in text and "(3 of 3 seeds)" in text
