@@ -16,9 +16,15 @@ after round 1's ARS studies found nothing that learned and after pilot A2 did. I
 rows are new files beside round 1's (tune-ars-full-r2.json, final-ars-full-r2-seedK.json), and the
 report states that GRPO's space got no such revision.
 
+Round 3, `--budget 12288 --tune-budget 12288 --methods ars-full-r2 grpo --skip-memory`: both studies
+again, spaces unchanged, every trial at the run's own budget (pilot A2 learned only after 8k
+sequences, which a 4,096-sequence trial cannot see); 3× the earlier rounds' tuning compute per trial,
+equal for both methods. `--budget 12288 --tune-budget 4096 --report-only` shows it as its own section.
+
 Each budget's rows live in their own folder (reports/data/posttrain_rl/ for 4,096, budget-B/ for
-any other), so a run at a new scale never skips rows because another budget finished them; the
-report sets every budget measured side by side ("Across budgets").
+any other budget run with the 4,096 studies' settings, budget-B-tuned-T/ for rows whose studies ran
+at T ≠ 4,096), so a run at a new scale or with other tuning never skips rows because another run
+finished rows of the same names; the report sets every budget measured side by side ("Across budgets").
 
 (PYTHONPATH at the repository root; GRPO needs `pip install -e '.[bench]'` for trl.)
 
