@@ -986,6 +986,11 @@ def round3(budget: int, seeds: int, trials: int, pre: dict | None) -> tuple[list
         out.append(f"| {LABELS[m]} | {len(rows)} | {cell(rew)} | {cell(suc)} | {wall:.1f} | {peak:,.0f} |")
     if pre:
         out += ["", f"(Pretrained model: test reward {pre['test_reward']:.3f}, success {pre['test_success']:.3f}.)"]
+    took = {m: [r["row_wall_s"] / 60 for r in finals[m] if r.get("row_wall_s")] for m in ROUND_3}
+    if any(took.values()):
+        out += ["", "A final row took " + "; ".join(f"{min(w):.1f}-{max(w):.1f} min ({LABELS[m]})"
+                                                    for m, w in took.items() if w)
+                + f" at nice 5 (training, its {CURVE_POINTS} evaluations and loading)."]
     ars, grpo = stats.get("ars-full-r2"), stats.get("grpo")
     dr = diff_ci(ars["reward"], grpo["reward"]) if ars and grpo else None
     if dr is not None:
@@ -1015,7 +1020,9 @@ def round3(budget: int, seeds: int, trials: int, pre: dict | None) -> tuple[list
              "**ARS beats GRPO**" if dr[1] > 0 else "**ARS is below GRPO**" if dr[2] < 0 else
              f"**ARS matches GRPO within this interval** (it includes 0; with {len(ars['reward'])} and "
              f"{len(grpo['reward'])} seeds a difference may hide in the seeds' spread)")
+    studied = "; ".join(f"{LABELS[m]}'s best trial {tunes[m]['best']['value']:.3f}" for m in ROUND_3 if tunes[m])
     line = (head + (" — partial: " + ", ".join(f"{counts[m]} of {seeds} seeds" for m in ROUND_3) if partial else "")
+            + (f". Validation (seed 0, one run each): {studied}" if studied else "")
             + ". Test reward at " + f"{budget:,}: " + "; ".join(moved(m) for m in ROUND_3)
             + (f"; difference ARS − GRPO {fmt_ci(dr)}" if dr else "") + f". So {learns}, and {match}.")
     return out, ["", line]
@@ -1066,10 +1073,11 @@ def remade_model(directory: Path | None = None) -> str:
     if repeat is None:
         return ""
     pre = load("pretrain", directory) or load("pretrain", DATA_ROOT)
-    rows = "the revised-space rows" if directory is None else "this round's rows"
+    rows, when = (("the revised-space rows", "later deleted and made again") if directory is None else
+                  ("this round's rows", "made again (this round ran from a checkout without it)"))
     same = (val_repeat is not None and val is not None and val_repeat["reward"] == val["reward"]
             and repeat["test_reward"] == pre["test_reward"])
-    return (f" The model directory was later deleted and made again by the same command for {rows} "
+    return (f" The model directory was {when} by the same command for {rows} "
             f"({repeat['date']}, {repeat['seconds'] / 60:.1f} min): test reward {repeat['test_reward']:.3f}, "
             f"success {repeat['test_success']:.3f}"
             + (f", validation reward {val_repeat['reward']:.3f}" if val_repeat else "")

@@ -370,7 +370,8 @@ def test_the_report_shows_round_3_as_its_own_section_only_once_it_has_rows(tmp_p
     assert "this round's tuning cost 3× the earlier rounds' per trial, equal for both methods" in section
     assert "`reports/data/posttrain_rl/budget-12288-tuned-12288/`" in section
     assert "--budget 12288 --tune-budget 12288 --methods ars-full-r2 grpo" in section
-    assert "made again by the same command for this round's rows (again, 4.0 min)" in section
+    assert "made again (this round ran from a checkout without it) by the same command for this round's rows " \
+           "(again, 4.0 min)" in section
     assert "the same as the first model's" in section
     assert "**Partial round**: ARS, full-rank, revised space 2 of 3 seeds, GRPO (TRL) 3 of 3 seeds" in section
     assert "| ARS, full-rank, revised space | 2 | 0.220 | step_size = 0.001, noise = 0.003, directions = 4, " \
@@ -386,6 +387,7 @@ def test_the_report_shows_round_3_as_its_own_section_only_once_it_has_rows(tmp_p
     r3_verdict = text[text.index("**Round 3, both methods tuned at 12,288 sequences per trial**"):]
     assert "3× the earlier rounds' tuning compute per trial, equal for both" in r3_verdict
     assert "partial: 2 of 3 seeds, 3 of 3 seeds" in r3_verdict
+    assert "ARS, full-rank, revised space's best trial 0.220; GRPO (TRL)'s best trial 0.250" in r3_verdict
     assert "its interval above the pretrained 0.200" in r3_verdict and "**ARS learns**" in r3_verdict
     assert "**ARS is below GRPO**" in r3_verdict or "**ARS matches GRPO" in r3_verdict
 
