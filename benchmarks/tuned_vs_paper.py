@@ -247,6 +247,16 @@ def _requeue_interrupted(study) -> None:
         print(f"trial {t.number} was interrupted: failed and its configuration queued again", flush=True)
 
 
+def read_study(spec):
+    """The stored study, read only: the report neither appends a create record to a journal nor re-queues a
+    trial that a running stage (another process) is still working on, as opening it to run would."""
+    import optuna
+
+    from arsearch.study.runner import make_storage
+
+    return optuna.load_study(study_name=spec.settings.name, storage=make_storage(spec.settings.storage))
+
+
 def summarise_raced(task: str, spec, study, root: Path, session=None, budget: float | None = None,
                     cpu: float | None = None) -> dict:
     import optuna
@@ -271,7 +281,8 @@ def summarise_raced(task: str, spec, study, root: Path, session=None, budget: fl
                "budget_core_seconds": budget if budget is not None else old.get("budget_core_seconds"),
                "cpu_core_seconds": cpu if cpu is not None else old.get("cpu_core_seconds", 0.0),
                "job_wall_seconds": raced_compute(study), "trials": trials,
-               "validation": study.user_attrs.get("arsearch.validation") or _partial_validation(spec, study)
+               # from the stored rows, so a configuration added later (SMAC3's incumbent) shows while it runs
+               "validation": _partial_validation(spec, study) or study.user_attrs.get("arsearch.validation")
                or old.get("validation")}
     write_json(path, summary)
     return summary
@@ -687,8 +698,9 @@ def _raced_verdict(task: str, v: dict, stats: dict, limit: int, one_seed: dict) 
     if "vs_baseline" in v:
         b = v["vs_baseline"]
         p = f"; paired Wilcoxon p = {b['wilcoxon_p']:.3g}" if "wilcoxon_p" in b else ""
-        out.append(f"- Winner against the paper's settings on the same {b['n']} fresh seeds: probability of "
-                   f"improvement {b['probability_of_improvement']:.2f} (P(X < Y) in episodes, as rliable defines it), "
+        who = f" ({stats[b['winner']]['label']})" if b.get("winner") in stats else ""
+        out.append(f"- Winner on the fresh seeds{who} against the paper's settings on the same {b['n']} fresh seeds: "
+                   f"probability of improvement {b['probability_of_improvement']:.2f} (P(X < Y) in episodes, as rliable defines it), "
                    f"fewer episodes on {b['paired_wins']} seeds{p}.")
     return out + [""]
 
@@ -807,16 +819,11 @@ def main(argv=None) -> int:
             continue
         spec = load_spec(task, args.smoke, root)
         if spec.settings.name in stored:
-            from arsearch.study import open_study
-
-            study, _ = open_study(spec)
-            summarise_study(task, spec, study, root)
+            summarise_study(task, spec, read_study(spec), root)
     for task in RACED:
         spec = load_raced_spec(task, args.smoke, root)
         if (root / f"raced_{task}.journal").exists() and task not in args.raced_study:
-            from arsearch.study import open_study
-
-            summarise_raced(task, spec, open_study(spec)[0], root)
+            summarise_raced(task, spec, read_study(spec), root)
     seeds_wanted = args.fresh_seeds or args.seeds_wanted
     path = build_report(root, args.smoke, seeds_wanted)
     print(f"report: {path.relative_to(ROOT)}")
