@@ -695,6 +695,8 @@ def _raced_verdict(task: str, v: dict, stats: dict, limit: int, one_seed: dict) 
     smac = next((c for c in v["configs"] if c.get("label") == "SMAC3 incumbent" and c["config"] in stats), None)
     if raced_winner and smac and stats[smac["config"]]["n"] == len(v["seeds"]):
         out += _peer_line(stats[raced_winner["config"]], raced_winner, stats[smac["config"]], smac, v["seeds"], limit)
+    if task == "hopper" and raced_winner and paper and paper["config"] in stats:
+        out += _hopper_causes(v, stats, raced_winner, raced + [paper], limit)
     if "vs_baseline" in v:
         b = v["vs_baseline"]
         p = f"; paired Wilcoxon p = {b['wilcoxon_p']:.3g}" if "wilcoxon_p" in b else ""
@@ -703,6 +705,41 @@ def _raced_verdict(task: str, v: dict, stats: dict, limit: int, one_seed: dict) 
                    f"probability of improvement {b['probability_of_improvement']:.2f} (P(X < Y) in episodes, as rliable defines it), "
                    f"fewer episodes on {b['paired_wins']} seeds{p}.")
     return out + [""]
+
+
+def _hopper_causes(v: dict, stats: dict, winner: dict, ranked: list[dict], limit: int) -> list[str]:
+    """Why Hopper's targets came out as they did, from the validation's own numbers."""
+    out = []
+    w = stats[winner["config"]]
+    full = [stats[c["config"]] for c in v["configs"] if c["config"] in stats and stats[c["config"]]["n"] == len(v["seeds"])]
+    steady = max(full, key=lambda s: s["reached"])
+    if w["reached"] < 0.9 * w["n"]:
+        q, n = w["reached"] / w["n"], winner["tuning"]["n"]
+        out.append(f"- Cause of target 1: success, not speed. No validated configuration, from any tuner, reaches "
+                   f"the target within {limit} episodes on 90% of the fresh seeds: the most reliable is "
+                   f"{steady['label']} with {steady['reached']}/{steady['n']}. A tuner keeps a configuration for its "
+                   f"record on its tuning seeds, and a record of {n} seeds cannot tell the rates apart: a configuration "
+                   f"that reaches the target on {q:.0%} of seeds reaches it on all {n} with probability {q ** n:.2f}, "
+                   f"and among tens of configurations some will. Telling {q:.0%} from 90% takes tens of seeds per "
+                   f"configuration (docs/population.md), which at this compute would leave room for a handful of "
+                   f"configurations.")
+    group = [c for c in ranked if c["config"] in stats and not math.isnan(c["tuning"]["value"])]
+    swapped = [(a, b) for i, a in enumerate(group) for b in group[i + 1:]
+               if (a["tuning"]["value"] - b["tuning"]["value"]) * (a["fresh"]["value"] - b["fresh"]["value"]) < 0]
+    if len(group) == 3 and swapped:
+        a, b = swapped[0]
+        gap = abs(a["tuning"]["value"] - b["tuning"]["value"]) / min(a["tuning"]["value"], b["tuning"]["value"])
+        n = min(a["tuning"]["n"], b["tuning"]["n"])
+        pairs = "; ".join(
+            f"{stats[a['config']]['label']} (estimate {a['tuning']['value']:.0f}, fresh {a['fresh']['value']:.0f}) "
+            f"against {stats[b['config']]['label']} (estimate {b['tuning']['value']:.0f}, fresh {b['fresh']['value']:.0f})"
+            for a, b in swapped)
+        out.append(f"- Cause of target 2: over 3 configurations Spearman can only be 1, 0.5, -0.5 or -1, and "
+                   f"{len(swapped)} pair{'s' if len(swapped) > 1 else ''} swapped order between tuning and fresh "
+                   f"seeds: {pairs}. The swapped estimates differ by {gap:.0%} over {n} seeds each, a gap too small for "
+                   f"{n} seeds of Hopper to order (a single miss moves a restricted mean by up to "
+                   f"{limit / n:.0f} episodes); with 3 configurations the correlation says little either way.")
+    return out
 
 
 def _peer_line(w: dict, winner: dict, p: dict, peer: dict, seeds: list[int], limit: int) -> list[str]:
