@@ -618,6 +618,23 @@ def fmt_ci(c) -> str:
     return "—" if c is None else f"{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}]"
 
 
+def held_out(rows: list[dict]) -> dict:
+    """A method's final rows: rewards and successes per seed, median training wall per 1,000 sequences, median peak."""
+    import numpy as np
+
+    return {"reward": [r["reward"] for r in rows], "success": [r["success"] for r in rows],
+            "wall": float(np.median([r["train_s"] / r["sequences"] * 1000 for r in rows])),
+            "peak": float(np.median([r["peak_mb"] for r in rows]))}
+
+
+def held_out_line(label: str, st: dict) -> str:
+    """One row of a held-out table: an interval over seeds, or the one value when only one seed has run."""
+    def cell(v):
+        return fmt_ci(ci(v)) if len(v) > 1 else f"{v[0]:.3f} (1 seed)"
+    return (f"| {label} | {len(st['reward'])} | {cell(st['reward'])} | {cell(st['success'])} | {st['wall']:.1f} "
+            f"| {st['peak']:,.0f} |")
+
+
 def plot(finals: dict[str, list[dict]], pre: dict | None) -> bool:
     import matplotlib
 
@@ -648,8 +665,6 @@ def plot(finals: dict[str, list[dict]], pre: dict | None) -> bool:
 
 
 def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget: int | None = None) -> str:
-    import numpy as np
-
     tune_budget = tune_budget or budget
     pre = load("pretrain")
     tunes = {m: load(f"tune-{m}", TUNE_DATA) for m in METHODS}
@@ -780,13 +795,8 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
         if not rows:
             lines.append(f"| {LABELS[m]}{'' if m in ROUND_1 else ' (not run at this budget)'} | 0 | — | — | — | — |")
             continue
-        rew, suc = [r["reward"] for r in rows], [r["success"] for r in rows]
-        wall = float(np.median([r["train_s"] / r["sequences"] * 1000 for r in rows]))
-        peak = float(np.median([r["peak_mb"] for r in rows]))
-        stats[m] = {"reward": rew, "success": suc, "wall": wall, "peak": peak}
-        one = lambda v: f"{v[0]:.3f} (1 seed)"  # noqa: E731
-        lines.append(f"| {LABELS[m]} | {len(rows)} | {fmt_ci(ci(rew)) if len(rows) > 1 else one(rew)} | "
-                     f"{fmt_ci(ci(suc)) if len(rows) > 1 else one(suc)} | {wall:.1f} | {peak:,.0f} |")
+        stats[m] = held_out(rows)
+        lines.append(held_out_line(LABELS[m], stats[m]))
     if pre:
         lines += ["", f"(Pretrained model, the common start: test reward {pre['test_reward']:.3f}, "
                   f"success {pre['test_success']:.3f}.)"]
@@ -978,12 +988,8 @@ def round3(budget: int, seeds: int, trials: int, pre: dict | None) -> tuple[list
         if not rows:
             out.append(f"| {LABELS[m]} | 0 | — | — | — | — |")
             continue
-        rew, suc = [r["reward"] for r in rows], [r["success"] for r in rows]
-        wall = sorted(r["train_s"] / r["sequences"] * 1000 for r in rows)[len(rows) // 2]
-        peak = sorted(r["peak_mb"] for r in rows)[len(rows) // 2]
-        stats[m] = {"reward": rew, "success": suc, "wall": wall, "peak": peak}
-        cell = (lambda v: fmt_ci(ci(v)) if len(v) > 1 else f"{v[0]:.3f} (1 seed)")  # noqa: E731
-        out.append(f"| {LABELS[m]} | {len(rows)} | {cell(rew)} | {cell(suc)} | {wall:.1f} | {peak:,.0f} |")
+        stats[m] = held_out(rows)
+        out.append(held_out_line(LABELS[m], stats[m]))
     if pre:
         out += ["", f"(Pretrained model: test reward {pre['test_reward']:.3f}, success {pre['test_success']:.3f}.)"]
     took = {m: [r["row_wall_s"] / 60 for r in finals[m] if r.get("row_wall_s")] for m in ROUND_3}
