@@ -627,6 +627,21 @@ def held_out(rows: list[dict]) -> dict:
             "peak": float(np.median([r["peak_mb"] for r in rows]))}
 
 
+def held_out_table(methods, finals: dict, not_run=lambda m: "") -> tuple[list[str], dict]:
+    """The held-out table of these methods' final rows (a dash row, with `not_run(m)` after the label, for a
+    method without rows) and each method's held_out() numbers."""
+    lines = ["| method | seeds | test reward | test success | wall s / 1000 seq | peak RSS (MiB) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    stats = {}
+    for m in methods:
+        if not finals[m]:
+            lines.append(f"| {LABELS[m]}{not_run(m)} | 0 | — | — | — | — |")
+            continue
+        stats[m] = held_out(finals[m])
+        lines.append(held_out_line(LABELS[m], stats[m]))
+    return lines, stats
+
+
 def held_out_line(label: str, st: dict) -> str:
     """One row of a held-out table: an interval over seeds, or the one value when only one seed has run."""
     def cell(v):
@@ -787,16 +802,9 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
               + (" The revised-space rows ran later, one process beside another user's job (load average about "
                  "2 instead of 9-12), so their wall time is not comparable with the other rows' and no ratio is "
                  "given for it." if finals["ars-full-r2"] else ""), "",
-              "| method | seeds | test reward | test success | wall s / 1000 seq | peak RSS (MiB) |",
-              "|---|---:|---:|---:|---:|---:|"]
-    stats = {}
-    for m in methods:
-        rows = finals[m]
-        if not rows:
-            lines.append(f"| {LABELS[m]}{'' if m in ROUND_1 else ' (not run at this budget)'} | 0 | — | — | — | — |")
-            continue
-        stats[m] = held_out(rows)
-        lines.append(held_out_line(LABELS[m], stats[m]))
+              ]
+    table, stats = held_out_table(methods, finals, lambda m: "" if m in ROUND_1 else " (not run at this budget)")
+    lines += table
     if pre:
         lines += ["", f"(Pretrained model, the common start: test reward {pre['test_reward']:.3f}, "
                   f"success {pre['test_success']:.3f}.)"]
@@ -980,16 +988,9 @@ def round3(budget: int, seeds: int, trials: int, pre: dict | None) -> tuple[list
                                 for k, v in t["params"].items()) + f") → {t['value']:.3f}" for t in tunes[m]["trials"]))
     out += ["", "Held out (test prompts; mean over seeds with its 95% BCa bootstrap interval; wall and peak as "
             "above, the two methods' rows alternating in one process under the same load):", "",
-            "| method | seeds | test reward | test success | wall s / 1000 seq | peak RSS (MiB) |",
-            "|---|---:|---:|---:|---:|---:|"]
-    stats = {}
-    for m in ROUND_3:
-        rows = finals[m]
-        if not rows:
-            out.append(f"| {LABELS[m]} | 0 | — | — | — | — |")
-            continue
-        stats[m] = held_out(rows)
-        out.append(held_out_line(LABELS[m], stats[m]))
+            ]
+    table, stats = held_out_table(ROUND_3, finals)
+    out += table
     if pre:
         out += ["", f"(Pretrained model: test reward {pre['test_reward']:.3f}, success {pre['test_success']:.3f}.)"]
     took = {m: [r["row_wall_s"] / 60 for r in finals[m] if r.get("row_wall_s")] for m in ROUND_3}
