@@ -618,6 +618,12 @@ def fmt_ci(c) -> str:
     return "—" if c is None else f"{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}]"
 
 
+def settings_text(params: dict) -> str:
+    """A study's best settings as the tables show them: `step_size = 0.00131, directions = 4`."""
+    return ", ".join(f"{k.split('.')[-1]} = {v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]} = {v}"
+                     for k, v in params.items())
+
+
 def held_out(rows: list[dict]) -> dict:
     """A method's final rows: rewards and successes per seed, median training wall per 1,000 sequences, median peak."""
     import numpy as np
@@ -779,8 +785,7 @@ def report(budget: int, seeds: int, trials: int, running: str = "", tune_budget:
         if t is None:
             lines.append(f"| {LABELS[m]} | — | — | (not finished) | — |")
             continue
-        best = ", ".join(f"{k.split('.')[-1]} = {v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]} = {v}"
-                         for k, v in t["best"]["params"].items())
+        best = settings_text(t["best"]["params"])
         wall = f"{t['seconds'] / 60:.1f}" if t.get("seconds") else "—"
         lines.append(f"| {LABELS[m]} | {len(t['trials'])} | {t['best']['value']:.3f} | {best} | {wall} |")
     lines += ["", "Every trial (validation reward):", ""]
@@ -975,8 +980,7 @@ def round3(budget: int, seeds: int, trials: int, pre: dict | None) -> tuple[list
         if t is None:
             out.append(f"| {LABELS[m]} | — | — | (not finished) | — | — |")
             continue
-        best = ", ".join(f"{k.split('.')[-1]} = {v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]} = {v}"
-                         for k, v in t["best"]["params"].items())
+        best = settings_text(t["best"]["params"])
         below = "—" if val is None else f"{sum(x['value'] <= val['reward'] for x in t['trials'])}"
         wall = f"{t['seconds'] / 60:.1f}" if t.get("seconds") else "—"
         out.append(f"| {LABELS[m]} | {len(t['trials'])} | {t['best']['value']:.3f} | {best} | {below} | {wall} |")
