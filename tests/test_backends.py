@@ -115,6 +115,15 @@ def test_fused_mlp_forward_equals_vmap_functional_call(tmp_path, version):
     assert fused_mlp_forward(model, {k: v for k, v in params.items() if "bias" not in k}, x) is None
 
 
+def assert_trained_alike(run, reference, rel: float, abs: float) -> None:
+    """Two finished Trainers took the same path: scores per iteration (within rel/abs), final weights, spend."""
+    assert [h["train/score"] for h in run.history] == pytest.approx([h["train/score"] for h in reference.history],
+                                                                    rel=rel, abs=abs)
+    for (name, a), (_, b) in zip(reference.model.state_dict().items(), run.model.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+    assert run.task.counters == reference.task.counters
+
+
 @pytest.mark.parametrize("kind", ["digits", "rl"])
 def test_chunked_vectorized_evaluation_equals_the_unchunked_one(tmp_path, kind):
     """ars.vector_chunk only bounds memory: the scores and the trained θ are the same."""
@@ -128,11 +137,7 @@ def test_chunked_vectorized_evaluation_equals_the_unchunked_one(tmp_path, kind):
         trainer.run()
         runs[chunk] = trainer
     whole, chunked = runs[0], runs[3]
-    assert [h["train/score"] for h in chunked.history] == pytest.approx([h["train/score"] for h in whole.history],
-                                                                        rel=1e-6, abs=1e-9)
-    for (name, a), (_, b) in zip(whole.model.state_dict().items(), chunked.model.state_dict().items()):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
-    assert chunked.task.counters == whole.task.counters
+    assert_trained_alike(chunked, whole, rel=1e-6, abs=1e-9)
     assert not torch.equal(whole.space.vector(), Trainer(make_job(kind, tmp_path / "x"), progress=False).space.vector())
 
 
@@ -156,8 +161,4 @@ def test_one_candidate_per_call_scores_what_one_batched_call_scores(tmp_path, ki
         runs[chunk] = trainer
     assert set(calls) == {1}, "the one-by-one path was not taken at vector_chunk = 1 (or was at 2N)"
     one, batched = runs[1], runs[8]
-    assert [h["train/score"] for h in one.history] == pytest.approx([h["train/score"] for h in batched.history],
-                                                                    rel=1e-5, abs=1e-6)
-    for (name, a), (_, b) in zip(batched.model.state_dict().items(), one.model.state_dict().items()):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
-    assert one.task.counters == batched.task.counters
+    assert_trained_alike(one, batched, rel=1e-5, abs=1e-6)

@@ -12,7 +12,7 @@ from arsearch.cli import main
 from arsearch.config import ConfigError
 from arsearch.study import load_existing, load_study, open_study
 from arsearch.tracking import redact
-from tests.support.recovery import run, start, wait_for
+from tests.support.recovery import run, start, wait_for_trial_under_way
 from tests.support.study import fresh_postgres_schema, write_study
 
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
@@ -134,11 +134,7 @@ def test_killed_worker_runs_are_ended_and_the_rerun_says_which_trial_it_retried(
     study.enqueue_trial({"ars.iterations": 10})
     study.enqueue_trial({"ars.iterations": 1500})
     first = start(tmp_cwd, "study", "run", str(path), "--n-trials", "2", "--quiet")
-
-    def trial_1_reported():
-        trials = study.get_trials()
-        return len(trials) == 2 and trials[1].state == optuna.trial.TrialState.RUNNING and trials[1].intermediate_values
-    wait_for(trial_1_reported, timeout=300, what="trial 1 under way", proc=first)
+    wait_for_trial_under_way(study, first, number=1, trials=2)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     from mlflow import MlflowClient

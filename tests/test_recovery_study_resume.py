@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from arsearch.study import load_study, open_study
-from tests.support.recovery import run, start, wait_for
+from tests.support.recovery import run, start, wait_for, wait_for_trial_under_way
 from tests.support.study import REPO, env, write_study
 from tests.test_orphans import no_survivors, tree
 
@@ -35,11 +35,7 @@ def _study(directory, extra: str = "", seeds: str = ""):
 
 def _interrupt(cwd, path, study):
     proc = start(cwd, "study", "run", str(path), "--n-trials", "1", "--quiet")
-
-    def under_way():
-        trials = study.get_trials()
-        return trials and trials[0].state == optuna.trial.TrialState.RUNNING and trials[0].intermediate_values
-    wait_for(under_way, timeout=300, what="trial 0 under way", proc=proc)
+    wait_for_trial_under_way(study, proc)
     family = tree(proc.pid)
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=180)

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from arsearch.study import load_study, open_study
-from tests.support.recovery import start, wait_for
+from tests.support.recovery import start, wait_for_trial_under_way
 from tests.support.study import write_study
 from tests.test_orphans import no_survivors, tree
 
@@ -27,11 +27,7 @@ def test_signal_to_study_run_interrupts_the_trial_and_ends_its_runs(tmp_cwd, sig
     study, _ = open_study(load_study(path))
     study.enqueue_trial({"ars.iterations": 100000})
     proc = start(tmp_cwd, "study", "run", str(path), "--n-trials", "3", "--quiet")
-
-    def under_way():
-        trials = study.get_trials()
-        return trials and trials[0].state == optuna.trial.TrialState.RUNNING and trials[0].intermediate_values
-    wait_for(under_way, timeout=300, what="trial 0 under way", proc=proc)
+    wait_for_trial_under_way(study, proc)
     family = tree(proc.pid)
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)            # a terminal's Ctrl-C (a subprocess trial has its own session)

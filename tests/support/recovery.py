@@ -82,6 +82,20 @@ def wait_for(predicate, timeout: float = 180, what: str = "condition", proc: sub
     raise AssertionError(f"timed out waiting for {what}")
 
 
+
+def wait_for_trial_under_way(study, proc: subprocess.Popen, number: int = 0, trials: int | None = None,
+                             timeout: float = 300):
+    """Until the study's trial `number` is RUNNING and has reported a value (its job is past set-up), while
+    `proc` lives; with `trials`, also until the study holds exactly that many."""
+    import optuna
+
+    def under_way():
+        got = study.get_trials()
+        return ((trials is None or len(got) == trials) and len(got) > number
+                and got[number].state == optuna.trial.TrialState.RUNNING and got[number].intermediate_values)
+    return wait_for(under_way, timeout=timeout, what=f"trial {number} under way", proc=proc)
+
+
 def checkpoints(directory: Path) -> list[Path]:
     return sorted(Path(directory).glob("iter_*.pt"))
 
@@ -114,4 +128,4 @@ def tmpfs(path: Path, size: str = "64k", readonly: bool = False):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-__all__ = ["REPO", "write_job", "start", "run", "wait_for", "checkpoints", "runs", "tmpfs", "need_root"]
+__all__ = ["REPO", "write_job", "start", "run", "wait_for", "wait_for_trial_under_way", "checkpoints", "runs", "tmpfs", "need_root"]
